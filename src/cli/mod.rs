@@ -1,0 +1,161 @@
+//! The command line: one file per subcommand, each with its own options and `run`.
+//! Errors carry their exit code: 2 for bad input, 1 for everything else.
+
+mod feeds;
+mod fetch;
+mod migrate;
+mod papers;
+mod serve;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::domain::Invalid;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Parser)]
+#[command(name = "paperboy", version, about = "Emails researchers a personal digest of new and trending papers")]
+pub struct Cli {
+    /// Settings file (default: ./paperboy.toml when it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web service and the feed scheduler.
+    Serve(serve::Args),
+    /// Apply database migrations.
+    Migrate,
+    /// Poll feeds now; one summary line per feed.
+    Fetch(fetch::Args),
+    /// List, add or remove feeds.
+    #[command(subcommand)]
+    Feeds(feeds::Command),
+    /// Look at stored papers.
+    #[command(subcommand)]
+    Papers(papers::Command),
+}
+
+/// A failed command, with the exit code it maps to.
+#[derive(Debug)]
+pub enum CliError {
+    /// The user asked for something malformed or unknown: exit 2.
+    Input(String),
+    /// Anything else: exit 1.
+    Other(anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Input(_) => 2,
+            CliError::Other(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Input(msg) => f.write_str(msg),
+            CliError::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Other(e)
+    }
+}
+
+impl From<Invalid> for CliError {
+    fn from(e: Invalid) -> Self {
+        CliError::Input(e.0)
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(msg) | StoreError::NotFound(msg) => CliError::Input(msg),
+            other => CliError::Other(other.into()),
+        }
+    }
+}
+
+impl From<crate::config::ConfigError> for CliError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        CliError::Input(e.to_string())
+    }
+}
+
+impl Cli {
+    pub async fn run(self) -> Result<(), CliError> {
+        let settings = Settings::load(self.config.as_deref())?;
+        crate::telemetry::init(&settings.log, settings.log_format);
+        match self.command {
+            Command::Serve(args) => serve::run(settings, args).await,
+            Command::Migrate => migrate::run(settings).await,
+            Command::Fetch(args) => fetch::run(settings, args).await,
+            Command::Feeds(cmd) => feeds::run(settings, cmd).await,
+            Command::Papers(cmd) => papers::run(settings, cmd).await,
+        }
+    }
+}
+
+/// Opens the configured database, migrated, for a command.
+async fn open_store(settings: &Settings) -> Result<Store, CliError> {
+    let store = Store::open(&settings.database_url)
+        .await
+        .map_err(|e| CliError::Other(anyhow::Error::new(e).context("opening the database")))?;
+    store
+        .seed_default_feeds(Utc::now())
+        .await
+        .map_err(|e| CliError::Other(e.into()))?;
+    Ok(store)
+}
+
+/// `2026-11-28` (midnight UTC) or a full RFC 3339 instant.
+fn parse_since(raw: &str) -> Result<DateTime<Utc>, CliError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .ok_or_else(|| CliError::Input(format!("bad date {raw:?}: use YYYY-MM-DD or RFC 3339")))
+}
+
+/// Prints a value as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Other(e.into()))?;
+    println!("{text}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn since_accepts_dates_and_instants() {
+        assert_eq!(parse_since("2026-11-28").unwrap().to_rfc3339(), "2026-11-28T00:00:00+00:00");
+        assert!(parse_since("2026-11-28T10:00:00+02:00").is_ok());
+        assert_eq!(parse_since("yesterday").unwrap_err().exit_code(), 2);
+    }
+}

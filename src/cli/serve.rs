@@ -1,0 +1,46 @@
+//! `paperboy serve`: the web listener plus the scheduler, until Ctrl-C or SIGTERM.
+
+use crate::app::{App, ServeOptions};
+use crate::config::Settings;
+
+use super::CliError;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Do not run the feed schedule (for extra replicas).
+    #[arg(long)]
+    no_scheduler: bool,
+}
+
+pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
+    let options = ServeOptions {
+        scheduler: !args.no_scheduler,
+    };
+    let app = App::build(settings, options).await?;
+    app.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

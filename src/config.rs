@@ -1,0 +1,378 @@
+//! Settings: built-in defaults, overridden by `paperboy.toml`, overridden by `PAPERBOY_*`
+//! environment variables. Secrets are wrapped so that they never reach logs.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A value that must not be printed: Debug and Display show `[redacted]`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A database URL; its password, if any, is hidden when printed.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced, fit for logs and error messages.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("redacted"));
+                u.to_string()
+            }
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(ConfigError::Invalid {
+                key: "log_format",
+                message: format!("{other:?} is not text or json"),
+            }),
+        }
+    }
+}
+
+/// How feeds are polled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FetchSettings {
+    /// When the scheduler polls every feed (cron with seconds: `sec min hour dom mon dow`,
+    /// UTC). Conditional GETs make polls of unchanged feeds cheap.
+    pub schedule: String,
+    /// Whole-request limit, body included, so a never-ending response is cut off.
+    pub timeout_secs: u64,
+    /// Responses larger than this are refused.
+    pub max_bytes: u64,
+    /// Attempts after the first one on 429, 5xx and timeouts.
+    pub retries: u32,
+    /// First backoff between attempts; doubled each time unless the server sends Retry-After.
+    pub backoff_ms: u64,
+    /// Longest Retry-After that is waited for; a longer one fails the fetch for this run.
+    pub max_retry_after_secs: u64,
+    /// Minimum spacing between two requests to an arXiv host (arXiv asks for 3 s).
+    pub arxiv_interval_ms: u64,
+    /// Minimum spacing between two requests to any other host.
+    pub host_interval_ms: u64,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        Self {
+            schedule: "0 10 * * * *".into(),
+            timeout_secs: 30,
+            max_bytes: 20 * 1024 * 1024,
+            retries: 3,
+            backoff_ms: 2_000,
+            max_retry_after_secs: 120,
+            arxiv_interval_ms: 3_000,
+            host_interval_ms: 1_000,
+        }
+    }
+}
+
+impl FetchSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+}
+
+/// Everything paperboy reads from its environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub bind: String,
+    pub base_url: String,
+    pub smtp_url: Option<Secret>,
+    pub outbox_dir: PathBuf,
+    pub from: String,
+    pub secret_key: Option<Secret>,
+    pub dkim_key: Option<PathBuf>,
+    pub dkim_selector: Option<String>,
+    pub dkim_domain: Option<String>,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub fetch: FetchSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: DatabaseUrl::new("sqlite://data/paperboy.db"),
+            bind: "127.0.0.1:8080".into(),
+            base_url: "http://127.0.0.1:8080".into(),
+            smtp_url: None,
+            outbox_dir: PathBuf::from("data/outbox"),
+            from: "paperboy <digest@localhost>".into(),
+            secret_key: None,
+            dkim_key: None,
+            dkim_selector: None,
+            dkim_domain: None,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            fetch: FetchSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("setting {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "paperboy.toml";
+
+impl Settings {
+    /// Defaults < `path` (or `paperboy.toml` when present) < the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(path, |k| std::env::var(k).ok())
+    }
+
+    /// As [`Settings::load`], reading variables through `env` (tests pass a map).
+    pub fn load_with(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+                default.exists().then_some(default)
+            }
+        };
+        let mut settings = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path,
+                    message: e.to_string(),
+                })?
+            }
+            None => Settings::default(),
+        };
+        settings.apply_env(env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("PAPERBOY_DATABASE_URL") {
+            self.database_url = DatabaseUrl::new(v);
+        }
+        if let Some(v) = get("PAPERBOY_BIND") {
+            self.bind = v;
+        }
+        if let Some(v) = get("PAPERBOY_BASE_URL") {
+            self.base_url = v;
+        }
+        if let Some(v) = get("PAPERBOY_SMTP_URL") {
+            self.smtp_url = Some(Secret::new(v));
+        }
+        if let Some(v) = get("PAPERBOY_OUTBOX_DIR") {
+            self.outbox_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("PAPERBOY_FROM") {
+            self.from = v;
+        }
+        if let Some(v) = get("PAPERBOY_SECRET_KEY") {
+            self.secret_key = Some(Secret::new(v));
+        }
+        if let Some(v) = get("PAPERBOY_DKIM_KEY") {
+            self.dkim_key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("PAPERBOY_DKIM_SELECTOR") {
+            self.dkim_selector = Some(v);
+        }
+        if let Some(v) = get("PAPERBOY_DKIM_DOMAIN") {
+            self.dkim_domain = Some(v);
+        }
+        if let Some(v) = get("PAPERBOY_LOG") {
+            self.log = v;
+        }
+        if let Some(v) = get("PAPERBOY_LOG_FORMAT") {
+            self.log_format = v.parse()?;
+        }
+        if let Some(v) = get("PAPERBOY_FETCH_SCHEDULE") {
+            self.fetch.schedule = v;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let db = self.database_url.expose();
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid {
+                key: "database_url",
+                message: format!(
+                    "{} is neither sqlite://… nor postgres://…",
+                    self.database_url.redacted()
+                ),
+            });
+        }
+        url::Url::parse(&self.base_url).map_err(|e| ConfigError::Invalid {
+            key: "base_url",
+            message: format!("{:?}: {e}", self.base_url),
+        })?;
+        cron::Schedule::from_str(&self.fetch.schedule).map_err(|e| ConfigError::Invalid {
+            key: "fetch.schedule",
+            message: format!("{:?}: {e}", self.fetch.schedule),
+        })?;
+        if self.fetch.max_bytes == 0 || self.fetch.timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "fetch",
+                message: "max_bytes and timeout_secs must be above zero".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The identity paperboy gives feed servers, with a link back to this instance.
+    pub fn user_agent(&self) -> String {
+        format!(
+            "paperboy/{} (+{}; self-hosted paper digest)",
+            env!("CARGO_PKG_VERSION"),
+            self.base_url
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_work_with_nothing_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        let s = Settings::load_with(None, env_of(&[])).unwrap();
+        assert_eq!(s.database_url.expose(), "sqlite://data/paperboy.db");
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert!(s.smtp_url.is_none());
+        assert!(Settings::load_with(Some(&missing), env_of(&[])).is_err());
+    }
+
+    #[test]
+    fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paperboy.toml");
+        std::fs::write(
+            &path,
+            "bind = \"0.0.0.0:9000\"\nfrom = \"file <f@example.org>\"\n[fetch]\nretries = 1\n",
+        )
+        .unwrap();
+        let s = Settings::load_with(
+            Some(&path),
+            env_of(&[("PAPERBOY_FROM", "env <e@example.org>")]),
+        )
+        .unwrap();
+        assert_eq!(s.bind, "0.0.0.0:9000");
+        assert_eq!(s.from, "env <e@example.org>");
+        assert_eq!(s.fetch.retries, 1);
+        assert_eq!(s.fetch.timeout_secs, 30);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paperboy.toml");
+        std::fs::write(&path, "databse_url = \"x\"\n").unwrap();
+        let err = Settings::load_with(Some(&path), env_of(&[])).unwrap_err();
+        assert!(err.to_string().contains("databse_url"), "{err}");
+        let err = Settings::load_with(None, env_of(&[("PAPERBOY_DATABASE_URL", "mysql://x")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("database_url"), "{err}");
+        let err = Settings::load_with(None, env_of(&[("PAPERBOY_FETCH_SCHEDULE", "often")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("fetch.schedule"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings::load_with(
+            None,
+            env_of(&[
+                ("PAPERBOY_SMTP_URL", "smtp://user:hunter2@mail:587"),
+                ("PAPERBOY_SECRET_KEY", "k3y"),
+                ("PAPERBOY_DATABASE_URL", "postgres://app:s3cret@db/paperboy"),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{s:?}");
+        for secret in ["hunter2", "k3y", "s3cret"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Any other source: RSS 0.9/1.0/2.0, Atom and JSON Feed (through feed-rs), plus the
+//! bioRxiv/medRxiv `details` API and Semantic Scholar search pages, told apart by shape.
+//! Keys come from an arXiv id in the links when there is one, else a DOI, else the link.
+
+use chrono::NaiveDate;
+use feed_rs::model::{Entry, Feed};
+use serde::Deserialize;
+
+use super::{FeedError, Parsed, feed_text, text};
+use crate::domain::{ArxivId, Ingested, Paper, PaperKey, normalise_doi};
+
+pub(super) fn xml(feed: &Feed) -> Parsed {
+    let mut parsed = Parsed::default();
+    for entry in &feed.entries {
+        parsed.push(feed_entry(entry));
+    }
+    parsed
+}
+
+pub(super) fn json(body: &[u8]) -> Result<Parsed, FeedError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| FeedError::Malformed(format!("invalid JSON: {e}")))?;
+    if value.get("collection").is_some_and(|c| c.is_array()) {
+        return preprint_api(value);
+    }
+    if value.get("data").is_some_and(|d| d.is_array()) {
+        return semantic_scholar(value);
+    }
+    let is_json_feed = value
+        .get("version")
+        .and_then(|v| v.as_str())
+        .is_some_and(|v| v.contains("jsonfeed.org"));
+    if is_json_feed {
+        let feed = feed_rs::parser::Builder::new()
+            .sanitize_content(false)
+            .build()
+            .parse(body)
+            .map_err(|e| FeedError::Malformed(e.to_string()))?;
+        return Ok(xml(&feed));
+    }
+    Err(FeedError::NotAFeed(
+        "JSON that is neither a JSON Feed, a bioRxiv/medRxiv API answer nor a Semantic Scholar page"
+            .into(),
+    ))
+}
+
+fn feed_entry(entry: &Entry) -> Option<Ingested> {
+    let title = feed_text(entry.title.as_ref());
+    if title.is_empty() {
+        return None;
+    }
+    let hrefs: Vec<&str> = entry.links.iter().map(|l| l.href.trim()).collect();
+    let candidates = std::iter::once(entry.id.as_str()).chain(hrefs.iter().copied());
+    let mut paper = if let Some(id) = candidates.clone().find_map(ArxivId::parse) {
+        Paper::from_arxiv(&id, title)
+    } else if let Some((doi, version)) = candidates.clone().find_map(preprint_doi) {
+        let mut p = Paper::new(PaperKey::doi(&doi)?, title);
+        p.doi = Some(doi);
+        p.version = version;
+        p
+    } else if let Some(doi) = candidates.clone().find_map(normalise_doi) {
+        let mut p = Paper::new(PaperKey::doi(&doi)?, title);
+        p.doi = Some(doi);
+        p
+    } else {
+        let key = candidates.clone().find_map(PaperKey::url)?;
+        Paper::new(key, title)
+    };
+    if paper.links.abs.is_none() {
+        paper.links.abs = hrefs.first().map(|h| h.to_string());
+    }
+    let summary = feed_text(entry.summary.as_ref());
+    paper.abstract_text = if summary.is_empty() {
+        entry
+            .content
+            .as_ref()
+            .and_then(|c| {
+                c.body
+                    .as_deref()
+                    .map(|b| text::by_media_type(b, c.content_type.as_str()))
+            })
+            .unwrap_or_default()
+    } else {
+        summary
+    };
+    paper.authors = entry
+        .authors
+        .iter()
+        .flat_map(|p| split_names(&p.name))
+        .collect();
+    for c in &entry.categories {
+        let term = text::plain(c.label.as_deref().unwrap_or(&c.term));
+        if !term.is_empty() && !paper.categories.contains(&term) {
+            paper.categories.push(term);
+        }
+    }
+    paper.published = entry.published.or(entry.updated);
+    Some(Ingested {
+        paper,
+        entry_id: entry.id.clone(),
+        announce_type: None,
+    })
+}
+
+/// bioRxiv and medRxiv links carry the DOI suffix and version:
+/// `…/cgi/content/short/2023.12.16.571984v1?rss=1` → (`10.1101/2023.12.16.571984`, 1).
+fn preprint_doi(href: &str) -> Option<(String, Option<u32>)> {
+    let url = url::Url::parse(href.trim()).ok()?;
+    let host = url.host_str()?;
+    if !(host.ends_with("biorxiv.org") || host.ends_with("medrxiv.org")) {
+        return None;
+    }
+    let last = url.path_segments()?.next_back()?;
+    let (suffix, version) = match last.rsplit_once('v') {
+        Some((s, v)) if v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty() => {
+            (s, v.parse().ok())
+        }
+        _ => (last, None),
+    };
+    let looks_right = suffix.split('.').count() == 4
+        && suffix.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    looks_right.then(|| (format!("10.1101/{suffix}"), version))
+}
+
+/// Author strings from feeds: `A; B`, `A, B and C`, or bioRxiv's `Last, I., Other, J. K.`,
+/// where a comma also separates a surname from its initials.
+fn split_names(raw: &str) -> Vec<String> {
+    let raw = text::plain(raw);
+    if raw.contains(';') {
+        return raw
+            .split(';')
+            .map(text::plain)
+            .filter(|n| !n.is_empty())
+            .collect();
+    }
+    let is_initials = |s: &str| {
+        !s.is_empty()
+            && s.split_whitespace().all(|w| {
+                w.ends_with('.') && w.chars().filter(|c| c.is_alphabetic()).count() <= 3
+            })
+    };
+    let parts: Vec<&str> = raw
+        .split(',')
+        .flat_map(|p| p.split(" and "))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < parts.len() {
+        if i + 1 < parts.len() && is_initials(parts[i + 1]) {
+            names.push(format!("{}, {}", parts[i], parts[i + 1]));
+            i += 2;
+        } else {
+            names.push(parts[i].to_string());
+            i += 1;
+        }
+    }
+    names
+}
+
+#[derive(Deserialize)]
+struct PreprintPage {
+    collection: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Preprint {
+    doi: Option<String>,
+    title: Option<String>,
+    authors: Option<String>,
+    date: Option<String>,
+    version: Option<String>,
+    category: Option<String>,
+    #[serde(rename = "abstract")]
+    abstract_text: Option<String>,
+    server: Option<String>,
+}
+
+/// `api.biorxiv.org/details/…` and `api.medrxiv.org/details/…`.
+fn preprint_api(value: serde_json::Value) -> Result<Parsed, FeedError> {
+    let page: PreprintPage =
+        serde_json::from_value(value).map_err(|e| FeedError::Malformed(e.to_string()))?;
+    let mut parsed = Parsed::default();
+    for item in page.collection {
+        let entry = serde_json::from_value::<Preprint>(item)
+            .ok()
+            .and_then(preprint_entry);
+        parsed.push(entry);
+    }
+    Ok(parsed)
+}
+
+fn preprint_entry(p: Preprint) -> Option<Ingested> {
+    let doi = normalise_doi(p.doi.as_deref()?)?;
+    let title = text::from_html(p.title.as_deref()?);
+    if title.is_empty() {
+        return None;
+    }
+    let mut paper = Paper::new(PaperKey::doi(&doi)?, title);
+    paper.version = p.version.as_deref().and_then(|v| v.trim().parse().ok());
+    paper.abstract_text = text::strip_jats_markers(&text::from_html(
+        p.abstract_text.as_deref().unwrap_or_default(),
+    ));
+    paper.authors = p.authors.as_deref().map(split_names).unwrap_or_default();
+    paper.categories = p
+        .category
+        .map(|c| text::plain(&c))
+        .filter(|c| !c.is_empty())
+        .into_iter()
+        .collect();
+    paper.published = p
+        .date
+        .as_deref()
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc());
+    let host = match p.server.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("medrxiv") => "www.medrxiv.org",
+        _ => "www.biorxiv.org",
+    };
+    let version = paper.version.map(|v| format!("v{v}")).unwrap_or_default();
+    paper.links.abs = Some(format!("https://{host}/content/{doi}{version}"));
+    paper.links.pdf = Some(format!("https://{host}/content/{doi}{version}.full.pdf"));
+    paper.doi = Some(doi.clone());
+    Some(Ingested {
+        paper,
+        entry_id: doi,
+        announce_type: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct S2Page {
+    data: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct S2Paper {
+    #[serde(rename = "paperId")]
+    paper_id: Option<String>,
+    #[serde(rename = "externalIds")]
+    external_ids: Option<std::collections::HashMap<String, serde_json::Value>>,
+    url: Option<String>,
+    title: Option<String>,
+    #[serde(rename = "abstract")]
+    abstract_text: Option<String>,
+    #[serde(rename = "publicationDate")]
+    publication_date: Option<String>,
+    #[serde(default)]
+    authors: Vec<S2Author>,
+    #[serde(rename = "openAccessPdf")]
+    open_access_pdf: Option<S2Pdf>,
+}
+
+#[derive(Deserialize)]
+struct S2Author {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct S2Pdf {
+    url: Option<String>,
+}
+
+/// A Semantic Scholar `/graph/v1/paper/search` page.
+fn semantic_scholar(value: serde_json::Value) -> Result<Parsed, FeedError> {
+    let page: S2Page =
+        serde_json::from_value(value).map_err(|e| FeedError::Malformed(e.to_string()))?;
+    let mut parsed = Parsed::default();
+    for item in page.data {
+        let entry = serde_json::from_value::<S2Paper>(item)
+            .ok()
+            .and_then(s2_entry);
+        parsed.push(entry);
+    }
+    Ok(parsed)
+}
+
+fn s2_entry(p: S2Paper) -> Option<Ingested> {
+    let title = text::plain(p.title.as_deref()?);
+    if title.is_empty() {
+        return None;
+    }
+    let ids = p.external_ids.unwrap_or_default();
+    let id_str = |k: &str| ids.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let doi = id_str("DOI").as_deref().and_then(normalise_doi);
+    let paper_id = p.paper_id?;
+    let mut paper = match id_str("ArXiv").as_deref().and_then(ArxivId::parse) {
+        Some(id) => Paper::from_arxiv(&id, title),
+        None => match doi.as_deref().and_then(PaperKey::doi) {
+            Some(key) => Paper::new(key, title),
+            None => Paper::new(PaperKey::url(p.url.as_deref()?)?, title),
+        },
+    };
+    paper.doi = doi;
+    paper.abstract_text = text::plain(p.abstract_text.as_deref().unwrap_or_default());
+    paper.authors = p
+        .authors
+        .into_iter()
+        .filter_map(|a| a.name)
+        .map(|n| text::plain(&n))
+        .filter(|n| !n.is_empty())
+        .collect();
+    paper.published = p
+        .publication_date
+        .as_deref()
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc());
+    if paper.links.pdf.is_none() {
+        paper.links.pdf = p.open_access_pdf.and_then(|x| x.url);
+    }
+    paper.links.discussion = p.url;
+    Some(Ingested {
+        paper,
+        entry_id: paper_id,
+        announce_type: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn biorxiv_links_give_the_doi_and_version() {
+        assert_eq!(
+            preprint_doi("http://biorxiv.org/cgi/content/short/2023.12.16.571984v1?rss=1"),
+            Some(("10.1101/2023.12.16.571984".to_string(), Some(1)))
+        );
+        assert_eq!(preprint_doi("https://example.org/2023.12.16.571984v1"), None);
+    }
+
+    #[test]
+    fn surname_comma_initials_stay_together() {
+        assert_eq!(
+            split_names("LAPALU, N., SIMON, A., Plaumann, P.-L., O'Connell, R. J."),
+            ["LAPALU, N.", "SIMON, A.", "Plaumann, P.-L.", "O'Connell, R. J."]
+        );
+        assert_eq!(split_names("Kumar, P.; Aurange, A."), ["Kumar, P.", "Aurange, A."]);
+        assert_eq!(split_names("Ada Lovelace, Alan Turing"), ["Ada Lovelace", "Alan Turing"]);
+    }
+}

@@ -1,0 +1,169 @@
+//! One poll of a set of feeds: fetch, parse, store, and keep each feed's health. A feed
+//! that fails fails alone; the others in the same run are still ingested.
+
+use std::fmt;
+
+use chrono::Utc;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use super::{FeedError, Fetched, Fetcher, parse};
+use crate::domain::FeedKind;
+use crate::store::{FeedRecord, FetchOutcome, Store, UpsertCounts};
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum FeedStatus {
+    Ingested {
+        #[serde(flatten)]
+        counts: UpsertCounts,
+        skipped: usize,
+    },
+    /// 304: nothing changed since the last successful fetch.
+    NotModified,
+    Error {
+        error: String,
+    },
+}
+
+/// How one feed's poll went: the line `paperboy fetch` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedReport {
+    pub feed: String,
+    #[serde(flatten)]
+    pub status: FeedStatus,
+}
+
+impl FeedReport {
+    pub fn failed(&self) -> bool {
+        matches!(self.status, FeedStatus::Error { .. })
+    }
+}
+
+impl fmt::Display for FeedReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.status {
+            FeedStatus::Ingested { counts, skipped } => {
+                write!(
+                    f,
+                    "{}: {} new, {} updated, {} unchanged",
+                    self.feed, counts.new, counts.updated, counts.unchanged
+                )?;
+                if *skipped > 0 {
+                    write!(f, ", {skipped} skipped (no title or id)")?;
+                }
+                Ok(())
+            }
+            FeedStatus::NotModified => write!(f, "{}: unchanged (not modified)", self.feed),
+            FeedStatus::Error { error } => write!(f, "{}: error: {error}", self.feed),
+        }
+    }
+}
+
+/// Polls `feeds` concurrently (politeness per host is the fetcher's job) and returns one
+/// report per feed, in the order given.
+pub async fn fetch_feeds(store: &Store, fetcher: &Fetcher, feeds: Vec<FeedRecord>) -> Vec<FeedReport> {
+    let mut tasks = JoinSet::new();
+    let count = feeds.len();
+    for (index, feed) in feeds.into_iter().enumerate() {
+        let store = store.clone();
+        let fetcher = fetcher.clone();
+        tasks.spawn(async move { (index, fetch_one(&store, &fetcher, &feed).await) });
+    }
+    let mut reports: Vec<Option<FeedReport>> = vec![None; count];
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, report)) => reports[index] = Some(report),
+            Err(e) => tracing::error!(error = %e, "feed task failed"),
+        }
+    }
+    reports.into_iter().flatten().collect()
+}
+
+#[tracing::instrument(skip_all, fields(feed = %feed.name, kind = %feed.kind))]
+async fn fetch_one(store: &Store, fetcher: &Fetcher, feed: &FeedRecord) -> FeedReport {
+    let started = std::time::Instant::now();
+    let status = match ingest(store, fetcher, feed).await {
+        Ok(status) => status,
+        Err(error) => {
+            let error = error.to_string();
+            let outcome = FetchOutcome::Failure {
+                error: error.clone(),
+            };
+            if let Err(e) = store.record_fetch(feed.id, &outcome, Utc::now()).await {
+                tracing::error!(error = %e, "could not record the feed's failure");
+            }
+            FeedStatus::Error { error }
+        }
+    };
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match &status {
+        FeedStatus::Error { error } => tracing::warn!(elapsed_ms, %error, "feed failed"),
+        other => tracing::info!(elapsed_ms, status = ?other, "feed fetched"),
+    }
+    FeedReport {
+        feed: feed.name.clone(),
+        status,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum IngestError {
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    #[error("could not store the papers: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+async fn ingest(store: &Store, fetcher: &Fetcher, feed: &FeedRecord) -> Result<FeedStatus, IngestError> {
+    let fetched = fetcher
+        .get(&feed.url, feed.etag.as_deref(), feed.last_modified.as_deref())
+        .await?;
+    let (status, body, etag, last_modified) = match fetched {
+        Fetched::NotModified => {
+            let outcome = FetchOutcome::Success {
+                etag: None,
+                last_modified: None,
+            };
+            store.record_fetch(feed.id, &outcome, Utc::now()).await?;
+            return Ok(FeedStatus::NotModified);
+        }
+        Fetched::Response {
+            status,
+            body,
+            etag,
+            last_modified,
+            ..
+        } => (status, body, etag, last_modified),
+    };
+    if !(200..300).contains(&status) {
+        return Err(FeedError::Status {
+            status,
+            detail: error_detail(feed.kind, &body),
+        }
+        .into());
+    }
+    let parsed = parse(feed.kind, &body)?;
+    let counts = store.upsert_papers(feed.id, &parsed.entries, Utc::now()).await?;
+    // Validators are kept only once the body was ingested, so a 304 never hides a failure.
+    let outcome = FetchOutcome::Success {
+        etag,
+        last_modified,
+    };
+    store.record_fetch(feed.id, &outcome, Utc::now()).await?;
+    Ok(FeedStatus::Ingested {
+        counts,
+        skipped: parsed.skipped,
+    })
+}
+
+/// arXiv's API explains a 400 in an error feed; other servers get their status alone.
+fn error_detail(kind: FeedKind, body: &[u8]) -> Option<String> {
+    if kind != FeedKind::ArxivApi {
+        return None;
+    }
+    match parse(kind, body) {
+        Err(FeedError::ArxivApi(message)) => Some(message),
+        _ => None,
+    }
+}

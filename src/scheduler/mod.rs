@@ -1,0 +1,44 @@
+//! The clock of the service: cron schedules for recurring jobs, each job a plain async
+//! function from the flow (today: polling the feeds).
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use chrono::Utc;
+
+use crate::config::Settings;
+use crate::feeds::{Fetcher, fetch_feeds};
+use crate::store::Store;
+
+pub struct Schedules {
+    fetch: cron::Schedule,
+}
+
+impl Schedules {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let fetch = cron::Schedule::from_str(&settings.fetch.schedule)
+            .with_context(|| format!("fetch schedule {:?}", settings.fetch.schedule))?;
+        Ok(Self { fetch })
+    }
+}
+
+/// Runs forever: at each tick of the fetch schedule, polls every feed.
+pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher) {
+    for next in schedules.fetch.upcoming_owned(Utc) {
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tracing::debug!(at = %next, "next feed poll");
+        tokio::time::sleep(wait).await;
+        if let Err(e) = fetch_job(&store, &fetcher).await {
+            tracing::error!(error = %format!("{e:#}"), "scheduled fetch failed");
+        }
+    }
+}
+
+/// The scheduled feed poll: every feed, one report each in the log.
+pub async fn fetch_job(store: &Store, fetcher: &Fetcher) -> anyhow::Result<()> {
+    let feeds = store.list_feeds().await.context("listing feeds")?;
+    let reports = fetch_feeds(store, fetcher, feeds).await;
+    let failed = reports.iter().filter(|r| r.failed()).count();
+    tracing::info!(feeds = reports.len(), failed, "feed poll finished");
+    Ok(())
+}

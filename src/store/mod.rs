@@ -1,0 +1,174 @@
+//! The Store: every read and write of paperboy's data, on SQLite (embedded default) or
+//! PostgreSQL (several instances), chosen from the database URL. The SQL is shared where the
+//! two dialects agree; callers never see which backend they talk to.
+//!
+//! It knows nothing of HTTP, feeds formats or email: it stores domain values.
+
+mod feeds;
+mod papers;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Database, Transaction};
+
+use crate::config::DatabaseUrl;
+
+pub use feeds::{FeedHealth, FeedRecord, FetchOutcome};
+pub use papers::{PaperSource, StoredPaper, UpsertCounts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("cannot open the database: {0}")]
+    Open(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A handle to the database; cheap to clone (it wraps a pool).
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same body against whichever pool the store holds. The body is compiled once
+/// per backend, so queries bind and decode with each backend's own types.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Opens a transaction meant to write. SQLite takes the write lock up front
+/// (`BEGIN IMMEDIATE`) so two writers queue on the busy timeout instead of failing when a
+/// read transaction tries to upgrade.
+pub(crate) trait BeginWrite {
+    type Db: Database;
+    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Self::Db>>;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Sqlite>> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Postgres>> {
+        self.begin().await
+    }
+}
+
+impl Store {
+    /// Connects, creating the SQLite file (and its folder) when missing. Does not migrate.
+    #[tracing::instrument(skip_all, fields(db = %url.redacted()))]
+    pub async fn connect(url: &DatabaseUrl) -> StoreResult<Store> {
+        let raw = url.expose();
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(raw)
+                .map_err(|e| StoreError::Open(format!("{}: {e}", url.redacted())))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(|e| StoreError::Open(format!("{}: {e}", url.redacted())))?;
+            return Ok(Store::Postgres(pool));
+        }
+        let options = SqliteConnectOptions::from_str(raw)
+            .map_err(|e| StoreError::Open(format!("{raw}: {e}")))?;
+        let path = options.get_filename().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Open(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+        Ok(Store::Sqlite(pool))
+    }
+
+    /// Connects and applies every pending migration: what `serve` and each command do.
+    pub async fn open(url: &DatabaseUrl) -> StoreResult<Store> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self {
+            Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Answers when the database does: the health check.
+    pub async fn ping(&self) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+
+    /// The SQLite database file, when that is the backend.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match self {
+            Store::Sqlite(pool) => Some(pool.connect_options().get_filename().to_path_buf()),
+            Store::Postgres(_) => None,
+        }
+    }
+}
+
+/// Decodes a JSON array column written by the store itself.
+fn json_list(column: &str, raw: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn to_json(list: &[String]) -> String {
+    // Serialising a list of strings cannot fail.
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
