@@ -38,7 +38,7 @@ fn rss_entry(entry: &Entry) -> Option<Ingested> {
     paper.authors = entry
         .authors
         .iter()
-        .flat_map(|p| split_author_list(&p.name))
+        .flat_map(|p| split_author_list(p.name.as_deref().unwrap_or_default()))
         .collect();
     paper.categories = categories(entry);
     paper.published = entry.published.or(entry.updated);
@@ -125,7 +125,7 @@ fn api_entry(entry: &Entry) -> Option<Ingested> {
     paper.authors = entry
         .authors
         .iter()
-        .map(|p| text::plain(&p.name))
+        .map(|p| text::plain(p.name.as_deref().unwrap_or_default()))
         .filter(|n| !n.is_empty())
         .collect();
     paper.categories = categories(entry);

@@ -86,7 +86,7 @@ fn feed_entry(entry: &Entry) -> Option<Ingested> {
     paper.authors = entry
         .authors
         .iter()
-        .flat_map(|p| split_names(&p.name))
+        .flat_map(|p| split_names(p.name.as_deref().unwrap_or_default()))
         .collect();
     for c in &entry.categories {
         let term = text::plain(c.label.as_deref().unwrap_or(&c.term));
