@@ -71,7 +71,10 @@ impl App {
     }
 
     /// Serves until `shutdown` completes, then stops the scheduler and closes the store.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let scheduler = self.options.scheduler.then(|| {
             let schedule = scheduler::Schedules::from_settings(&self.settings)?;
             Ok::<_, anyhow::Error>(tokio::spawn(scheduler::run(

@@ -264,7 +264,10 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let db = self.database_url.expose();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
             return Err(ConfigError::Invalid {
                 key: "database_url",
                 message: format!(
@@ -354,8 +357,8 @@ mod tests {
         let err = Settings::load_with(None, env_of(&[("PAPERBOY_DATABASE_URL", "mysql://x")]))
             .unwrap_err();
         assert!(err.to_string().contains("database_url"), "{err}");
-        let err = Settings::load_with(None, env_of(&[("PAPERBOY_FETCH_SCHEDULE", "often")]))
-            .unwrap_err();
+        let err =
+            Settings::load_with(None, env_of(&[("PAPERBOY_FETCH_SCHEDULE", "often")])).unwrap_err();
         assert!(err.to_string().contains("fetch.schedule"), "{err}");
     }
 

@@ -40,7 +40,10 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
                     .last_success_at
                     .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
                     .unwrap_or_else(|| "never".into());
-                println!("{}\t{}\t{}\tlast success: {last_success}", f.name, f.kind, f.url);
+                println!(
+                    "{}\t{}\t{}\tlast success: {last_success}",
+                    f.name, f.kind, f.url
+                );
                 if let Some(error) = &f.health.last_error {
                     println!(
                         "\t{} consecutive failure(s), last error: {error}",

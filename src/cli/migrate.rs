@@ -9,7 +9,13 @@ pub async fn run(settings: Settings) -> Result<(), CliError> {
     let store = Store::connect(&settings.database_url)
         .await
         .map_err(|e| CliError::Other(e.into()))?;
-    store.migrate().await.map_err(|e| CliError::Other(e.into()))?;
-    println!("database is up to date ({})", settings.database_url.redacted());
+    store
+        .migrate()
+        .await
+        .map_err(|e| CliError::Other(e.into()))?;
+    println!(
+        "database is up to date ({})",
+        settings.database_url.redacted()
+    );
     Ok(())
 }

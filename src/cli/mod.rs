@@ -18,7 +18,11 @@ use crate::domain::Invalid;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Parser)]
-#[command(name = "paperboy", version, about = "Emails researchers a personal digest of new and trending papers")]
+#[command(
+    name = "paperboy",
+    version,
+    about = "Emails researchers a personal digest of new and trending papers"
+)]
 pub struct Cli {
     /// Settings file (default: ./paperboy.toml when it exists).
     #[arg(long, global = true, value_name = "PATH")]
@@ -154,7 +158,10 @@ mod tests {
 
     #[test]
     fn since_accepts_dates_and_instants() {
-        assert_eq!(parse_since("2026-11-28").unwrap().to_rfc3339(), "2026-11-28T00:00:00+00:00");
+        assert_eq!(
+            parse_since("2026-11-28").unwrap().to_rfc3339(),
+            "2026-11-28T00:00:00+00:00"
+        );
         assert!(parse_since("2026-11-28T10:00:00+02:00").is_ok());
         assert_eq!(parse_since("yesterday").unwrap_err().exit_code(), 2);
     }

@@ -429,7 +429,14 @@ mod tests {
 
     #[test]
     fn things_that_are_not_arxiv_ids_are_refused() {
-        for s in ["", "abc", "2409.123", "24091.12345", "https://example.org/abs/2409.12345", "hep-ex/03070"] {
+        for s in [
+            "",
+            "abc",
+            "2409.123",
+            "24091.12345",
+            "https://example.org/abs/2409.12345",
+            "hep-ex/03070",
+        ] {
             assert!(ArxivId::parse(s).is_none(), "{s}");
         }
     }
@@ -437,7 +444,9 @@ mod tests {
     #[test]
     fn dois_are_lowercased_and_unprefixed() {
         assert_eq!(
-            PaperKey::doi("https://doi.org/10.1101/2024.01.02.ABC").unwrap().as_str(),
+            PaperKey::doi("https://doi.org/10.1101/2024.01.02.ABC")
+                .unwrap()
+                .as_str(),
             "doi:10.1101/2024.01.02.abc"
         );
         assert!(PaperKey::doi("10.x/abc").is_none());
@@ -479,7 +488,10 @@ mod tests {
         hf.links.discussion = Some("https://huggingface.co/papers/2409.12345".into());
         assert!(stored.merge(&hf));
         assert_eq!(stored.upvotes, Some(12));
-        assert!(!stored.merge(&hf), "merging the same thing twice changes nothing");
+        assert!(
+            !stored.merge(&hf),
+            "merging the same thing twice changes nothing"
+        );
     }
 
     proptest! {

@@ -16,12 +16,8 @@ pub(super) fn rss(feed: &Feed) -> Parsed {
 }
 
 fn rss_entry(entry: &Entry) -> Option<Ingested> {
-    let id = ArxivId::parse(&entry.id).or_else(|| {
-        entry
-            .links
-            .iter()
-            .find_map(|l| ArxivId::from_url(&l.href))
-    })?;
+    let id = ArxivId::parse(&entry.id)
+        .or_else(|| entry.links.iter().find_map(|l| ArxivId::from_url(&l.href)))?;
     // arXiv titles and descriptions are plain text, and may hold LaTeX such as `$x<y$`.
     let title = text::plain(&entry.title.as_ref()?.content);
     if title.is_empty() {
@@ -149,8 +145,9 @@ mod tests {
 
     #[test]
     fn the_description_prefix_is_split_off() {
-        let (kind, abs) =
-            split_description("arXiv:2409.12345v2 Announce Type: replace-cross \nAbstract: We show.");
+        let (kind, abs) = split_description(
+            "arXiv:2409.12345v2 Announce Type: replace-cross \nAbstract: We show.",
+        );
         assert_eq!(kind, Some(AnnounceType::ReplaceCross));
         assert_eq!(abs.trim(), "We show.");
     }

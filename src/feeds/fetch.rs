@@ -41,8 +41,8 @@ pub struct Fetcher {
 }
 
 fn limiter(interval_ms: u64) -> Option<Arc<DefaultKeyedRateLimiter<String>>> {
-    let quota = Quota::with_period(Duration::from_millis(interval_ms))?
-        .allow_burst(NonZeroU32::MIN);
+    let quota =
+        Quota::with_period(Duration::from_millis(interval_ms))?.allow_burst(NonZeroU32::MIN);
     Some(Arc::new(RateLimiter::keyed(quota)))
 }
 

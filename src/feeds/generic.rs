@@ -117,8 +117,8 @@ fn preprint_doi(href: &str) -> Option<(String, Option<u32>)> {
         }
         _ => (last, None),
     };
-    let looks_right = suffix.split('.').count() == 4
-        && suffix.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let looks_right =
+        suffix.split('.').count() == 4 && suffix.bytes().all(|b| b.is_ascii_digit() || b == b'.');
     looks_right.then(|| (format!("10.1101/{suffix}"), version))
 }
 
@@ -135,9 +135,8 @@ fn split_names(raw: &str) -> Vec<String> {
     }
     let is_initials = |s: &str| {
         !s.is_empty()
-            && s.split_whitespace().all(|w| {
-                w.ends_with('.') && w.chars().filter(|c| c.is_alphabetic()).count() <= 3
-            })
+            && s.split_whitespace()
+                .all(|w| w.ends_with('.') && w.chars().filter(|c| c.is_alphabetic()).count() <= 3)
     };
     let parts: Vec<&str> = raw
         .split(',')
@@ -329,16 +328,30 @@ mod tests {
             preprint_doi("http://biorxiv.org/cgi/content/short/2023.12.16.571984v1?rss=1"),
             Some(("10.1101/2023.12.16.571984".to_string(), Some(1)))
         );
-        assert_eq!(preprint_doi("https://example.org/2023.12.16.571984v1"), None);
+        assert_eq!(
+            preprint_doi("https://example.org/2023.12.16.571984v1"),
+            None
+        );
     }
 
     #[test]
     fn surname_comma_initials_stay_together() {
         assert_eq!(
             split_names("LAPALU, N., SIMON, A., Plaumann, P.-L., O'Connell, R. J."),
-            ["LAPALU, N.", "SIMON, A.", "Plaumann, P.-L.", "O'Connell, R. J."]
+            [
+                "LAPALU, N.",
+                "SIMON, A.",
+                "Plaumann, P.-L.",
+                "O'Connell, R. J."
+            ]
         );
-        assert_eq!(split_names("Kumar, P.; Aurange, A."), ["Kumar, P.", "Aurange, A."]);
-        assert_eq!(split_names("Ada Lovelace, Alan Turing"), ["Ada Lovelace", "Alan Turing"]);
+        assert_eq!(
+            split_names("Kumar, P.; Aurange, A."),
+            ["Kumar, P.", "Aurange, A."]
+        );
+        assert_eq!(
+            split_names("Ada Lovelace, Alan Turing"),
+            ["Ada Lovelace", "Alan Turing"]
+        );
     }
 }

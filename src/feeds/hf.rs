@@ -36,9 +36,8 @@ struct HfAuthor {
 
 pub(super) fn daily_papers(body: &[u8]) -> Result<Parsed, FeedError> {
     // Parse each element on its own so that one odd entry is skipped, not fatal.
-    let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
-        FeedError::Malformed(format!("expected a JSON array of daily papers: {e}"))
-    })?;
+    let items: Vec<serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| FeedError::Malformed(format!("expected a JSON array of daily papers: {e}")))?;
     let mut parsed = Parsed::default();
     for value in items {
         let item = serde_json::from_value::<Item>(value).ok();

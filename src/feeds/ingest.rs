@@ -62,7 +62,11 @@ impl fmt::Display for FeedReport {
 
 /// Polls `feeds` concurrently (politeness per host is the fetcher's job) and returns one
 /// report per feed, in the order given.
-pub async fn fetch_feeds(store: &Store, fetcher: &Fetcher, feeds: Vec<FeedRecord>) -> Vec<FeedReport> {
+pub async fn fetch_feeds(
+    store: &Store,
+    fetcher: &Fetcher,
+    feeds: Vec<FeedRecord>,
+) -> Vec<FeedReport> {
     let mut tasks = JoinSet::new();
     let count = feeds.len();
     for (index, feed) in feeds.into_iter().enumerate() {
@@ -115,11 +119,19 @@ enum IngestError {
     Store(#[from] crate::store::StoreError),
 }
 
-async fn ingest(store: &Store, fetcher: &Fetcher, feed: &FeedRecord) -> Result<FeedStatus, IngestError> {
+async fn ingest(
+    store: &Store,
+    fetcher: &Fetcher,
+    feed: &FeedRecord,
+) -> Result<FeedStatus, IngestError> {
     let fetched = fetcher
-        .get(&feed.url, feed.etag.as_deref(), feed.last_modified.as_deref())
+        .get(
+            &feed.url,
+            feed.etag.as_deref(),
+            feed.last_modified.as_deref(),
+        )
         .await?;
-    let (status, body, etag, last_modified) = match fetched {
+    let (status, body, content_type, etag, last_modified) = match fetched {
         Fetched::NotModified => {
             let outcome = FetchOutcome::Success {
                 etag: None,
@@ -131,10 +143,10 @@ async fn ingest(store: &Store, fetcher: &Fetcher, feed: &FeedRecord) -> Result<F
         Fetched::Response {
             status,
             body,
+            content_type,
             etag,
             last_modified,
-            ..
-        } => (status, body, etag, last_modified),
+        } => (status, body, content_type, etag, last_modified),
     };
     if !(200..300).contains(&status) {
         return Err(FeedError::Status {
@@ -143,8 +155,10 @@ async fn ingest(store: &Store, fetcher: &Fetcher, feed: &FeedRecord) -> Result<F
         }
         .into());
     }
-    let parsed = parse(feed.kind, &body)?;
-    let counts = store.upsert_papers(feed.id, &parsed.entries, Utc::now()).await?;
+    let parsed = parse(feed.kind, &body, content_type.as_deref())?;
+    let counts = store
+        .upsert_papers(feed.id, &parsed.entries, Utc::now())
+        .await?;
     // Validators are kept only once the body was ingested, so a 304 never hides a failure.
     let outcome = FetchOutcome::Success {
         etag,
@@ -162,7 +176,7 @@ fn error_detail(kind: FeedKind, body: &[u8]) -> Option<String> {
     if kind != FeedKind::ArxivApi {
         return None;
     }
-    match parse(kind, body) {
+    match parse(kind, body, None) {
         Err(FeedError::ArxivApi(message)) => Some(message),
         _ => None,
     }

@@ -12,6 +12,8 @@ pub mod text;
 pub use fetch::{Fetched, Fetcher};
 pub use ingest::{FeedReport, FeedStatus, fetch_feeds};
 
+use std::borrow::Cow;
+
 use crate::domain::{FeedKind, Ingested};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,8 +55,12 @@ impl Parsed {
 
 /// Parses a whole response body. Either every entry is normalised (or counted as skipped)
 /// or the response is refused as a whole: a half-read document yields nothing.
-pub fn parse(kind: FeedKind, body: &[u8]) -> Result<Parsed, FeedError> {
-    let body = strip_bom(body);
+///
+/// `content_type` is the HTTP header, whose charset is used when the document itself
+/// declares none.
+pub fn parse(kind: FeedKind, body: &[u8], content_type: Option<&str>) -> Result<Parsed, FeedError> {
+    let body = to_utf8(body, content_type)?;
+    let body = body.as_ref();
     let head = sniff(body);
     if head.is_empty() {
         return Err(FeedError::NotAFeed("the response is empty".into()));
@@ -77,8 +83,66 @@ pub fn parse(kind: FeedKind, body: &[u8]) -> Result<Parsed, FeedError> {
     }
 }
 
-fn strip_bom(body: &[u8]) -> &[u8] {
-    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
+/// Re-encodes a body as UTF-8 (without a BOM), choosing the encoding from the BOM, then the
+/// XML declaration, then the HTTP charset, else UTF-8. A declaration is rewritten to say
+/// UTF-8 so the XML parsers agree with the bytes they get.
+fn to_utf8<'a>(body: &'a [u8], content_type: Option<&str>) -> Result<Cow<'a, [u8]>, FeedError> {
+    if let Some((encoding, bom_len)) = encoding_rs::Encoding::for_bom(body) {
+        return Ok(decode_with(encoding, &body[bom_len..]));
+    }
+    let declared = xml_declared_encoding(body);
+    let label = declared.or_else(|| {
+        content_type
+            .and_then(|ct| {
+                ct.split(';')
+                    .find_map(|p| p.trim().strip_prefix("charset="))
+            })
+            .map(|c| c.trim_matches('"').to_string())
+    });
+    let Some(label) = label else {
+        return Ok(Cow::Borrowed(body));
+    };
+    let encoding = encoding_rs::Encoding::for_label(label.trim().as_bytes())
+        .ok_or_else(|| FeedError::Malformed(format!("unknown character encoding {label:?}")))?;
+    Ok(decode_with(encoding, body))
+}
+
+fn decode_with<'a>(encoding: &'static encoding_rs::Encoding, body: &'a [u8]) -> Cow<'a, [u8]> {
+    if encoding == encoding_rs::UTF_8 {
+        return Cow::Borrowed(body);
+    }
+    let (text, _) = encoding.decode_without_bom_handling(body);
+    Cow::Owned(declare_utf8(&text).into_bytes())
+}
+
+/// The `encoding="…"` of an XML declaration at the start of the body.
+fn xml_declared_encoding(body: &[u8]) -> Option<String> {
+    let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    let head = &body[start..body.len().min(start + 200)];
+    if !head.starts_with(b"<?xml") {
+        return None;
+    }
+    let end = head.windows(2).position(|w| w == b"?>")?;
+    let decl = String::from_utf8_lossy(&head[..end]);
+    let after = &decl[decl.find("encoding")? + "encoding".len()..];
+    let after = after.trim_start().strip_prefix('=')?.trim_start();
+    let quote = after.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let value = &after[1..];
+    Some(value[..value.find(quote)?].to_string())
+}
+
+/// Replaces the declared encoding in an already decoded document with UTF-8.
+fn declare_utf8(text: &str) -> String {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with("<?xml") {
+        if let Some(end) = trimmed.find("?>") {
+            return format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"{}",
+                &trimmed[end..]
+            );
+        }
+    }
+    text.to_string()
 }
 
 /// The first few non-blank characters, lowercased, for telling formats apart.
@@ -119,10 +183,7 @@ fn check_well_formed(body: &[u8]) -> Result<(), FeedError> {
     let mut buf = Vec::new();
     loop {
         let event = reader.read_event_into(&mut buf).map_err(|e| {
-            FeedError::Malformed(format!(
-                "{e} at byte {}",
-                reader.buffer_position()
-            ))
+            FeedError::Malformed(format!("{e} at byte {}", reader.buffer_position()))
         })?;
         match event {
             Event::Start(_) => {
@@ -137,7 +198,9 @@ fn check_well_formed(body: &[u8]) -> Result<(), FeedError> {
         buf.clear();
     }
     if !seen_root {
-        return Err(FeedError::Malformed("no XML element in the response".into()));
+        return Err(FeedError::Malformed(
+            "no XML element in the response".into(),
+        ));
     }
     if depth != 0 {
         return Err(FeedError::Malformed(format!(
@@ -160,18 +223,40 @@ mod tests {
     #[test]
     fn truncated_xml_is_refused_whole() {
         let body = b"<rss version=\"2.0\"><channel><title>x</title><item><title>a</title></item><item><title>b";
-        assert!(matches!(parse(FeedKind::Feed, body), Err(FeedError::Malformed(_))));
+        assert!(matches!(
+            parse(FeedKind::Feed, body, None),
+            Err(FeedError::Malformed(_))
+        ));
     }
 
     #[test]
     fn html_pages_are_not_feeds() {
-        let body = b"<!DOCTYPE html><html><head><title>502</title></head><body>Bad gateway</body></html>";
-        let err = parse(FeedKind::ArxivRss, body).unwrap_err();
+        let body =
+            b"<!DOCTYPE html><html><head><title>502</title></head><body>Bad gateway</body></html>";
+        let err = parse(FeedKind::ArxivRss, body, None).unwrap_err();
         assert!(err.to_string().contains("HTML page"), "{err}");
     }
 
     #[test]
+    fn declared_encodings_are_decoded() {
+        let latin1 = b"<?xml version='1.0' encoding='ISO-8859-1'?><rss version=\"2.0\"><channel><title>t</title><item><title>Caf\xe9</title><link>https://example.org/a</link></item></channel></rss>";
+        let parsed = parse(FeedKind::Feed, latin1, None).unwrap();
+        assert_eq!(parsed.entries[0].paper.title, "Caf\u{e9}");
+        let undeclared = b"<rss version=\"2.0\"><channel><title>t</title><item><title>Caf\xe9</title><link>https://example.org/a</link></item></channel></rss>";
+        let parsed = parse(
+            FeedKind::Feed,
+            undeclared,
+            Some("application/rss+xml; charset=iso-8859-1"),
+        )
+        .unwrap();
+        assert_eq!(parsed.entries[0].paper.title, "Caf\u{e9}");
+    }
+
+    #[test]
     fn empty_bodies_are_not_feeds() {
-        assert!(matches!(parse(FeedKind::Feed, b"  \n"), Err(FeedError::NotAFeed(_))));
+        assert!(matches!(
+            parse(FeedKind::Feed, b"  \n", None),
+            Err(FeedError::NotAFeed(_))
+        ));
     }
 }

@@ -65,8 +65,22 @@ pub fn collapse_whitespace(text: &str) -> String {
 /// Puts a space before block-level tags so `<p>a</p><p>b</p>` reads `a b`, not `ab`.
 fn space_blocks(html: &str) -> String {
     const BLOCKS: [&str; 16] = [
-        "p", "br", "div", "li", "ul", "ol", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5",
-        "h6", "blockquote",
+        "p",
+        "br",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "tr",
+        "td",
+        "th",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
     ];
     let mut out = String::with_capacity(html.len() + 16);
     let mut rest = html;
@@ -96,7 +110,9 @@ mod tests {
     #[test]
     fn html_is_stripped_and_entities_decoded() {
         assert_eq!(
-            from_html("<p>Deep &amp; <b>wide</b></p><p>nets&#8211;fast</p><script>alert(1)</script>"),
+            from_html(
+                "<p>Deep &amp; <b>wide</b></p><p>nets&#8211;fast</p><script>alert(1)</script>"
+            ),
             "Deep & wide nets–fast"
         );
         assert_eq!(from_html("a<br/>b"), "a b");
@@ -104,14 +120,19 @@ mod tests {
 
     #[test]
     fn plain_text_keeps_latex_and_angle_brackets() {
-        assert_eq!(plain("  $\\ln\\ln T$ bound\n  for  $x<y$ "), "$\\ln\\ln T$ bound for $x<y$");
+        assert_eq!(
+            plain("  $\\ln\\ln T$ bound\n  for  $x<y$ "),
+            "$\\ln\\ln T$ bound for $x<y$"
+        );
         assert_eq!(plain("AT&amp;T"), "AT&T");
     }
 
     #[test]
     fn jats_markers_are_removed() {
         assert_eq!(
-            strip_jats_markers("O_ST_ABSBackgroundC_ST_ABS We used O_SCPLOWKC_SCPLOW means.O_LIOneC_LIO_LITwoC_LI"),
+            strip_jats_markers(
+                "O_ST_ABSBackgroundC_ST_ABS We used O_SCPLOWKC_SCPLOW means.O_LIOneC_LIO_LITwoC_LI"
+            ),
             "Background We used K means. One Two"
         );
     }

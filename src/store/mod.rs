@@ -65,12 +65,22 @@ pub(crate) use on_pool;
 pub(crate) trait BeginWrite {
     type Db: Database;
     async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Self::Db>>;
+
+    /// A write transaction that holds the papers lock until it ends, so two feeds carrying
+    /// the same paper merge one after the other instead of overwriting each other. SQLite
+    /// has one writer anyway; PostgreSQL takes a transaction-level advisory lock, which
+    /// also serialises ingestion across instances.
+    async fn begin_papers_write(&self) -> sqlx::Result<Transaction<'static, Self::Db>>;
 }
 
 impl BeginWrite for SqlitePool {
     type Db = sqlx::Sqlite;
     async fn begin_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Sqlite>> {
         self.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    async fn begin_papers_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Sqlite>> {
+        self.begin_write().await
     }
 }
 
@@ -79,7 +89,19 @@ impl BeginWrite for PgPool {
     async fn begin_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Postgres>> {
         self.begin().await
     }
+
+    async fn begin_papers_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PAPERS_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
 }
+
+/// The advisory lock key that serialises paper upserts on PostgreSQL ("pbpapers").
+const PAPERS_LOCK: i64 = 0x7062_7061_7065_7273;
 
 impl Store {
     /// Connects, creating the SQLite file (and its folder) when missing. Does not migrate.

@@ -138,7 +138,7 @@ impl Store {
         let batch = dedupe(batch);
         let mut counts = UpsertCounts::default();
         on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_papers_write().await?;
             for item in &batch {
                 let incoming = &item.paper;
                 let existing: Option<PaperRow> = sqlx::query_as(select_papers!(
@@ -259,7 +259,10 @@ impl Store {
 
     /// One paper by key, with every feed that carried it.
     #[tracing::instrument(skip_all, fields(key = %key))]
-    pub async fn paper(&self, key: &PaperKey) -> StoreResult<Option<(StoredPaper, Vec<PaperSource>)>> {
+    pub async fn paper(
+        &self,
+        key: &PaperKey,
+    ) -> StoreResult<Option<(StoredPaper, Vec<PaperSource>)>> {
         let row: Option<PaperRow> = on_pool!(self, pool => {
             sqlx::query_as(select_papers!("WHERE key = $1"))
                 .bind(key.as_str())

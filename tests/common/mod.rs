@@ -103,11 +103,16 @@ pub async fn databases() -> Vec<TestDb> {
 pub fn shared_fixtures() -> Option<PathBuf> {
     let dir = std::env::var("PAPERBOY_FIXTURES_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/feeds"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/feeds")
+        });
     if dir.is_dir() {
         Some(dir)
     } else if in_ci() {
-        panic!("CI=true but the shared feed fixtures are missing at {}", dir.display());
+        panic!(
+            "CI=true but the shared feed fixtures are missing at {}",
+            dir.display()
+        );
     } else {
         eprintln!("{} not found: conformance checks skipped", dir.display());
         None
@@ -116,7 +121,9 @@ pub fn shared_fixtures() -> Option<PathBuf> {
 
 /// The project's own fixtures.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -206,7 +213,9 @@ impl FeedServer {
         let app = axum::Router::new()
             .fallback(answer)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -230,13 +239,19 @@ impl FeedServer {
 
     pub fn seen(&self, path: &str) -> Vec<Seen> {
         let state = self.state.lock().expect("lock");
-        state.seen.iter().filter(|s| s.path == path).cloned().collect()
+        state
+            .seen
+            .iter()
+            .filter(|s| s.path == path)
+            .cloned()
+            .collect()
     }
 }
 
 async fn answer(State(state): State<Arc<Mutex<ServerState>>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
-    let header = |h: &HeaderMap, n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header =
+        |h: &HeaderMap, n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
     let headers = req.headers().clone();
     let reply = {
         let mut state = state.lock().expect("lock");
