@@ -17,7 +17,7 @@ pub(super) fn xml(feed: &Feed) -> Parsed {
     parsed
 }
 
-pub(super) fn json(body: &[u8]) -> Result<Parsed, FeedError> {
+pub(super) fn json(body: &[u8], base_url: Option<&str>) -> Result<Parsed, FeedError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| FeedError::Malformed(format!("invalid JSON: {e}")))?;
     if value.get("collection").is_some_and(|c| c.is_array()) {
@@ -31,12 +31,7 @@ pub(super) fn json(body: &[u8]) -> Result<Parsed, FeedError> {
         .and_then(|v| v.as_str())
         .is_some_and(|v| v.contains("jsonfeed.org"));
     if is_json_feed {
-        let feed = feed_rs::parser::Builder::new()
-            .sanitize_content(false)
-            .build()
-            .parse(body)
-            .map_err(|e| FeedError::Malformed(e.to_string()))?;
-        return Ok(xml(&feed));
+        return Ok(xml(&super::parse_with_feed_rs(body, base_url)?));
     }
     Err(FeedError::NotAFeed(
         "JSON that is neither a JSON Feed, a bioRxiv/medRxiv API answer nor a Semantic Scholar page"

@@ -155,7 +155,7 @@ async fn ingest(
         }
         .into());
     }
-    let parsed = parse(feed.kind, &body, content_type.as_deref())?;
+    let parsed = parse(feed.kind, &body, content_type.as_deref(), Some(&feed.url))?;
     let counts = store
         .upsert_papers(feed.id, &parsed.entries, Utc::now())
         .await?;
@@ -176,7 +176,7 @@ fn error_detail(kind: FeedKind, body: &[u8]) -> Option<String> {
     if kind != FeedKind::ArxivApi {
         return None;
     }
-    match parse(kind, body, None) {
+    match parse(kind, body, None, None) {
         Err(FeedError::ArxivApi(message)) => Some(message),
         _ => None,
     }

@@ -57,8 +57,13 @@ impl Parsed {
 /// or the response is refused as a whole: a half-read document yields nothing.
 ///
 /// `content_type` is the HTTP header, whose charset is used when the document itself
-/// declares none.
-pub fn parse(kind: FeedKind, body: &[u8], content_type: Option<&str>) -> Result<Parsed, FeedError> {
+/// declares none; `base_url` (the feed's URL) resolves relative links.
+pub fn parse(
+    kind: FeedKind,
+    body: &[u8],
+    content_type: Option<&str>,
+    base_url: Option<&str>,
+) -> Result<Parsed, FeedError> {
     let body = to_utf8(body, content_type)?;
     let body = body.as_ref();
     let head = sniff(body);
@@ -76,10 +81,10 @@ pub fn parse(kind: FeedKind, body: &[u8], content_type: Option<&str>) -> Result<
         FeedKind::HfDaily => Err(FeedError::NotAFeed(
             "the Hugging Face daily papers API answers JSON; this is not JSON".into(),
         )),
-        _ if is_json => generic::json(body),
-        FeedKind::ArxivRss => Ok(arxiv::rss(&parse_xml(body)?)),
-        FeedKind::ArxivApi => arxiv::api(&parse_xml(body)?),
-        FeedKind::Feed => Ok(generic::xml(&parse_xml(body)?)),
+        _ if is_json => generic::json(body, base_url),
+        FeedKind::ArxivRss => Ok(arxiv::rss(&parse_xml(body, base_url)?)),
+        FeedKind::ArxivApi => arxiv::api(&parse_xml(body, base_url)?),
+        FeedKind::Feed => Ok(generic::xml(&parse_xml(body, base_url)?)),
     }
 }
 
@@ -165,10 +170,34 @@ fn looks_like_html(body: &[u8]) -> bool {
 
 /// Parses XML with feed-rs after a full well-formedness pass, because feed-rs returns the
 /// entries it read before a truncation without an error.
-fn parse_xml(body: &[u8]) -> Result<feed_rs::model::Feed, FeedError> {
+fn parse_xml(body: &[u8], base_url: Option<&str>) -> Result<feed_rs::model::Feed, FeedError> {
     check_well_formed(body)?;
+    parse_with_feed_rs(&drop_userland_namespace(body), base_url)
+}
+
+/// Some RSS 2.0 feeds put their elements in Userland's namespace
+/// (`xmlns="http://backend.userland.com/rss2"`), which hides them from RSS parsers;
+/// without the declaration they are plain RSS 2.0.
+fn drop_userland_namespace(body: &[u8]) -> Cow<'_, [u8]> {
+    const DECL: &[u8] = b" xmlns=\"http://backend.userland.com/rss2\"";
+    match body.windows(DECL.len()).position(|w| w == DECL) {
+        Some(pos) => {
+            let mut owned = Vec::with_capacity(body.len());
+            owned.extend_from_slice(&body[..pos]);
+            owned.extend_from_slice(&body[pos + DECL.len()..]);
+            Cow::Owned(owned)
+        }
+        None => Cow::Borrowed(body),
+    }
+}
+
+fn parse_with_feed_rs(
+    body: &[u8],
+    base_url: Option<&str>,
+) -> Result<feed_rs::model::Feed, FeedError> {
     feed_rs::parser::Builder::new()
         .sanitize_content(false)
+        .base_uri(base_url)
         .build()
         .parse(body)
         .map_err(|e| FeedError::Malformed(e.to_string()))
@@ -224,7 +253,7 @@ mod tests {
     fn truncated_xml_is_refused_whole() {
         let body = b"<rss version=\"2.0\"><channel><title>x</title><item><title>a</title></item><item><title>b";
         assert!(matches!(
-            parse(FeedKind::Feed, body, None),
+            parse(FeedKind::Feed, body, None, None),
             Err(FeedError::Malformed(_))
         ));
     }
@@ -233,14 +262,14 @@ mod tests {
     fn html_pages_are_not_feeds() {
         let body =
             b"<!DOCTYPE html><html><head><title>502</title></head><body>Bad gateway</body></html>";
-        let err = parse(FeedKind::ArxivRss, body, None).unwrap_err();
+        let err = parse(FeedKind::ArxivRss, body, None, None).unwrap_err();
         assert!(err.to_string().contains("HTML page"), "{err}");
     }
 
     #[test]
     fn declared_encodings_are_decoded() {
         let latin1 = b"<?xml version='1.0' encoding='ISO-8859-1'?><rss version=\"2.0\"><channel><title>t</title><item><title>Caf\xe9</title><link>https://example.org/a</link></item></channel></rss>";
-        let parsed = parse(FeedKind::Feed, latin1, None).unwrap();
+        let parsed = parse(FeedKind::Feed, latin1, None, None).unwrap();
         assert_eq!(parsed.entries[0].paper.title, "Caf\u{e9}");
         let undeclared = b"<rss version=\"2.0\"><channel><title>t</title><item><title>Caf\xe9</title><link>https://example.org/a</link></item></channel></rss>";
         let parsed = parse(
@@ -255,7 +284,7 @@ mod tests {
     #[test]
     fn empty_bodies_are_not_feeds() {
         assert!(matches!(
-            parse(FeedKind::Feed, b"  \n", None),
+            parse(FeedKind::Feed, b"  \n", None, None),
             Err(FeedError::NotAFeed(_))
         ));
     }
