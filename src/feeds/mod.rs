@@ -276,6 +276,7 @@ mod tests {
             FeedKind::Feed,
             undeclared,
             Some("application/rss+xml; charset=iso-8859-1"),
+            None,
         )
         .unwrap();
         assert_eq!(parsed.entries[0].paper.title, "Caf\u{e9}");

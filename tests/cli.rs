@@ -1,0 +1,265 @@
+//! The `paperboy` binary as an operator runs it: exit codes, output, and `serve` starting
+//! on its defaults.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{FeedServer, Reply, fixture};
+
+struct Operator {
+    dir: tempfile::TempDir,
+}
+
+impl Operator {
+    /// A working directory with a config that keeps fetches short.
+    fn new() -> Operator {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("paperboy.toml"),
+            "[fetch]\nretries = 0\ntimeout_secs = 5\nhost_interval_ms = 0\narxiv_interval_ms = 0\n",
+        )
+        .unwrap();
+        Operator { dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        paperboy(self.dir.path()).args(args).output().unwrap()
+    }
+}
+
+/// The binary in `dir`, with none of this process's `PAPERBOY_*` settings.
+fn paperboy(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paperboy"));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PAPERBOY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("PAPERBOY_LOG", "warn");
+    cmd
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn no_panic(o: &Output) {
+    assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
+}
+
+#[test]
+fn fetch_against_an_unreachable_feed_reports_the_error_and_exits_1() {
+    let op = Operator::new();
+    let added = op.run(&[
+        "feeds",
+        "add",
+        "nowhere",
+        "http://127.0.0.1:9/feed.xml",
+        "--kind",
+        "feed",
+    ]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let out = op.run(&["fetch", "--feed", "nowhere"]);
+    no_panic(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with("nowhere: error: request failed"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("1 of 1 feed(s) failed"),
+        "{}",
+        stderr(&out)
+    );
+
+    let list = op.run(&["feeds", "list", "--json"]);
+    let feeds: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let nowhere = feeds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "nowhere")
+        .unwrap();
+    assert_eq!(nowhere["health"]["consecutive_failures"], 1);
+    assert!(
+        nowhere["health"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("request failed")
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_a_message() {
+    let op = Operator::new();
+    let cases: &[&[&str]] = &[
+        &["feeds", "add", "x", "not a url", "--kind", "feed"],
+        &[
+            "feeds",
+            "add",
+            "x",
+            "https://example.org/feed",
+            "--kind",
+            "rss",
+        ],
+        &[
+            "feeds",
+            "add",
+            "bad name",
+            "https://example.org/feed",
+            "--kind",
+            "feed",
+        ],
+        &["feeds", "add", "x", "file:///etc/passwd", "--kind", "feed"],
+        &["feeds", "remove", "no-such-feed"],
+        &["fetch", "--feed", "no-such-feed"],
+        &["papers", "show", "not-a-key"],
+        &["papers", "show", "arxiv:2601.99999"],
+        &["papers", "list", "--since", "yesterday"],
+    ];
+    for args in cases {
+        let out = op.run(args);
+        no_panic(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("error: "),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let dup = op.run(&[
+        "feeds",
+        "add",
+        "arxiv-cs",
+        "https://example.org/feed",
+        "--kind",
+        "feed",
+    ]);
+    assert_eq!(
+        dup.status.code(),
+        Some(2),
+        "a name in use is refused: {}",
+        stderr(&dup)
+    );
+}
+
+#[test]
+fn a_fresh_database_has_the_default_feeds() {
+    let op = Operator::new();
+    let out = op.run(&["feeds", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("arxiv-cs\tarxiv-rss\thttps://rss.arxiv.org/rss/cs.LG+cs.AI+cs.CL+cs.CV"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hf-daily\thf-daily\thttps://huggingface.co/api/daily_papers"),
+        "{text}"
+    );
+    let removed = op.run(&["feeds", "remove", "hf-daily"]);
+    assert!(removed.status.success());
+    let again = stdout(&op.run(&["feeds", "list"]));
+    assert!(
+        !again.contains("hf-daily\t"),
+        "a removed default feed stays removed: {again}"
+    );
+    let migrate = op.run(&["migrate"]);
+    assert!(migrate.status.success(), "{}", stderr(&migrate));
+}
+
+// Two worker threads: the feed server keeps answering while the test waits on the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_papers_are_listed_and_shown_as_json() {
+    let server = FeedServer::start().await;
+    let url = server.serve(
+        "/rss",
+        vec![Reply::ok(
+            "application/rss+xml",
+            fixture("arxiv-rss-day1.xml"),
+        )],
+    );
+    let op = Operator::new();
+    let added = op.run(&["feeds", "add", "test-rss", &url, "--kind", "arxiv-rss"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let fetched = op.run(&["fetch", "--feed", "test-rss"]);
+    assert!(fetched.status.success(), "{}", stderr(&fetched));
+    assert_eq!(
+        stdout(&fetched).trim(),
+        "test-rss: 3 new, 0 updated, 0 unchanged, 1 skipped (no title or id)"
+    );
+
+    let listed = op.run(&["papers", "list", "--json"]);
+    let papers: serde_json::Value =
+        serde_json::from_slice(&listed.stdout).expect("only JSON on stdout");
+    assert_eq!(papers.as_array().unwrap().len(), 3);
+    let since_future = op.run(&["papers", "list", "--since", "2999-01-01", "--json"]);
+    let none: serde_json::Value = serde_json::from_slice(&since_future.stdout).unwrap();
+    assert_eq!(none.as_array().unwrap().len(), 0);
+
+    let shown = op.run(&["papers", "show", "2601.00001", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["paper"]["key"], "arxiv:2601.00001");
+    assert_eq!(shown["paper"]["authors"][1], "Alan Turing");
+    assert_eq!(shown["sources"][0]["feed"], "test-rss");
+    assert_eq!(shown["sources"][0]["announce_type"], "new");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn serve_starts_on_its_defaults_answers_health_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let child = paperboy(dir.path())
+        .env_remove("PAPERBOY_LOG")
+        .env("PAPERBOY_BIND", format!("127.0.0.1:{port}"))
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(resp) = reqwest::get(&url).await {
+            answer = Some((resp.status().as_u16(), resp.text().await.unwrap()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = answer.expect("serve answered /healthz");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["database"], "ok");
+    assert_eq!(health["feeds"].as_array().unwrap().len(), 2);
+    assert!(
+        Path::new(&dir.path().join("data/paperboy.db")).exists(),
+        "the SQLite file is created"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+}
