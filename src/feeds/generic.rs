@@ -2,7 +2,6 @@
 //! bioRxiv/medRxiv `details` API and Semantic Scholar search pages, told apart by shape.
 //! Keys come from an arXiv id in the links when there is one, else a DOI, else the link.
 
-use chrono::NaiveDate;
 use feed_rs::model::{Entry, Feed};
 use serde::Deserialize;
 
@@ -175,14 +174,7 @@ struct Preprint {
 fn preprint_api(value: serde_json::Value) -> Result<Parsed, FeedError> {
     let page: PreprintPage =
         serde_json::from_value(value).map_err(|e| FeedError::Malformed(e.to_string()))?;
-    let mut parsed = Parsed::default();
-    for item in page.collection {
-        let entry = serde_json::from_value::<Preprint>(item)
-            .ok()
-            .and_then(preprint_entry);
-        parsed.push(entry);
-    }
-    Ok(parsed)
+    Ok(Parsed::from_json_items(page.collection, preprint_entry))
 }
 
 fn preprint_entry(p: Preprint) -> Option<Ingested> {
@@ -203,12 +195,7 @@ fn preprint_entry(p: Preprint) -> Option<Ingested> {
         .filter(|c| !c.is_empty())
         .into_iter()
         .collect();
-    paper.published = p
-        .date
-        .as_deref()
-        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|d| d.and_utc());
+    paper.published = p.date.as_deref().and_then(text::date_utc);
     let host = match p.server.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("medrxiv") => "www.medrxiv.org",
         _ => "www.biorxiv.org",
@@ -261,14 +248,7 @@ struct S2Pdf {
 fn semantic_scholar(value: serde_json::Value) -> Result<Parsed, FeedError> {
     let page: S2Page =
         serde_json::from_value(value).map_err(|e| FeedError::Malformed(e.to_string()))?;
-    let mut parsed = Parsed::default();
-    for item in page.data {
-        let entry = serde_json::from_value::<S2Paper>(item)
-            .ok()
-            .and_then(s2_entry);
-        parsed.push(entry);
-    }
-    Ok(parsed)
+    Ok(Parsed::from_json_items(page.data, s2_entry))
 }
 
 fn s2_entry(p: S2Paper) -> Option<Ingested> {
@@ -289,19 +269,8 @@ fn s2_entry(p: S2Paper) -> Option<Ingested> {
     };
     paper.doi = doi;
     paper.abstract_text = text::plain(p.abstract_text.as_deref().unwrap_or_default());
-    paper.authors = p
-        .authors
-        .into_iter()
-        .filter_map(|a| a.name)
-        .map(|n| text::plain(&n))
-        .filter(|n| !n.is_empty())
-        .collect();
-    paper.published = p
-        .publication_date
-        .as_deref()
-        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|d| d.and_utc());
+    paper.authors = text::names(p.authors.into_iter().map(|a| a.name));
+    paper.published = p.publication_date.as_deref().and_then(text::date_utc);
     if paper.links.pdf.is_none() {
         paper.links.pdf = p.open_access_pdf.and_then(|x| x.url);
     }

@@ -54,17 +54,10 @@ fn entry(item: Item) -> Option<Ingested> {
     if title.is_empty() {
         return None;
     }
+    // The id has no version: Hugging Face leaves versions to arXiv.
     let mut paper = Paper::from_arxiv(&id, title);
-    // Hugging Face does not say which arXiv version it shows; leave the version to arXiv.
-    paper.version = None;
     paper.abstract_text = text::plain(hf.summary.or(item.summary).as_deref().unwrap_or_default());
-    paper.authors = hf
-        .authors
-        .into_iter()
-        .filter_map(|a| a.name)
-        .map(|n| text::plain(&n))
-        .filter(|n| !n.is_empty())
-        .collect();
+    paper.authors = text::names(hf.authors.into_iter().map(|a| a.name));
     paper.published = hf.published_at;
     paper.upvotes = hf.upvotes;
     paper.comments = item.num_comments;

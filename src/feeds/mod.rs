@@ -51,6 +51,18 @@ impl Parsed {
             None => self.skipped += 1,
         }
     }
+
+    /// Normalises each JSON item on its own, so that one odd entry is skipped, not fatal.
+    fn from_json_items<T: serde::de::DeserializeOwned>(
+        items: Vec<serde_json::Value>,
+        normalise: impl Fn(T) -> Option<Ingested>,
+    ) -> Parsed {
+        let mut parsed = Parsed::default();
+        for item in items {
+            parsed.push(serde_json::from_value::<T>(item).ok().and_then(&normalise));
+        }
+        parsed
+    }
 }
 
 /// Parses a whole response body. Either every entry is normalised (or counted as skipped)

@@ -51,6 +51,23 @@ pub fn strip_jats_markers(text: &str) -> String {
     collapse_whitespace(&s)
 }
 
+/// Cleans a list of names, dropping the empty ones.
+pub fn names(raw: impl IntoIterator<Item = Option<String>>) -> Vec<String> {
+    raw.into_iter()
+        .flatten()
+        .map(|n| plain(&n))
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// `2026-09-15` as midnight UTC.
+pub fn date_utc(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+}
+
 pub fn collapse_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for word in text.split_whitespace() {

@@ -105,6 +105,28 @@ macro_rules! select_papers {
     };
 }
 
+/// Binds a paper's fields as `$2` to `$15`, in the order both the INSERT and the UPDATE
+/// of [`Store::upsert_papers`] name them.
+macro_rules! bind_paper_fields {
+    ($query:expr, $p:expr) => {
+        $query
+            .bind($p.arxiv_id.as_deref())
+            .bind($p.version.map(i64::from))
+            .bind($p.doi.as_deref())
+            .bind($p.title.as_str())
+            .bind($p.abstract_text.as_str())
+            .bind(to_json(&$p.authors))
+            .bind(to_json(&$p.categories))
+            .bind($p.links.abs.as_deref())
+            .bind($p.links.pdf.as_deref())
+            .bind($p.links.discussion.as_deref())
+            .bind($p.thumbnail.as_deref())
+            .bind($p.published)
+            .bind($p.upvotes)
+            .bind($p.comments)
+    };
+}
+
 /// Folds entries for the same paper within one batch (a feed listing a paper twice, or
 /// under two versions) so that each paper is written once.
 fn dedupe(batch: &[Ingested]) -> Vec<Ingested> {
@@ -155,28 +177,15 @@ impl Store {
                         let mut stored = row.into_stored()?;
                         if stored.paper.merge(incoming) {
                             let p = &stored.paper;
-                            sqlx::query(
+                            let query = sqlx::query(
                                 "UPDATE papers SET arxiv_id = $2, version = $3, doi = $4, \
                                  title = $5, abstract = $6, authors = $7, categories = $8, \
                                  abs_url = $9, pdf_url = $10, discussion_url = $11, \
                                  thumbnail_url = $12, published_at = $13, upvotes = $14, \
                                  comments = $15, updated_at = $16 WHERE id = $1",
                             )
-                            .bind(stored.id)
-                            .bind(p.arxiv_id.as_deref())
-                            .bind(p.version.map(i64::from))
-                            .bind(p.doi.as_deref())
-                            .bind(p.title.as_str())
-                            .bind(p.abstract_text.as_str())
-                            .bind(to_json(&p.authors))
-                            .bind(to_json(&p.categories))
-                            .bind(p.links.abs.as_deref())
-                            .bind(p.links.pdf.as_deref())
-                            .bind(p.links.discussion.as_deref())
-                            .bind(p.thumbnail.as_deref())
-                            .bind(p.published)
-                            .bind(p.upvotes)
-                            .bind(p.comments)
+                            .bind(stored.id);
+                            bind_paper_fields!(query, p)
                             .bind(now)
                             .execute(&mut *tx)
                             .await?;
@@ -188,28 +197,15 @@ impl Store {
                     }
                     None => {
                         let p = incoming;
-                        let id: i64 = sqlx::query_scalar(
+                        let query = sqlx::query_scalar(
                             "INSERT INTO papers (key, arxiv_id, version, doi, title, abstract, \
                              authors, categories, abs_url, pdf_url, discussion_url, thumbnail_url, \
                              published_at, upvotes, comments, first_seen_at, updated_at) \
                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
                              $15, $16, $16) RETURNING id",
                         )
-                        .bind(p.key.as_str())
-                        .bind(p.arxiv_id.as_deref())
-                        .bind(p.version.map(i64::from))
-                        .bind(p.doi.as_deref())
-                        .bind(p.title.as_str())
-                        .bind(p.abstract_text.as_str())
-                        .bind(to_json(&p.authors))
-                        .bind(to_json(&p.categories))
-                        .bind(p.links.abs.as_deref())
-                        .bind(p.links.pdf.as_deref())
-                        .bind(p.links.discussion.as_deref())
-                        .bind(p.thumbnail.as_deref())
-                        .bind(p.published)
-                        .bind(p.upvotes)
-                        .bind(p.comments)
+                        .bind(p.key.as_str());
+                        let id: i64 = bind_paper_fields!(query, p)
                         .bind(now)
                         .fetch_one(&mut *tx)
                         .await?;
