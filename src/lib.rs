@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod feeds;
+pub mod matching;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;

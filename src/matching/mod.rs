@@ -1,0 +1,54 @@
+//! Matching: the query language, text analysis, the percolator index that finds each
+//! paper's readers, the naive reference evaluator, ranking and explanations. Pure
+//! computation: it reads papers and queries handed to it and touches no storage or network.
+
+pub mod analysis;
+pub mod document;
+pub mod eval;
+pub mod percolator;
+pub mod query;
+pub mod rank;
+
+pub use document::Doc;
+pub use eval::naive_matches;
+pub use percolator::{BatchMatches, Percolator, ReaderId, ReaderMatches, TermStats};
+pub use query::{Field, Query, QueryError, QueryListError, parse_lines};
+pub use rank::{BatchStats, Explanation, Scored};
+
+use crate::domain::Paper;
+
+/// One paper found by [`search`].
+#[derive(Debug, Clone)]
+pub struct Hit<'a> {
+    pub paper: &'a Paper,
+    pub scored: Scored,
+}
+
+/// Runs one query over `papers` with the production engine (percolator, ranking,
+/// explanation): what `paperboy papers search` shows, best first.
+pub fn search<'a>(query: &Query, papers: &'a [Paper]) -> Vec<Hit<'a>> {
+    let docs: Vec<Doc> = papers.iter().map(Doc::from_paper).collect();
+    let mut percolator = Percolator::new();
+    percolator.set_reader(0, std::slice::from_ref(query));
+    let batch = percolator.match_batch(&docs);
+    let stats = BatchStats::new(&docs);
+    let mut hits: Vec<Hit<'a>> = percolator
+        .readers_matching(&batch)
+        .into_iter()
+        .flat_map(|r| r.papers)
+        .map(|(i, _)| {
+            let paper = &papers[i as usize];
+            Hit {
+                paper,
+                scored: rank::score(&[query], &docs[i as usize], paper.upvotes, &stats),
+            }
+        })
+        .collect();
+    hits.sort_by(|a, b| {
+        rank::compare(
+            (a.scored.score, a.paper.upvotes, a.paper.key.as_str()),
+            (b.scored.score, b.paper.upvotes, b.paper.key.as_str()),
+        )
+    });
+    hits
+}

@@ -1,0 +1,199 @@
+//! Ranking and "why it matched": a score per (reader, paper) that blends text relevance
+//! (title above abstract, rarer words within the batch count more) with popularity
+//! (Hugging Face upvotes), and the spans of the title and abstract to highlight.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::ops::Range;
+
+use serde::Serialize;
+
+use super::document::Doc;
+use super::eval::{Indexed, in_field};
+use super::query::{Field, Node, Query, Term, TermKind};
+
+const TITLE_WEIGHT: f64 = 3.0;
+const ABSTRACT_WEIGHT: f64 = 1.0;
+const AUTHOR_WEIGHT: f64 = 2.5;
+const CATEGORY_WEIGHT: f64 = 0.5;
+/// Weight of ln(1 + upvotes): 10 upvotes count about as much as a rare title word.
+const POPULARITY_WEIGHT: f64 = 1.5;
+
+/// How many papers of the batch contain each title/abstract stem.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    papers: usize,
+    df: HashMap<String, u32>,
+}
+
+impl BatchStats {
+    pub fn new<'a>(docs: impl IntoIterator<Item = &'a Doc>) -> BatchStats {
+        let mut stats = BatchStats::default();
+        for doc in docs {
+            stats.papers += 1;
+            let mut stems: Vec<&str> = doc
+                .title
+                .stems
+                .iter()
+                .chain(&doc.abstract_text.stems)
+                .map(String::as_str)
+                .collect();
+            stems.sort_unstable();
+            stems.dedup();
+            for s in stems {
+                *stats.df.entry(s.to_string()).or_default() += 1;
+            }
+        }
+        stats
+    }
+
+    /// Inverse document frequency within the batch: rarer words weigh more.
+    fn idf(&self, stem: &str) -> f64 {
+        let df = f64::from(self.df.get(stem).copied().unwrap_or(0));
+        (1.0 + (self.papers as f64 + 1.0) / (df + 1.0)).ln()
+    }
+
+    fn term_idf(&self, term: &Term) -> f64 {
+        match (&term.kind, term.field.stemmed()) {
+            (TermKind::Word(w), true) => self.idf(w),
+            // All words of a phrase must be there; the rarest says most about it.
+            (TermKind::Phrase(ws), true) => ws.iter().map(|w| self.idf(w)).fold(0.0, f64::max),
+            // Names, categories and prefixes: a fixed middle weight.
+            _ => 2.0,
+        }
+    }
+}
+
+/// Why a paper is in a reader's digest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Explanation {
+    /// Each of the reader's queries that matched, with the fields its words were found in.
+    pub queries: Vec<MatchedQuery>,
+    /// Byte ranges of the title to highlight, sorted and merged.
+    pub title_spans: Vec<Range<usize>>,
+    /// Byte ranges of the abstract to highlight, sorted and merged.
+    pub abstract_spans: Vec<Range<usize>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MatchedQuery {
+    pub query: String,
+    pub fields: Vec<Field>,
+}
+
+/// A paper's score for one reader and the explanation behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    pub score: f64,
+    pub explanation: Explanation,
+}
+
+/// Scores a paper that matched `queries` (the reader's matching queries).
+pub fn score(queries: &[&Query], doc: &Doc, upvotes: Option<i64>, stats: &BatchStats) -> Scored {
+    let evidence = Indexed(doc);
+    let mut total = 0.0;
+    let mut explanation = Explanation::default();
+    for query in queries {
+        let mut fields: Vec<Field> = Vec::new();
+        for term in positive_terms(query.root()) {
+            let idf = stats.term_idf(term);
+            for &field in term.field.concrete() {
+                if !in_field(term, field, &evidence) {
+                    continue;
+                }
+                total += idf * weight(field);
+                if !fields.contains(&field) {
+                    fields.push(field);
+                }
+                match field {
+                    Field::Title => explanation.title_spans.extend(spans(term, &doc.title)),
+                    Field::Abstract => explanation
+                        .abstract_spans
+                        .extend(spans(term, &doc.abstract_text)),
+                    _ => {}
+                }
+            }
+        }
+        fields.sort();
+        explanation.queries.push(MatchedQuery {
+            query: query.text().to_string(),
+            fields,
+        });
+    }
+    total += POPULARITY_WEIGHT * (1.0 + upvotes.unwrap_or(0).max(0) as f64).ln();
+    explanation.title_spans = merge(explanation.title_spans);
+    explanation.abstract_spans = merge(explanation.abstract_spans);
+    Scored {
+        score: total,
+        explanation,
+    }
+}
+
+/// Orders scored papers best first; ties go to more upvotes, then to the key, so the
+/// order never depends on the order papers arrived in.
+pub fn compare(a: (f64, Option<i64>, &str), b: (f64, Option<i64>, &str)) -> Ordering {
+    b.0.total_cmp(&a.0)
+        .then_with(|| b.1.unwrap_or(0).cmp(&a.1.unwrap_or(0)))
+        .then_with(|| a.2.cmp(b.2))
+}
+
+fn weight(field: Field) -> f64 {
+    match field {
+        Field::Title => TITLE_WEIGHT,
+        Field::Abstract | Field::Text => ABSTRACT_WEIGHT,
+        Field::Author => AUTHOR_WEIGHT,
+        Field::Category => CATEGORY_WEIGHT,
+    }
+}
+
+/// The terms that speak for a paper: every term not under a NOT.
+fn positive_terms(node: &Node) -> Vec<&Term> {
+    fn walk<'a>(node: &'a Node, out: &mut Vec<&'a Term>) {
+        match node {
+            Node::Term(t) => out.push(t),
+            Node::And(items) | Node::Or(items) => items.iter().for_each(|n| walk(n, out)),
+            Node::Not(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(node, &mut out);
+    out
+}
+
+/// Where `term` occurs in a title or abstract.
+fn spans(term: &Term, text: &super::document::TextField) -> Vec<Range<usize>> {
+    match &term.kind {
+        TermKind::Word(w) => text
+            .positions(w)
+            .iter()
+            .map(|&p| text.spans[p as usize].clone())
+            .collect(),
+        TermKind::Phrase(ws) => text
+            .phrase_starts(ws)
+            .iter()
+            .map(|&p| {
+                let p = p as usize;
+                text.spans[p].start..text.spans[p + ws.len() - 1].end
+            })
+            .collect(),
+        TermKind::Prefix(prefix) => text
+            .surface
+            .iter()
+            .zip(&text.spans)
+            .filter(|(w, _)| w.starts_with(prefix.as_str()))
+            .map(|(_, s)| s.clone())
+            .collect(),
+    }
+}
+
+fn merge(mut spans: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    spans.sort_by_key(|s| (s.start, s.end));
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(spans.len());
+    for s in spans {
+        match out.last_mut() {
+            Some(last) if s.start <= last.end => last.end = last.end.max(s.end),
+            _ => out.push(s),
+        }
+    }
+    out
+}
