@@ -195,11 +195,11 @@ fn the_index_follows_readers_who_subscribe_edit_and_leave() {
     assert_eq!(p.query_count(), 2, "the same query is compiled once");
     let m = p.readers_matching(&p.match_batch(&docs));
     assert_eq!(m.len(), 2);
-    assert_eq!(m[1].papers, vec![(0, vec![0]), (1, vec![1])]);
+    assert_eq!(m[1].papers, vec![(0, 0b01), (1, 0b10)]);
 
     p.set_reader(1, &[q("transformer")]);
     let m = p.readers_matching(&p.match_batch(&docs));
-    assert_eq!(m[0].papers, vec![(1, vec![0])]);
+    assert_eq!(m[0].papers, vec![(1, 0b1)]);
 
     p.remove_reader(2);
     assert_eq!(p.query_count(), 1, "a query nobody holds leaves the index");

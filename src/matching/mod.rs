@@ -11,7 +11,7 @@ pub mod rank;
 
 pub use document::Doc;
 pub use eval::naive_matches;
-pub use percolator::{BatchMatches, Percolator, ReaderId, ReaderMatches, TermStats};
+pub use percolator::{BatchMatches, Percolator, QueryMask, ReaderId, ReaderMatches, TermStats};
 pub use query::{Field, Query, QueryError, QueryListError, parse_lines};
 pub use rank::{BatchStats, Explanation, Scored};
 
@@ -29,7 +29,7 @@ pub struct Hit<'a> {
 pub fn search<'a>(query: &Query, papers: &'a [Paper]) -> Vec<Hit<'a>> {
     let docs: Vec<Doc> = papers.iter().map(Doc::from_paper).collect();
     let mut percolator = Percolator::new();
-    percolator.set_reader(0, std::slice::from_ref(query));
+    percolator.set_reader(0, [query]);
     let batch = percolator.match_batch(&docs);
     let stats = BatchStats::new(&docs);
     let mut hits: Vec<Hit<'a>> = percolator

@@ -68,8 +68,8 @@ impl Key {
         keys
     }
 
-    /// The keys that any paper matching `term` must carry one of (one key, in fact).
-    fn of_term(term: &Term, stats: &TermStats) -> Key {
+    /// The key that any paper matching a word or prefix `term` must carry.
+    fn of_term(term: &Term) -> Key {
         let word_key = |w: &str| match term.field {
             Field::Author => Key::Author(w.into()),
             Field::Category => Key::Category(w.into()),
@@ -77,12 +77,8 @@ impl Key {
         };
         match &term.kind {
             TermKind::Word(w) => word_key(w),
-            // Every word of a phrase is required: file it under the rarest.
-            TermKind::Phrase(ws) => ws
-                .iter()
-                .map(|w| word_key(w))
-                .min_by_key(|k| stats.cost(k))
-                .unwrap_or_else(|| word_key("")),
+            // Phrases are split into one clause per word by `TermStats::clauses`.
+            TermKind::Phrase(ws) => word_key(ws.first().map(String::as_str).unwrap_or_default()),
             TermKind::Prefix(p) => match term.field {
                 Field::Author => Key::AuthorPrefix(head(p, PREFIX_KEY_CHARS)),
                 Field::Category => Key::CategoryPrefix(head(p, 1)),
@@ -128,41 +124,88 @@ impl TermStats {
         }
     }
 
-    /// The keys under which `node` is filed, and their summed cost: for AND the cheapest
-    /// child, for OR every child, and nothing for NOT (it cannot require a key).
-    fn anchors(&self, node: &Node) -> Option<(Vec<Key>, u64)> {
+    /// What any matching paper must carry: a list of clauses, each a set of keys of which
+    /// the paper holds at least one. AND joins its children's clauses, an OR needs every
+    /// branch to require something and yields one clause, and NOT requires nothing.
+    fn clauses(&self, node: &Node) -> Vec<Clause> {
         match node {
-            Node::Term(term) => {
-                let key = Key::of_term(term, self);
-                let cost = self.cost(&key);
-                Some((vec![key], cost))
-            }
-            Node::And(items) => items
-                .iter()
-                .filter_map(|n| self.anchors(n))
-                .min_by_key(|(_, cost)| *cost),
+            Node::Term(term) => match &term.kind {
+                // Every word of a phrase is required.
+                TermKind::Phrase(ws) => ws
+                    .iter()
+                    .map(|w| {
+                        let word = Term {
+                            field: term.field,
+                            kind: TermKind::Word(w.clone()),
+                        };
+                        self.clause(vec![Key::of_term(&word)])
+                    })
+                    .collect(),
+                _ => vec![self.clause(vec![Key::of_term(term)])],
+            },
+            Node::And(items) => items.iter().flat_map(|n| self.clauses(n)).collect(),
             Node::Or(items) => {
                 let mut keys = Vec::new();
-                let mut cost = 0;
                 for item in items {
-                    let (k, c) = self.anchors(item)?;
-                    keys.extend(k);
-                    cost += c;
+                    let Some(best) = self.clauses(item).into_iter().min_by_key(|c| c.cost) else {
+                        return Vec::new();
+                    };
+                    keys.extend(best.keys);
                 }
                 let mut seen = HashSet::new();
                 keys.retain(|k| seen.insert(k.clone()));
-                Some((keys, cost))
+                vec![self.clause(keys)]
             }
-            Node::Not(_) => None,
+            Node::Not(_) => Vec::new(),
         }
+    }
+
+    fn clause(&self, keys: Vec<Key>) -> Clause {
+        let cost = keys.iter().map(|k| self.cost(k)).sum();
+        Clause { keys, cost }
+    }
+}
+
+/// Keys of which a matching paper carries at least one.
+#[derive(Debug, Clone)]
+struct Clause {
+    keys: Vec<Key>,
+    cost: u64,
+}
+
+/// A word that a key decides on its own: a paper carrying the key contains the word.
+fn decided_by_key(node: &Node) -> bool {
+    matches!(
+        node,
+        Node::Term(Term {
+            field: Field::Text | Field::Author | Field::Category,
+            kind: TermKind::Word(_),
+        })
+    )
+}
+
+/// Whether carrying the keys of every clause is the same as matching: true for a word,
+/// and for an AND or an OR of such words.
+fn decided_by_clauses(node: &Node) -> bool {
+    match node {
+        Node::And(items) | Node::Or(items) => items.iter().all(decided_by_key),
+        other => decided_by_key(other),
     }
 }
 
 struct Slot {
     query: Query,
-    anchors: Vec<Key>,
+    /// The clause the query is filed under.
+    anchor: Vec<Key>,
+    /// The other clauses, checked against the paper's keys before verifying.
+    filters: Vec<Vec<Key>>,
+    /// Passing the clauses is matching: no verification needed.
+    decided: bool,
     holders: u32,
 }
+
+/// Set in a posting when the query is one key-decided word: its paper matches outright.
+const OUTRIGHT: u32 = 1 << 31;
 
 /// The compiled queries of every active reader.
 #[derive(Default)]
@@ -179,10 +222,13 @@ pub struct Percolator {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReaderMatches {
     pub reader: ReaderId,
-    /// Matching papers (indexes into the batch), each with the indexes of the reader's
-    /// queries that matched it.
-    pub papers: Vec<(u32, Vec<u16>)>,
+    /// Matching papers (indexes into the batch, ascending), each with a bit set for every
+    /// one of the reader's queries (in [`Percolator::reader_queries`] order) that matched.
+    pub papers: Vec<(u32, QueryMask)>,
 }
+
+/// Bit `i` stands for the reader's query `i` (a reader holds at most 20).
+pub type QueryMask = u32;
 
 /// What a batch produced, per distinct query.
 pub struct BatchMatches {
@@ -216,12 +262,13 @@ impl Percolator {
     }
 
     /// Sets a reader's queries (a new reader, or an edit); an empty list removes them.
-    pub fn set_reader(&mut self, reader: ReaderId, queries: &[Query]) {
+    pub fn set_reader<'q>(
+        &mut self,
+        reader: ReaderId,
+        queries: impl IntoIterator<Item = &'q Query>,
+    ) {
         self.remove_reader(reader);
-        if queries.is_empty() {
-            return;
-        }
-        let mut ids: Vec<u32> = Vec::with_capacity(queries.len());
+        let mut ids: Vec<u32> = Vec::new();
         for q in queries {
             let id = self.acquire(q);
             if ids.contains(&id) {
@@ -231,7 +278,9 @@ impl Percolator {
                 ids.push(id);
             }
         }
-        self.readers.insert(reader, ids);
+        if !ids.is_empty() {
+            self.readers.insert(reader, ids);
+        }
     }
 
     pub fn remove_reader(&mut self, reader: ReaderId) {
@@ -255,19 +304,19 @@ impl Percolator {
     }
 
     fn acquire(&mut self, query: &Query) -> u32 {
-        let canonical = query.canonical();
-        if let Some(&id) = self.by_canonical.get(&canonical) {
+        if let Some(&id) = self.by_canonical.get(query.canonical()) {
             if let Some(slot) = self.slots[id as usize].as_mut() {
                 slot.holders += 1;
             }
             return id;
         }
         // Accepted queries always require a key (the parser refuses exclusion-only ones).
-        let anchors = self
-            .stats
-            .anchors(query.root())
-            .map(|(k, _)| k)
-            .unwrap_or_default();
+        let mut clauses = self.stats.clauses(query.root());
+        clauses.sort_by_key(|c| c.cost);
+        let mut clauses = clauses.into_iter().map(|c| c.keys);
+        let anchor = clauses.next().unwrap_or_default();
+        let filters: Vec<Vec<Key>> = clauses.collect();
+        let decided = decided_by_clauses(query.root());
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
@@ -275,15 +324,22 @@ impl Percolator {
                 (self.slots.len() - 1) as u32
             }
         };
-        for key in &anchors {
-            self.postings.entry(key.clone()).or_default().push(id);
+        let posting = if decided && filters.is_empty() {
+            id | OUTRIGHT
+        } else {
+            id
+        };
+        for key in &anchor {
+            self.postings.entry(key.clone()).or_default().push(posting);
         }
         self.slots[id as usize] = Some(Slot {
             query: query.clone(),
-            anchors,
+            anchor,
+            filters,
+            decided,
             holders: 1,
         });
-        self.by_canonical.insert(canonical, id);
+        self.by_canonical.insert(query.canonical().to_string(), id);
         id
     }
 
@@ -298,15 +354,15 @@ impl Percolator {
         let Some(slot) = self.slots[id as usize].take() else {
             return;
         };
-        for key in &slot.anchors {
+        for key in &slot.anchor {
             if let Some(list) = self.postings.get_mut(key) {
-                list.retain(|&q| q != id);
+                list.retain(|&q| q & !OUTRIGHT != id);
                 if list.is_empty() {
                     self.postings.remove(key);
                 }
             }
         }
-        self.by_canonical.remove(&slot.query.canonical());
+        self.by_canonical.remove(slot.query.canonical());
         self.free.push(id);
     }
 
@@ -314,31 +370,44 @@ impl Percolator {
     pub fn match_batch(&self, docs: &[Doc]) -> BatchMatches {
         let mut per_query: Vec<Vec<u32>> = vec![Vec::new(); self.slots.len()];
         let mut seen: Vec<u32> = vec![u32::MAX; self.slots.len()];
-        let mut candidates: Vec<u32> = Vec::new();
         let mut verified = 0u64;
         let mut matched = 0u64;
         for (d, doc) in docs.iter().enumerate() {
             let d = d as u32;
-            candidates.clear();
-            for key in Key::of_doc(doc) {
-                if let Some(list) = self.postings.get(&key) {
-                    for &q in list {
-                        if seen[q as usize] != d {
-                            seen[q as usize] = d;
-                            candidates.push(q);
-                        }
-                    }
-                }
-            }
+            let keys = Key::of_doc(doc);
             let evidence = Indexed(doc);
-            for &q in &candidates {
-                let Some(slot) = self.slots[q as usize].as_ref() else {
+            for key in &keys {
+                let Some(list) = self.postings.get(key) else {
                     continue;
                 };
-                verified += 1;
-                if eval(slot.query.root(), &evidence) {
-                    matched += 1;
-                    per_query[q as usize].push(d);
+                for &posting in list {
+                    let q = posting & !OUTRIGHT;
+                    if seen[q as usize] == d {
+                        continue;
+                    }
+                    seen[q as usize] = d;
+                    if posting & OUTRIGHT != 0 {
+                        verified += 1;
+                        matched += 1;
+                        per_query[q as usize].push(d);
+                        continue;
+                    }
+                    let Some(slot) = self.slots[q as usize].as_ref() else {
+                        continue;
+                    };
+                    // Cheap pre-check: every other required clause must have a key here.
+                    if !slot
+                        .filters
+                        .iter()
+                        .all(|c| c.iter().any(|k| keys.contains(k)))
+                    {
+                        continue;
+                    }
+                    verified += 1;
+                    if slot.decided || eval(slot.query.root(), &evidence) {
+                        matched += 1;
+                        per_query[q as usize].push(d);
+                    }
                 }
             }
         }
@@ -353,25 +422,24 @@ impl Percolator {
     /// ordered by reader id.
     pub fn readers_matching(&self, batch: &BatchMatches) -> Vec<ReaderMatches> {
         let mut out = Vec::new();
-        let mut hits: Vec<(u32, u16)> = Vec::new();
         for (&reader, ids) in &self.readers {
-            hits.clear();
-            for (i, &q) in ids.iter().enumerate() {
-                if let Some(papers) = batch.per_query.get(q as usize) {
-                    hits.extend(papers.iter().map(|&p| (p, i as u16)));
+            let mut papers: Vec<(u32, QueryMask)> = Vec::new();
+            for (i, &q) in ids.iter().enumerate().take(QueryMask::BITS as usize) {
+                if let Some(list) = batch.per_query.get(q as usize) {
+                    papers.extend(list.iter().map(|&p| (p, 1 << i)));
                 }
             }
-            if hits.is_empty() {
+            if papers.is_empty() {
                 continue;
             }
-            hits.sort_unstable();
-            let mut papers: Vec<(u32, Vec<u16>)> = Vec::new();
-            for &(p, qi) in &hits {
-                match papers.last_mut() {
-                    Some((last, qs)) if *last == p => qs.push(qi),
-                    _ => papers.push((p, vec![qi])),
+            papers.sort_unstable_by_key(|&(p, _)| p);
+            papers.dedup_by(|next, kept| {
+                let same = next.0 == kept.0;
+                if same {
+                    kept.1 |= next.1;
                 }
-            }
+                same
+            });
             out.push(ReaderMatches { reader, papers });
         }
         out.sort_unstable_by_key(|r| r.reader);

@@ -104,6 +104,7 @@ pub enum Node {
 pub struct Query {
     text: String,
     root: Node,
+    canonical: String,
 }
 
 impl Query {
@@ -139,9 +140,11 @@ impl Query {
             return Err(QueryError::new(1, "the query only excludes")
                 .hint("add a word to look for, as in \"diffusion -survey\""));
         }
+        let root = simplify(root);
         Ok(Query {
             text: text.to_string(),
-            root: simplify(root),
+            canonical: root.to_string(),
+            root,
         })
     }
 
@@ -156,8 +159,8 @@ impl Query {
 
     /// A form that is equal for queries that mean the same (`Diffusion` and `diffusion`),
     /// so readers who hold the same query share one compiled copy.
-    pub fn canonical(&self) -> String {
-        self.root.to_string()
+    pub fn canonical(&self) -> &str {
+        &self.canonical
     }
 }
 
