@@ -5,7 +5,7 @@
 //! candidates verified per true match, and the naive evaluator on a 10,000-reader sample,
 //! extrapolated, with a check that both find the same matches on the sample.
 //!
-//! Run: `cargo bench --bench matching` (`-- --readers N` for a smaller run).
+//! Run: `cargo bench --bench matching` (`-- --readers N --naive-sample M` for a smaller run).
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -278,16 +278,20 @@ fn memory_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// `--name N` from the command line.
+fn flag(name: &str) -> Option<usize> {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+}
+
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
 fn main() {
-    let readers: usize = std::env::args()
-        .skip_while(|a| a != "--readers")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
+    let readers = flag("--readers").unwrap_or(1_000_000);
     let mut rng = Rng(0x5eed);
     let corpus = Corpus::new(&mut rng);
 
@@ -343,7 +347,12 @@ fn main() {
     let pairs: usize = matched.iter().map(|m| m.papers.len()).sum();
 
     // The naive evaluator: every query of every sampled reader against every paper.
-    let sample = NAIVE_SAMPLE.min(readers);
+    let sample = NAIVE_SAMPLE.min(readers).min(
+        std::env::var("BENCH_NAIVE_SAMPLE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(usize::MAX),
+    );
     let naive_started = Instant::now();
     let mut naive: Vec<(i64, Vec<u32>)> = Vec::new();
     for (r, held) in holdings.iter().take(sample).enumerate() {

@@ -125,6 +125,9 @@ fn bad_input_exits_2_with_a_message() {
         &["papers", "show", "not-a-key"],
         &["papers", "show", "arxiv:2601.99999"],
         &["papers", "list", "--since", "yesterday"],
+        &["papers", "search", "titel:diffusion"],
+        &["papers", "search", "-survey"],
+        &["papers", "search", "\"unclosed"],
     ];
     for args in cases {
         let out = op.run(args);
@@ -205,6 +208,35 @@ async fn fetched_papers_are_listed_and_shown_as_json() {
     let since_future = op.run(&["papers", "list", "--since", "2999-01-01", "--json"]);
     let none: serde_json::Value = serde_json::from_slice(&since_future.stdout).unwrap();
     assert_eq!(none.as_array().unwrap().len(), 0);
+
+    let found = op.run(&["papers", "search", "diffusion -survey", "--json"]);
+    assert!(found.status.success(), "{}", stderr(&found));
+    let hits: serde_json::Value =
+        serde_json::from_slice(&found.stdout).expect("only JSON on stdout");
+    assert_eq!(hits.as_array().unwrap().len(), 1);
+    assert_eq!(hits[0]["key"], "arxiv:2601.00001");
+    assert_eq!(
+        hits[0]["matched"][0]["fields"],
+        serde_json::json!(["title", "abstract"])
+    );
+    let span = &hits[0]["title_spans"][0];
+    let title = hits[0]["title"].as_str().unwrap();
+    let (a, b) = (
+        span["start"].as_u64().unwrap() as usize,
+        span["end"].as_u64().unwrap() as usize,
+    );
+    assert_eq!(&title[a..b], "Diffusion");
+    let text = op.run(&["papers", "search", "author:turing OR \"state space\""]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    let out = stdout(&text);
+    assert!(
+        out.contains("arxiv:2601.00001") && out.contains("arxiv:2601.00002"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[State Space] Models Read Long Documents"),
+        "{out}"
+    );
 
     let shown = op.run(&["papers", "show", "2601.00001", "--json"]);
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();

@@ -27,7 +27,10 @@ pub fn tokenize(text: &str) -> Vec<Token> {
     let mut word = String::new();
     let mut start = None;
     for (i, c) in text.char_indices() {
-        if is_word_char(c) {
+        if c.is_ascii_alphanumeric() {
+            start.get_or_insert(i);
+            word.push(c.to_ascii_lowercase());
+        } else if is_word_char(c) {
             start.get_or_insert(i);
             // Compatibility decomposition, then drop the marks: `é` → `e`, `ﬁ` → `fi`.
             decompose_compatible(c, |d| {
@@ -47,7 +50,11 @@ pub fn tokenize(text: &str) -> Vec<Token> {
 
 fn push_word(tokens: &mut Vec<Token>, word: &mut String, span: Range<usize>) {
     // A decomposition can leave non-word characters (`½` → `1⁄2`); split on them too.
-    let composed: String = word.nfc().collect();
+    let composed: String = if word.is_ascii() {
+        word.clone()
+    } else {
+        word.nfc().collect()
+    };
     word.clear();
     let mut parts = composed
         .split(|c: char| !is_word_char(c))

@@ -8,119 +8,141 @@
 //! query share one compiled copy, and a query is verified once per paper however many
 //! readers hold it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use rustc_hash::FxHashMap;
 
 use super::document::Doc;
 use super::eval::{Indexed, eval};
-use super::query::{Field, Node, Query, Term, TermKind};
+use super::query::{Field, MIN_PREFIX, Node, Query, Term, TermKind};
 
 /// Readers are identified by the store's id.
 pub type ReaderId = i64;
 
-/// What a paper offers to the index, and what a query is filed under.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Key {
+/// Keys are strings tagged by kind: what a paper offers to the index, and what a query is
+/// filed under.
+mod tag {
     /// A stem in the title or abstract.
-    Text(Box<str>),
+    pub const TEXT: char = 't';
     /// The first three letters of a title or abstract word.
-    TextPrefix(Box<str>),
-    Author(Box<str>),
-    AuthorPrefix(Box<str>),
-    Category(Box<str>),
+    pub const TEXT_PREFIX: char = 'x';
+    pub const AUTHOR: char = 'a';
+    pub const AUTHOR_PREFIX: char = 'b';
+    pub const CATEGORY: char = 'c';
     /// The first letter of a category.
-    CategoryPrefix(Box<str>),
+    pub const CATEGORY_PREFIX: char = 'd';
 }
 
-fn head(s: &str, n: usize) -> Box<str> {
-    s.chars().take(n).collect::<String>().into_boxed_str()
+fn key(buf: &mut String, tag: char, text: &str, max_chars: usize) {
+    buf.clear();
+    buf.push(tag);
+    buf.extend(text.chars().take(max_chars));
 }
 
-const PREFIX_KEY_CHARS: usize = super::query::MIN_PREFIX;
-
-impl Key {
-    /// Every key a paper carries.
-    pub fn of_doc(doc: &Doc) -> HashSet<Key> {
-        let mut keys = HashSet::new();
-        for field in [&doc.title, &doc.abstract_text] {
-            for s in &field.stems {
-                keys.insert(Key::Text(s.as_str().into()));
-            }
-            for w in field
-                .surface
-                .iter()
-                .filter(|w| w.chars().count() >= PREFIX_KEY_CHARS)
-            {
-                keys.insert(Key::TextPrefix(head(w, PREFIX_KEY_CHARS)));
-            }
+/// Calls `f` with every key a paper carries (some more than once).
+fn for_each_doc_key(doc: &Doc, buf: &mut String, mut f: impl FnMut(&str)) {
+    for field in [&doc.title, &doc.abstract_text] {
+        for s in &field.stems {
+            key(buf, tag::TEXT, s, usize::MAX);
+            f(buf);
         }
-        for author in &doc.authors {
-            for w in author {
-                keys.insert(Key::Author(w.as_str().into()));
-                if w.chars().count() >= PREFIX_KEY_CHARS {
-                    keys.insert(Key::AuthorPrefix(head(w, PREFIX_KEY_CHARS)));
-                }
-            }
-        }
-        for c in &doc.categories {
-            keys.insert(Key::Category(c.as_str().into()));
-            keys.insert(Key::CategoryPrefix(head(c, 1)));
-        }
-        keys
-    }
-
-    /// The key that any paper matching a word or prefix `term` must carry.
-    fn of_term(term: &Term) -> Key {
-        let word_key = |w: &str| match term.field {
-            Field::Author => Key::Author(w.into()),
-            Field::Category => Key::Category(w.into()),
-            _ => Key::Text(w.into()),
-        };
-        match &term.kind {
-            TermKind::Word(w) => word_key(w),
-            // Phrases are split into one clause per word by `TermStats::clauses`.
-            TermKind::Phrase(ws) => word_key(ws.first().map(String::as_str).unwrap_or_default()),
-            TermKind::Prefix(p) => match term.field {
-                Field::Author => Key::AuthorPrefix(head(p, PREFIX_KEY_CHARS)),
-                Field::Category => Key::CategoryPrefix(head(p, 1)),
-                _ => Key::TextPrefix(head(p, PREFIX_KEY_CHARS)),
-            },
+        for w in field
+            .surface
+            .iter()
+            .filter(|w| w.chars().nth(MIN_PREFIX - 1).is_some())
+        {
+            key(buf, tag::TEXT_PREFIX, w, MIN_PREFIX);
+            f(buf);
         }
     }
+    for author in &doc.authors {
+        for w in author {
+            key(buf, tag::AUTHOR, w, usize::MAX);
+            f(buf);
+            if w.chars().nth(MIN_PREFIX - 1).is_some() {
+                key(buf, tag::AUTHOR_PREFIX, w, MIN_PREFIX);
+                f(buf);
+            }
+        }
+    }
+    for c in &doc.categories {
+        key(buf, tag::CATEGORY, c, usize::MAX);
+        f(buf);
+        key(buf, tag::CATEGORY_PREFIX, c, 1);
+        f(buf);
+    }
+}
+
+/// The key that any paper matching a word or prefix `term` must carry.
+fn term_key(field: Field, kind: &TermKind) -> String {
+    let mut buf = String::new();
+    match kind {
+        TermKind::Word(w) => {
+            let t = match field {
+                Field::Author => tag::AUTHOR,
+                Field::Category => tag::CATEGORY,
+                _ => tag::TEXT,
+            };
+            key(&mut buf, t, w, usize::MAX);
+        }
+        TermKind::Prefix(p) => match field {
+            Field::Author => key(&mut buf, tag::AUTHOR_PREFIX, p, MIN_PREFIX),
+            Field::Category => key(&mut buf, tag::CATEGORY_PREFIX, p, 1),
+            _ => key(&mut buf, tag::TEXT_PREFIX, p, MIN_PREFIX),
+        },
+        // Phrases are split into one clause per word by `TermStats::clauses`.
+        TermKind::Phrase(ws) => {
+            return term_key(
+                field,
+                &TermKind::Word(ws.first().cloned().unwrap_or_default()),
+            );
+        }
+    }
+    buf
 }
 
 /// How common each key is in a sample of papers (yesterday's, say), so that queries are
-/// filed under their rarest required key. Without a sample, rough defaults by kind.
+/// filed under their rarest required keys. Without a sample, rough defaults by kind.
 #[derive(Debug, Clone, Default)]
 pub struct TermStats {
     papers: u32,
-    df: HashMap<Key, u32>,
+    df: FxHashMap<Box<str>, u32>,
 }
 
 impl TermStats {
     pub fn from_docs<'a>(docs: impl IntoIterator<Item = &'a Doc>) -> TermStats {
         let mut stats = TermStats::default();
+        let mut buf = String::new();
+        let mut seen: HashSet<Box<str>> = HashSet::new();
         for doc in docs {
             stats.papers += 1;
-            for key in Key::of_doc(doc) {
-                *stats.df.entry(key).or_default() += 1;
+            seen.clear();
+            for_each_doc_key(doc, &mut buf, |k| {
+                if !seen.contains(k) {
+                    seen.insert(k.into());
+                }
+            });
+            for k in seen.drain() {
+                *stats.df.entry(k).or_default() += 1;
             }
         }
         stats
     }
 
-    /// Expected number of papers carrying `key`, scaled to a thousand papers.
-    fn cost(&self, key: &Key) -> u64 {
+    /// Expected number of papers carrying `key`, per thousand papers.
+    fn cost(&self, key: &str) -> u64 {
         if self.papers > 0 {
             let df = u64::from(self.df.get(key).copied().unwrap_or(0));
             return (df * 1000 + 500) / u64::from(self.papers) + 1;
         }
-        match key {
-            Key::Author(_) => 2,
-            Key::Text(w) => 2 + 40 / (w.len() as u64).max(1),
-            Key::AuthorPrefix(_) => 20,
-            Key::TextPrefix(_) => 60,
-            Key::Category(_) => 300,
-            Key::CategoryPrefix(_) => 900,
+        let len = key.len() as u64;
+        match key.chars().next() {
+            Some(tag::AUTHOR) => 2,
+            Some(tag::TEXT) => 2 + 40 / len.max(1),
+            Some(tag::AUTHOR_PREFIX) => 20,
+            Some(tag::TEXT_PREFIX) => 60,
+            Some(tag::CATEGORY) => 300,
+            _ => 900,
         }
     }
 
@@ -129,20 +151,14 @@ impl TermStats {
     /// branch to require something and yields one clause, and NOT requires nothing.
     fn clauses(&self, node: &Node) -> Vec<Clause> {
         match node {
-            Node::Term(term) => match &term.kind {
-                // Every word of a phrase is required.
-                TermKind::Phrase(ws) => ws
-                    .iter()
-                    .map(|w| {
-                        let word = Term {
-                            field: term.field,
-                            kind: TermKind::Word(w.clone()),
-                        };
-                        self.clause(vec![Key::of_term(&word)])
-                    })
-                    .collect(),
-                _ => vec![self.clause(vec![Key::of_term(term)])],
-            },
+            Node::Term(Term {
+                field,
+                kind: TermKind::Phrase(ws),
+            }) => ws
+                .iter()
+                .map(|w| self.clause(vec![term_key(*field, &TermKind::Word(w.clone()))]))
+                .collect(),
+            Node::Term(term) => vec![self.clause(vec![term_key(term.field, &term.kind)])],
             Node::And(items) => items.iter().flat_map(|n| self.clauses(n)).collect(),
             Node::Or(items) => {
                 let mut keys = Vec::new();
@@ -152,15 +168,15 @@ impl TermStats {
                     };
                     keys.extend(best.keys);
                 }
-                let mut seen = HashSet::new();
-                keys.retain(|k| seen.insert(k.clone()));
+                keys.sort();
+                keys.dedup();
                 vec![self.clause(keys)]
             }
             Node::Not(_) => Vec::new(),
         }
     }
 
-    fn clause(&self, keys: Vec<Key>) -> Clause {
+    fn clause(&self, keys: Vec<String>) -> Clause {
         let cost = keys.iter().map(|k| self.cost(k)).sum();
         Clause { keys, cost }
     }
@@ -169,7 +185,7 @@ impl TermStats {
 /// Keys of which a matching paper carries at least one.
 #[derive(Debug, Clone)]
 struct Clause {
-    keys: Vec<Key>,
+    keys: Vec<String>,
     cost: u64,
 }
 
@@ -195,13 +211,19 @@ fn decided_by_clauses(node: &Node) -> bool {
 
 struct Slot {
     query: Query,
-    /// The clause the query is filed under.
-    anchor: Vec<Key>,
-    /// The other clauses, checked against the paper's keys before verifying.
-    filters: Vec<Vec<Key>>,
+    /// Key ids of the clause the query is filed under.
+    anchor: Vec<u32>,
+    holders: u32,
+}
+
+/// What matching reads for each query, kept apart from the cold [`Slot`] so the hot loop
+/// touches little memory.
+#[derive(Default)]
+struct Check {
+    /// Key ids of the other required clauses, checked against the paper's keys first.
+    filters: Box<[Box<[u32]>]>,
     /// Passing the clauses is matching: no verification needed.
     decided: bool,
-    holders: u32,
 }
 
 /// Set in a posting when the query is one key-decided word: its paper matches outright.
@@ -211,10 +233,13 @@ const OUTRIGHT: u32 = 1 << 31;
 #[derive(Default)]
 pub struct Percolator {
     slots: Vec<Option<Slot>>,
+    checks: Vec<Check>,
     free: Vec<u32>,
-    by_canonical: HashMap<String, u32>,
-    postings: HashMap<Key, Vec<u32>>,
-    readers: HashMap<ReaderId, Vec<u32>>,
+    by_canonical: FxHashMap<Box<str>, u32>,
+    /// Key string → key id; ids index `postings`.
+    keys: FxHashMap<Box<str>, u32>,
+    postings: Vec<Vec<u32>>,
+    readers: FxHashMap<ReaderId, Vec<u32>>,
     stats: TermStats,
 }
 
@@ -232,11 +257,40 @@ pub type QueryMask = u32;
 
 /// What a batch produced, per distinct query.
 pub struct BatchMatches {
-    per_query: Vec<Vec<u32>>,
-    /// Queries checked against a paper because they shared a key with it.
+    /// Papers matched by query `q`: `papers[offsets[q]..offsets[q + 1]]`, ascending.
+    offsets: Vec<u32>,
+    papers: Vec<u32>,
+    /// Queries fully checked against a paper: they shared a key with it and passed the
+    /// pre-check of their other required keys.
     pub candidates_verified: u64,
     /// (distinct query, paper) pairs that matched.
     pub query_matches: u64,
+}
+
+impl BatchMatches {
+    fn of_query(&self, q: u32) -> &[u32] {
+        match (
+            self.offsets.get(q as usize),
+            self.offsets.get(q as usize + 1),
+        ) {
+            (Some(&a), Some(&b)) => &self.papers[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
+/// One thread's share of a batch: (query, paper) pairs and counters.
+struct Partial {
+    pairs: Vec<(u32, u32)>,
+    verified: u64,
+}
+
+/// How many threads to split work into; small jobs stay on one.
+fn threads_for(items: usize, min_per_thread: usize) -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    cores.min(items / min_per_thread.max(1)).max(1)
 }
 
 impl Percolator {
@@ -303,6 +357,16 @@ impl Percolator {
         self.slots.get(id as usize)?.as_ref().map(|s| &s.query)
     }
 
+    fn key_id(&mut self, key: &str) -> u32 {
+        if let Some(&id) = self.keys.get(key) {
+            return id;
+        }
+        let id = self.postings.len() as u32;
+        self.postings.push(Vec::new());
+        self.keys.insert(key.into(), id);
+        id
+    }
+
     fn acquire(&mut self, query: &Query) -> u32 {
         if let Some(&id) = self.by_canonical.get(query.canonical()) {
             if let Some(slot) = self.slots[id as usize].as_mut() {
@@ -313,14 +377,17 @@ impl Percolator {
         // Accepted queries always require a key (the parser refuses exclusion-only ones).
         let mut clauses = self.stats.clauses(query.root());
         clauses.sort_by_key(|c| c.cost);
-        let mut clauses = clauses.into_iter().map(|c| c.keys);
+        let mut clauses = clauses
+            .into_iter()
+            .map(|c| c.keys.iter().map(|k| self.key_id(k)).collect::<Vec<u32>>());
         let anchor = clauses.next().unwrap_or_default();
-        let filters: Vec<Vec<Key>> = clauses.collect();
+        let filters: Box<[Box<[u32]>]> = clauses.map(Vec::into_boxed_slice).collect();
         let decided = decided_by_clauses(query.root());
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
                 self.slots.push(None);
+                self.checks.push(Check::default());
                 (self.slots.len() - 1) as u32
             }
         };
@@ -329,17 +396,16 @@ impl Percolator {
         } else {
             id
         };
-        for key in &anchor {
-            self.postings.entry(key.clone()).or_default().push(posting);
+        for &k in &anchor {
+            self.postings[k as usize].push(posting);
         }
+        self.checks[id as usize] = Check { filters, decided };
         self.slots[id as usize] = Some(Slot {
             query: query.clone(),
             anchor,
-            filters,
-            decided,
             holders: 1,
         });
-        self.by_canonical.insert(query.canonical().to_string(), id);
+        self.by_canonical.insert(query.canonical().into(), id);
         id
     }
 
@@ -354,95 +420,156 @@ impl Percolator {
         let Some(slot) = self.slots[id as usize].take() else {
             return;
         };
-        for key in &slot.anchor {
-            if let Some(list) = self.postings.get_mut(key) {
-                list.retain(|&q| q & !OUTRIGHT != id);
-                if list.is_empty() {
-                    self.postings.remove(key);
-                }
-            }
+        for &k in &slot.anchor {
+            self.postings[k as usize].retain(|&q| q & !OUTRIGHT != id);
         }
+        self.checks[id as usize] = Check::default();
         self.by_canonical.remove(slot.query.canonical());
         self.free.push(id);
     }
 
-    /// Matches every paper of a batch against every compiled query.
+    /// Matches every paper of a batch against every compiled query, on every core.
     pub fn match_batch(&self, docs: &[Doc]) -> BatchMatches {
-        let mut per_query: Vec<Vec<u32>> = vec![Vec::new(); self.slots.len()];
+        let threads = threads_for(docs.len(), 64);
+        let chunk = docs.len().div_ceil(threads).max(1);
+        let partials: Vec<Partial> = std::thread::scope(|scope| {
+            let handles: Vec<_> = docs
+                .chunks(chunk)
+                .enumerate()
+                .map(|(i, part)| scope.spawn(move || self.match_docs(part, (i * chunk) as u32)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        // Counting sort of the pairs by query: papers stay ascending within a query.
+        let mut offsets = vec![0u32; self.slots.len() + 1];
+        for p in &partials {
+            for &(q, _) in &p.pairs {
+                offsets[q as usize + 1] += 1;
+            }
+        }
+        for i in 1..offsets.len() {
+            offsets[i] += offsets[i - 1];
+        }
+        let total = offsets.last().copied().unwrap_or(0) as usize;
+        let mut papers = vec![0u32; total];
+        let mut next = offsets.clone();
+        for p in &partials {
+            for &(q, d) in &p.pairs {
+                papers[next[q as usize] as usize] = d;
+                next[q as usize] += 1;
+            }
+        }
+        BatchMatches {
+            offsets,
+            papers,
+            candidates_verified: partials.iter().map(|p| p.verified).sum(),
+            query_matches: total as u64,
+        }
+    }
+
+    /// Matches `docs`, whose first paper has index `first` in the batch.
+    fn match_docs(&self, docs: &[Doc], first: u32) -> Partial {
         let mut seen: Vec<u32> = vec![u32::MAX; self.slots.len()];
-        let mut verified = 0u64;
-        let mut matched = 0u64;
-        for (d, doc) in docs.iter().enumerate() {
-            let d = d as u32;
-            let keys = Key::of_doc(doc);
+        // The paper (index) that last carried each key.
+        let mut carried: Vec<u32> = vec![u32::MAX; self.postings.len()];
+        let mut doc_keys: Vec<u32> = Vec::new();
+        let mut buf = String::new();
+        let mut out = Partial {
+            pairs: Vec::new(),
+            verified: 0,
+        };
+        for (i, doc) in docs.iter().enumerate() {
+            let d = first + i as u32;
+            doc_keys.clear();
+            for_each_doc_key(doc, &mut buf, |k| {
+                if let Some(&id) = self.keys.get(k) {
+                    if carried[id as usize] != d {
+                        carried[id as usize] = d;
+                        doc_keys.push(id);
+                    }
+                }
+            });
             let evidence = Indexed(doc);
-            for key in &keys {
-                let Some(list) = self.postings.get(key) else {
-                    continue;
-                };
-                for &posting in list {
+            for &k in &doc_keys {
+                for &posting in &self.postings[k as usize] {
                     let q = posting & !OUTRIGHT;
                     if seen[q as usize] == d {
                         continue;
                     }
                     seen[q as usize] = d;
                     if posting & OUTRIGHT != 0 {
-                        verified += 1;
-                        matched += 1;
-                        per_query[q as usize].push(d);
+                        out.verified += 1;
+                        out.pairs.push((q, d));
                         continue;
                     }
-                    let Some(slot) = self.slots[q as usize].as_ref() else {
-                        continue;
-                    };
+                    let check = &self.checks[q as usize];
                     // Cheap pre-check: every other required clause must have a key here.
-                    if !slot
+                    let passes = check
                         .filters
                         .iter()
-                        .all(|c| c.iter().any(|k| keys.contains(k)))
-                    {
+                        .all(|c| c.iter().any(|&k| carried[k as usize] == d));
+                    if !passes {
                         continue;
                     }
-                    verified += 1;
-                    if slot.decided || eval(slot.query.root(), &evidence) {
-                        matched += 1;
-                        per_query[q as usize].push(d);
+                    out.verified += 1;
+                    let matches = check.decided
+                        || self.slots[q as usize]
+                            .as_ref()
+                            .is_some_and(|slot| eval(slot.query.root(), &evidence));
+                    if matches {
+                        out.pairs.push((q, d));
                     }
                 }
             }
         }
-        BatchMatches {
-            per_query,
-            candidates_verified: verified,
-            query_matches: matched,
-        }
+        out
     }
 
     /// Turns per-query matches into per-reader matches (readers with none are left out),
     /// ordered by reader id.
     pub fn readers_matching(&self, batch: &BatchMatches) -> Vec<ReaderMatches> {
-        let mut out = Vec::new();
-        for (&reader, ids) in &self.readers {
-            let mut papers: Vec<(u32, QueryMask)> = Vec::new();
-            for (i, &q) in ids.iter().enumerate().take(QueryMask::BITS as usize) {
-                if let Some(list) = batch.per_query.get(q as usize) {
-                    papers.extend(list.iter().map(|&p| (p, 1 << i)));
-                }
-            }
-            if papers.is_empty() {
-                continue;
-            }
-            papers.sort_unstable_by_key(|&(p, _)| p);
-            papers.dedup_by(|next, kept| {
-                let same = next.0 == kept.0;
-                if same {
-                    kept.1 |= next.1;
-                }
-                same
-            });
-            out.push(ReaderMatches { reader, papers });
-        }
+        let readers: Vec<(&ReaderId, &Vec<u32>)> = self.readers.iter().collect();
+        let threads = threads_for(readers.len(), 10_000);
+        let chunk = readers.len().div_ceil(threads).max(1);
+        let mut out: Vec<ReaderMatches> = std::thread::scope(|scope| {
+            let handles: Vec<_> = readers
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .filter_map(|(r, ids)| reader_matches(**r, ids, batch))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
         out.sort_unstable_by_key(|r| r.reader);
         out
     }
+}
+
+fn reader_matches(reader: ReaderId, ids: &[u32], batch: &BatchMatches) -> Option<ReaderMatches> {
+    let mut papers: Vec<(u32, QueryMask)> = Vec::new();
+    for (i, &q) in ids.iter().enumerate().take(QueryMask::BITS as usize) {
+        papers.extend(batch.of_query(q).iter().map(|&p| (p, 1 << i)));
+    }
+    if papers.is_empty() {
+        return None;
+    }
+    papers.sort_unstable_by_key(|&(p, _)| p);
+    papers.dedup_by(|next, kept| {
+        let same = next.0 == kept.0;
+        if same {
+            kept.1 |= next.1;
+        }
+        same
+    });
+    Some(ReaderMatches { reader, papers })
 }
