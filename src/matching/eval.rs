@@ -36,6 +36,15 @@ pub fn in_field(term: &Term, field: Field, ev: &impl Evidence) -> bool {
     }
 }
 
+/// Prefixes are a scan of the unstemmed words for both evidences: they are rare in
+/// queries and have no position map.
+fn prefix_in(doc: &Doc, field: Field, prefix: &str) -> bool {
+    match doc.text(field) {
+        Some(text) => text.surface.iter().any(|w| w.starts_with(prefix)),
+        None => author_or_category(doc, field, |ws| ws.iter().any(|w| w.starts_with(prefix))),
+    }
+}
+
 /// Author and category checks are the same for both evidences: a handful of short lists.
 fn author_or_category(doc: &Doc, field: Field, check: impl Fn(&[String]) -> bool) -> bool {
     match field {
@@ -70,12 +79,7 @@ impl Evidence for Indexed<'_> {
     }
 
     fn prefix(&self, field: Field, prefix: &str) -> bool {
-        match self.0.text(field) {
-            Some(text) => text.surface.iter().any(|w| w.starts_with(prefix)),
-            None => {
-                author_or_category(self.0, field, |ws| ws.iter().any(|w| w.starts_with(prefix)))
-            }
-        }
+        prefix_in(self.0, field, prefix)
     }
 }
 
@@ -100,12 +104,7 @@ impl Evidence for Naive<'_> {
     }
 
     fn prefix(&self, field: Field, prefix: &str) -> bool {
-        match self.0.text(field) {
-            Some(text) => text.surface.iter().any(|w| w.starts_with(prefix)),
-            None => {
-                author_or_category(self.0, field, |ws| ws.iter().any(|w| w.starts_with(prefix)))
-            }
-        }
+        prefix_in(self.0, field, prefix)
     }
 }
 
