@@ -477,3 +477,43 @@ async fn oversized_responses_are_refused() {
         reports[0]
     );
 }
+
+#[tokio::test]
+async fn a_doi_joins_an_arxiv_paper_and_its_journal_version() {
+    on_every_database(|store, server| async move {
+        // One batch: the arXiv preprint with its DOI, and the journal version by DOI alone.
+        let page = r#"{"total": 2, "offset": 0, "data": [
+            {"paperId": "s2a", "externalIds": {"ArXiv": "2601.00007", "DOI": "10.1000/Journal.7"},
+             "url": "https://www.semanticscholar.org/paper/s2a", "title": "Journal-Grade Diffusion",
+             "abstract": "Preprint.", "publicationDate": "2026-01-02", "authors": [{"name": "Ada Lovelace"}]},
+            {"paperId": "s2b", "externalIds": {"DOI": "10.1000/journal.7"},
+             "url": "https://www.semanticscholar.org/paper/s2b", "title": "Journal-Grade Diffusion",
+             "abstract": "Published version.", "publicationDate": "2026-03-01", "authors": []}
+        ]}"#;
+        let url = server.serve("/s2", vec![Reply::ok("application/json", page)]);
+        add_feed(&store, "s2", &url, FeedKind::Feed).await;
+        let reports = fetch(&store, &["s2"]).await;
+        let (c, _) = counts(&reports[0]);
+        assert_eq!((c.new, c.updated, c.unchanged), (1, 0, 1), "{}", reports[0]);
+        assert_eq!(store.count_papers().await.unwrap(), 1);
+        let p = paper(&store, "arxiv:2601.00007").await;
+        assert_eq!(p.paper.doi.as_deref(), Some("10.1000/journal.7"));
+
+        // Later, a journal feed carrying only the DOI link adds nothing new either.
+        let journal = r#"{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+            {"id": "j7", "url": "https://doi.org/10.1000/JOURNAL.7", "title": "Journal-Grade Diffusion",
+             "content_text": "Published version."}]}"#;
+        let url = server.serve("/journal", vec![Reply::ok("application/feed+json", journal)]);
+        add_feed(&store, "journal", &url, FeedKind::Feed).await;
+        let reports = fetch(&store, &["journal"]).await;
+        assert_eq!(counts(&reports[0]).0.new, 0, "{}", reports[0]);
+        assert_eq!(store.count_papers().await.unwrap(), 1);
+        let (_, sources) = store
+            .paper(&PaperKey::parse("arxiv:2601.00007").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sources.len(), 2, "{sources:?}");
+    })
+    .await;
+}

@@ -127,6 +127,63 @@ macro_rules! bind_paper_fields {
     };
 }
 
+/// Keys looked up per query when reading the rows a batch may touch (three lists of at
+/// most this many parameters).
+const LOOKUP_CHUNK: usize = 300;
+/// Feed links written per statement (seven parameters each).
+const LINK_CHUNK: usize = 500;
+
+/// The stored papers a batch may touch, found by key, arXiv id or DOI.
+#[derive(Default)]
+struct Known {
+    papers: Vec<StoredPaper>,
+    ids: std::collections::HashSet<i64>,
+    by_key: HashMap<String, usize>,
+    by_arxiv: HashMap<String, usize>,
+    by_doi: HashMap<String, usize>,
+}
+
+impl Known {
+    fn add(&mut self, paper: StoredPaper) {
+        if !self.ids.insert(paper.id) {
+            return;
+        }
+        self.papers.push(paper);
+        self.reindex(self.papers.len() - 1);
+    }
+
+    /// Files paper `at` under its identifiers; an identifier already filed under an older
+    /// row (lower id) stays with it, as the database lookup used to prefer it.
+    fn reindex(&mut self, at: usize) {
+        let p = &self.papers[at];
+        let id = p.id;
+        let file = |map: &mut HashMap<String, usize>, value: &str| {
+            let keep = map
+                .get(value)
+                .is_some_and(|&other| self.papers[other].id < id);
+            if !keep {
+                map.insert(value.to_string(), at);
+            }
+        };
+        file(&mut self.by_key, p.paper.key.as_str());
+        if let Some(a) = &p.paper.arxiv_id {
+            file(&mut self.by_arxiv, a);
+        }
+        if let Some(d) = &p.paper.doi {
+            file(&mut self.by_doi, d);
+        }
+    }
+
+    /// The stored row for `paper`: same key first, then same arXiv id, then same DOI.
+    fn find(&self, paper: &Paper) -> Option<usize> {
+        self.by_key
+            .get(paper.key.as_str())
+            .or_else(|| paper.arxiv_id.as_ref().and_then(|a| self.by_arxiv.get(a)))
+            .or_else(|| paper.doi.as_ref().and_then(|d| self.by_doi.get(d)))
+            .copied()
+    }
+}
+
 /// Folds entries for the same paper within one batch (a feed listing a paper twice, or
 /// under two versions) so that each paper is written once.
 fn dedupe(batch: &[Ingested]) -> Vec<Ingested> {
@@ -150,6 +207,10 @@ impl Store {
     /// Stores a feed's papers in one transaction: a paper already known (by key, arXiv id
     /// or DOI) is merged into its row and keeps its `first_seen_at`, so a new version or a
     /// second source never makes it new to readers again.
+    ///
+    /// The rows the batch may touch are read in a few queries up front, and the links to
+    /// the feed are written in a few multi-row statements, so a batch costs about one round
+    /// trip per new or changed paper.
     #[tracing::instrument(skip_all, fields(feed_id, entries = batch.len()))]
     pub async fn upsert_papers(
         &self,
@@ -161,20 +222,43 @@ impl Store {
         let mut counts = UpsertCounts::default();
         on_pool!(self, pool => {
             let mut tx = pool.begin_papers_write().await?;
+            let mut known = Known::default();
+            for chunk in batch.chunks(LOOKUP_CHUNK) {
+                let mut query = sqlx::QueryBuilder::new(select_papers!("WHERE key IN ("));
+                let mut keys = query.separated(", ");
+                for item in chunk {
+                    keys.push_bind(item.paper.key.as_str());
+                }
+                keys.push_unseparated(")");
+                let arxiv_ids: Vec<&str> = chunk.iter().filter_map(|i| i.paper.arxiv_id.as_deref()).collect();
+                if !arxiv_ids.is_empty() {
+                    query.push(" OR arxiv_id IN (");
+                    let mut ids = query.separated(", ");
+                    for id in arxiv_ids {
+                        ids.push_bind(id);
+                    }
+                    ids.push_unseparated(")");
+                }
+                let dois: Vec<&str> = chunk.iter().filter_map(|i| i.paper.doi.as_deref()).collect();
+                if !dois.is_empty() {
+                    query.push(" OR doi IN (");
+                    let mut ids = query.separated(", ");
+                    for doi in dois {
+                        ids.push_bind(doi);
+                    }
+                    ids.push_unseparated(")");
+                }
+                let rows: Vec<PaperRow> = query.build_query_as().fetch_all(&mut *tx).await?;
+                for row in rows {
+                    known.add(row.into_stored()?);
+                }
+            }
+            let mut links: Vec<(i64, &Ingested)> = Vec::with_capacity(batch.len());
             for item in &batch {
                 let incoming = &item.paper;
-                let existing: Option<PaperRow> = sqlx::query_as(select_papers!(
-                    "WHERE key = $1 OR arxiv_id = $2 OR doi = $3 \
-                     ORDER BY CASE WHEN key = $1 THEN 0 ELSE 1 END, id LIMIT 1"
-                ))
-                .bind(incoming.key.as_str())
-                .bind(incoming.arxiv_id.as_deref())
-                .bind(incoming.doi.as_deref())
-                .fetch_optional(&mut *tx)
-                .await?;
-                let paper_id = match existing {
-                    Some(row) => {
-                        let mut stored = row.into_stored()?;
+                let paper_id = match known.find(incoming) {
+                    Some(at) => {
+                        let stored = &mut known.papers[at];
                         if stored.paper.merge(incoming) {
                             let p = &stored.paper;
                             let query = sqlx::query(
@@ -186,14 +270,17 @@ impl Store {
                             )
                             .bind(stored.id);
                             bind_paper_fields!(query, p)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                            stored.updated_at = now;
                             counts.updated += 1;
                         } else {
                             counts.unchanged += 1;
                         }
-                        stored.id
+                        let id = stored.id;
+                        known.reindex(at);
+                        id
                     }
                     None => {
                         let p = incoming;
@@ -206,28 +293,47 @@ impl Store {
                         )
                         .bind(p.key.as_str());
                         let id: i64 = bind_paper_fields!(query, p)
-                        .bind(now)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                            .bind(now)
+                            .fetch_one(&mut *tx)
+                            .await?;
                         counts.new += 1;
+                        known.add(StoredPaper {
+                            id,
+                            paper: p.clone(),
+                            first_seen_at: now,
+                            updated_at: now,
+                        });
                         id
                     }
                 };
-                sqlx::query(
+                links.push((paper_id, item));
+            }
+            // Two entries of one batch can resolve to the same paper (an arXiv id and its
+            // DOI); one statement may not touch a row twice, so keep the last link.
+            let mut linked = std::collections::HashSet::new();
+            links.reverse();
+            links.retain(|(id, _)| linked.insert(*id));
+            links.reverse();
+            for chunk in links.chunks(LINK_CHUNK) {
+                let mut query = sqlx::QueryBuilder::new(
                     "INSERT INTO paper_sources (paper_id, feed_id, entry_id, version, announce_type, \
-                     first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                     ON CONFLICT (paper_id, feed_id) DO UPDATE SET entry_id = excluded.entry_id, \
+                     first_seen_at, last_seen_at) ",
+                );
+                query.push_values(chunk, |mut row, (paper_id, item)| {
+                    row.push_bind(*paper_id)
+                        .push_bind(feed_id)
+                        .push_bind(item.entry_id.as_str())
+                        .push_bind(item.paper.version.map(i64::from))
+                        .push_bind(item.announce_type.map(|a| a.as_str()))
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                query.push(
+                    " ON CONFLICT (paper_id, feed_id) DO UPDATE SET entry_id = excluded.entry_id, \
                      version = excluded.version, announce_type = excluded.announce_type, \
                      last_seen_at = excluded.last_seen_at",
-                )
-                .bind(paper_id)
-                .bind(feed_id)
-                .bind(item.entry_id.as_str())
-                .bind(incoming.version.map(i64::from))
-                .bind(item.announce_type.map(|a| a.as_str()))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                );
+                query.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
