@@ -5,6 +5,7 @@ mod feeds;
 mod fetch;
 mod migrate;
 mod papers;
+mod send_test_email;
 mod serve;
 
 use std::fmt;
@@ -45,6 +46,8 @@ pub enum Command {
     /// Look at stored papers.
     #[command(subcommand)]
     Papers(papers::Command),
+    /// Send one test message through the configured mailer.
+    SendTestEmail(send_test_email::Args),
 }
 
 /// A failed command, with the exit code it maps to.
@@ -111,6 +114,7 @@ impl Cli {
             Command::Fetch(args) => fetch::run(settings, args).await,
             Command::Feeds(cmd) => feeds::run(settings, cmd).await,
             Command::Papers(cmd) => papers::run(settings, cmd).await,
+            Command::SendTestEmail(args) => send_test_email::run(settings, args).await,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Types that validate once at the edge (feeds, forms, CLI); code further in trusts them.
 //! Nothing here does I/O.
 
+mod email;
 mod feed;
 mod paper;
 
+pub use email::EmailAddress;
 pub use feed::{FeedKind, FeedName, FeedUrl};
 pub use paper::{AnnounceType, ArxivId, Ingested, Paper, PaperKey, PaperLinks, normalise_doi};
 

@@ -1,0 +1,244 @@
+//! The mailer: one interface over SMTP (any relay, with STARTTLS, implicit TLS or none
+//! for a local relay) and a file outbox (`.eml` files) for instances without SMTP.
+//! Messages carry a Message-ID that we choose, and bodies are base64 so that nothing a
+//! feed or a reader wrote can form an SMTP command line.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::Settings;
+use crate::domain::EmailAddress;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("mail settings: {0}")]
+    Config(String),
+    #[error("cannot build the message: {0}")]
+    Build(String),
+    #[error("SMTP: {0}")]
+    Smtp(String),
+    #[error("cannot write to the outbox: {0}")]
+    Outbox(#[from] std::io::Error),
+}
+
+/// An email ready to go: both bodies carry the same content.
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub to: EmailAddress,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// Without angle brackets: `id@domain`.
+    pub message_id: String,
+}
+
+/// Where a sent message went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// Accepted by the relay; its reply.
+    Relay(String),
+    /// Written to this file of the outbox.
+    File(PathBuf),
+}
+
+#[derive(Clone)]
+pub enum Mailer {
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+        relay: String,
+    },
+    Outbox {
+        dir: PathBuf,
+        from: Mailbox,
+    },
+}
+
+impl Mailer {
+    /// SMTP when `PAPERBOY_SMTP_URL` is set, else the outbox folder.
+    pub fn from_settings(settings: &Settings) -> Result<Mailer, MailError> {
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|e| MailError::Config(format!("from {:?}: {e}", settings.from)))?;
+        let Some(url) = &settings.smtp_url else {
+            return Ok(Mailer::Outbox {
+                dir: settings.outbox_dir.clone(),
+                from,
+            });
+        };
+        let (transport, relay) = smtp_transport(url.expose())?;
+        Ok(Mailer::Smtp {
+            transport,
+            from,
+            relay,
+        })
+    }
+
+    /// A Message-ID on the sender's domain, unique to this process and instant.
+    pub fn new_message_id(&self) -> String {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{nanos:x}.{:x}.{n:x}@{}",
+            std::process::id(),
+            self.from().email.domain()
+        )
+    }
+
+    fn from(&self) -> &Mailbox {
+        match self {
+            Mailer::Smtp { from, .. } | Mailer::Outbox { from, .. } => from,
+        }
+    }
+
+    /// Where mail goes, for messages to the operator.
+    pub fn describe(&self) -> String {
+        match self {
+            Mailer::Smtp { relay, .. } => format!("SMTP relay {relay}"),
+            Mailer::Outbox { dir, .. } => format!("the outbox folder {}", dir.display()),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(to = %email.to.masked(), message_id = %email.message_id))]
+    pub async fn send(&self, email: &Email) -> Result<Sent, MailError> {
+        let message = self.build(email)?;
+        match self {
+            Mailer::Smtp { transport, .. } => {
+                let reply = transport
+                    .send(message)
+                    .await
+                    .map_err(|e| MailError::Smtp(e.to_string()))?;
+                let text: Vec<String> = reply.message().map(str::to_string).collect();
+                Ok(Sent::Relay(format!("{} {}", reply.code(), text.join(" "))))
+            }
+            Mailer::Outbox { dir, .. } => {
+                tokio::fs::create_dir_all(dir).await?;
+                let safe: String = email
+                    .message_id
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '.' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                let path = dir.join(format!("{safe}.eml"));
+                let partial = dir.join(format!(".{safe}.eml.part"));
+                // Written aside, then renamed: a reader of the folder never sees half a mail.
+                tokio::fs::write(&partial, message.formatted()).await?;
+                tokio::fs::rename(&partial, &path).await?;
+                Ok(Sent::File(path))
+            }
+        }
+    }
+
+    fn build(&self, email: &Email) -> Result<Message, MailError> {
+        let to: Mailbox = email
+            .to
+            .as_str()
+            .parse()
+            .map_err(|e| MailError::Build(format!("recipient: {e}")))?;
+        let part = |content_type: ContentType, body: &str| {
+            // Base64 never fails and never leaves a line that starts with a dot.
+            Body::new_with_encoding(body.to_string(), ContentTransferEncoding::Base64)
+                .map(|b| SinglePart::builder().header(content_type).body(b))
+                .map_err(|_| MailError::Build("cannot encode the body".into()))
+        };
+        Message::builder()
+            .from(self.from().clone())
+            .to(to)
+            .subject(email.subject.clone())
+            .message_id(Some(format!("<{}>", email.message_id)))
+            .date_now()
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(part(ContentType::TEXT_PLAIN, &email.text)?)
+                    .singlepart(part(ContentType::TEXT_HTML, &email.html)?),
+            )
+            .map_err(|e| MailError::Build(e.to_string()))
+    }
+}
+
+/// `smtp://user:pass@host:587` (STARTTLS required), `smtps://host:465` (TLS from the
+/// start), `smtp://host:25?tls=none` (a local relay, no encryption).
+fn smtp_transport(raw: &str) -> Result<(AsyncSmtpTransport<Tokio1Executor>, String), MailError> {
+    let url = url::Url::parse(raw).map_err(|e| MailError::Config(format!("SMTP URL: {e}")))?;
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| MailError::Config("SMTP URL has no host".into()))?
+        .to_string();
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let builder = match (url.scheme(), tls.as_deref()) {
+        ("smtps", _) => AsyncSmtpTransport::<Tokio1Executor>::relay(&host),
+        ("smtp", None | Some("required")) => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host),
+        ("smtp", Some("none")) => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)),
+        (scheme, tls) => {
+            return Err(MailError::Config(format!(
+                "SMTP URL: scheme {scheme:?} with tls={tls:?} is not understood; use smtp://, smtps:// or smtp://…?tls=none"
+            )));
+        }
+    }
+    .map_err(|e| MailError::Config(format!("SMTP relay {host}: {e}")))?;
+    let default_port = if url.scheme() == "smtps" {
+        465
+    } else if tls.as_deref() == Some("none") {
+        25
+    } else {
+        587
+    };
+    let port = url.port().unwrap_or(default_port);
+    let mut builder = builder.port(port).timeout(Some(Duration::from_secs(30)));
+    if !url.username().is_empty() {
+        let user = percent_decode(url.username());
+        let pass = percent_decode(url.password().unwrap_or_default());
+        builder = builder.credentials(Credentials::new(user, pass));
+    }
+    Ok((builder.build(), format!("{host}:{port}")))
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The pooled transport needs a runtime to be built and dropped in.
+    #[tokio::test]
+    async fn smtp_urls_choose_the_encryption() {
+        assert_eq!(
+            smtp_transport("smtp://u:p@mail.example.org").unwrap().1,
+            "mail.example.org:587"
+        );
+        assert_eq!(
+            smtp_transport("smtps://mail.example.org").unwrap().1,
+            "mail.example.org:465"
+        );
+        assert_eq!(
+            smtp_transport("smtp://127.0.0.1:2525?tls=none").unwrap().1,
+            "127.0.0.1:2525"
+        );
+        assert!(smtp_transport("http://mail.example.org").is_err());
+        assert!(smtp_transport("smtp://mail.example.org?tls=maybe").is_err());
+    }
+}

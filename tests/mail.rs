@@ -1,0 +1,205 @@
+//! The mailer through the binary: `send-test-email` into a real SMTP server that this
+//! project did not write (aiosmtpd, storing into a Maildir), and into the file outbox.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+
+fn paperboy(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paperboy"));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PAPERBOY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("PAPERBOY_LOG", "warn");
+    cmd
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// aiosmtpd on a free port, delivering into a Maildir; killed on drop.
+struct SmtpSink {
+    child: Child,
+    port: u16,
+    maildir: PathBuf,
+}
+
+impl SmtpSink {
+    fn start(dir: &Path) -> Option<SmtpSink> {
+        let available = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !available {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "CI=true but the aiosmtpd SMTP server is not installed (pip install aiosmtpd)"
+                );
+            }
+            eprintln!("aiosmtpd not installed: SMTP test skipped");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let maildir = dir.join("Maildir");
+        // Owned by the sink at once, so it is killed and reaped however the test ends.
+        let sink = SmtpSink {
+            child: Command::new("python3")
+                .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(&maildir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start aiosmtpd"),
+            port,
+            maildir,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(sink);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("aiosmtpd did not start");
+    }
+
+    fn received(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) {
+            for e in entries.flatten() {
+                out.push(std::fs::read_to_string(e.path()).unwrap());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The decoded body of each base64 part of a message.
+fn base64_parts(message: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    for section in message.split("Content-Transfer-Encoding: base64").skip(1) {
+        let body = section
+            .trim_start_matches(['\r', '\n'])
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or("");
+        let body = section.split("\r\n\r\n").nth(1).unwrap_or(body);
+        let encoded: String = body.lines().take_while(|l| !l.starts_with("--")).collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .unwrap();
+        parts.push(String::from_utf8(bytes).unwrap());
+    }
+    parts
+}
+
+#[test]
+fn a_test_email_reaches_a_real_smtp_server_as_one_multipart_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sink) = SmtpSink::start(dir.path()) else {
+        return;
+    };
+    let out = paperboy(dir.path())
+        .env(
+            "PAPERBOY_SMTP_URL",
+            format!("smtp://127.0.0.1:{}?tls=none", sink.port),
+        )
+        .env("PAPERBOY_FROM", "paperboy <digest@papers.example.org>")
+        .args(["send-test-email", "ada@example.org"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("sent to ada@example.org via SMTP relay 127.0.0.1:"),
+        "{stdout}"
+    );
+    let mut received = Vec::new();
+    for _ in 0..50 {
+        received = sink.received();
+        if !received.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(received.len(), 1, "exactly one message");
+    let message = &received[0];
+    let id = stdout.split("Message-ID ").nth(1).unwrap().trim();
+    assert!(message.contains(&format!("Message-ID: {id}")), "{message}");
+    assert!(id.ends_with("@papers.example.org>"), "{id}");
+    assert!(message.contains("Subject: paperboy test email"));
+    assert!(message.contains("To: ada@example.org"));
+    assert!(message.contains("From: paperboy <digest@papers.example.org>"));
+    assert!(message.contains("Content-Type: multipart/alternative"));
+    let parts = base64_parts(message);
+    assert_eq!(parts.len(), 2, "a text and an HTML part: {message}");
+    assert!(parts[0].contains("mail from this instance reaches ada@example.org"));
+    assert!(parts[1].starts_with("<!DOCTYPE html>"));
+}
+
+#[test]
+fn without_smtp_the_message_lands_in_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = paperboy(dir.path())
+        .args(["send-test-email", "ada@example.org"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("was written to data/outbox/"), "{stdout}");
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("data/outbox"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(files.len(), 1);
+    let message = std::fs::read_to_string(files[0].path()).unwrap();
+    assert!(message.contains("Subject: paperboy test email"));
+}
+
+#[test]
+fn bad_addresses_and_unreachable_relays_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = paperboy(dir.path())
+        .args(["send-test-email", "ada@example.org\r\nBcc: eve@example.org"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad).1);
+    let down = paperboy(dir.path())
+        .env(
+            "PAPERBOY_SMTP_URL",
+            "smtp://user:hunter2@127.0.0.1:9?tls=none",
+        )
+        .args(["send-test-email", "ada@example.org"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&down);
+    assert_eq!(down.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: sending to a***@example.org via SMTP relay 127.0.0.1:9"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
