@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{FeedServer, Reply, fixture};
+use common::{FeedServer, Reply, fixture, paperboy};
 
 struct Operator {
     dir: tempfile::TempDir,
@@ -31,18 +31,6 @@ impl Operator {
 }
 
 /// The binary in `dir`, with none of this process's `PAPERBOY_*` settings.
-fn paperboy(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paperboy"));
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PAPERBOY_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("PAPERBOY_LOG", "warn");
-    cmd
-}
-
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -7,10 +7,10 @@ mod common;
 use std::path::Path;
 
 use chrono::Utc;
-use common::{FeedServer, Reply, TestDb, databases, fetcher, shared_fixtures};
+use common::{FeedServer, Reply, TestDb, databases, fetcher, paper, shared_fixtures};
 use paperboy::domain::{FeedKind, FeedName, FeedUrl, PaperKey};
 use paperboy::feeds::{FeedReport, FeedStatus, fetch_feeds};
-use paperboy::store::{Store, StoredPaper};
+use paperboy::store::Store;
 
 /// What a file must give.
 enum Expect {
@@ -194,15 +194,6 @@ async fn ingest_file(
         .unwrap();
     let mut reports = fetch_feeds(store, &fetcher(), vec![feed]).await;
     reports.remove(0)
-}
-
-async fn paper(store: &Store, key: &str) -> StoredPaper {
-    store
-        .paper(&PaperKey::parse(key).unwrap())
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{key} not stored"))
-        .0
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 mod common;
 
 use chrono::Utc;
-use common::{FeedServer, Reply, TestDb, databases, fetcher, fixture};
+use common::{FeedServer, Reply, TestDb, databases, fetcher, fixture, paper};
 use paperboy::domain::{FeedKind, FeedName, FeedUrl, PaperKey};
 use paperboy::feeds::{FeedReport, FeedStatus, fetch_feeds};
 use paperboy::store::{FeedRecord, Store, UpsertCounts};
@@ -48,15 +48,6 @@ fn error_of(report: &FeedReport) -> String {
         FeedStatus::Error { error } => error.clone(),
         other => panic!("{}: expected an error, got {other:?}", report.feed),
     }
-}
-
-async fn paper(store: &Store, key: &str) -> paperboy::store::StoredPaper {
-    store
-        .paper(&PaperKey::parse(key).unwrap())
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{key} not stored"))
-        .0
 }
 
 async fn on_every_database<F, Fut>(test: F)

@@ -6,18 +6,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
+use common::paperboy;
 
-fn paperboy(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paperboy"));
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PAPERBOY_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("PAPERBOY_LOG", "warn");
-    cmd
-}
+mod common;
 
 fn text(o: &Output) -> (String, String) {
     (

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,8 +13,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use paperboy::config::{DatabaseUrl, FetchSettings};
+use paperboy::domain::PaperKey;
 use paperboy::feeds::Fetcher;
-use paperboy::store::Store;
+use paperboy::store::{Store, StoredPaper};
 use sqlx::Connection;
 
 fn in_ci() -> bool {
@@ -289,4 +291,27 @@ async fn answer(State(state): State<Arc<Mutex<ServerState>>>, req: Request) -> R
         builder = builder.header(name.as_str(), value.as_str());
     }
     builder.body(Body::from(reply.body)).expect("response")
+}
+
+/// The `paperboy` binary run in `dir`, with none of this process's `PAPERBOY_*` settings.
+pub fn paperboy(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paperboy"));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PAPERBOY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("PAPERBOY_LOG", "warn");
+    cmd
+}
+
+/// A stored paper by key; the test fails when it is missing.
+pub async fn paper(store: &Store, key: &str) -> StoredPaper {
+    store
+        .paper(&PaperKey::parse(key).unwrap())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{key} not stored"))
+        .0
 }
