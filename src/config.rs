@@ -43,15 +43,32 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with any password replaced, fit for logs and error messages.
+    /// The URL with any password replaced, fit for logs and error messages. A URL that
+    /// does not parse is not shown at all: it might hold a password in an odd place.
     pub fn redacted(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("redacted"));
-                u.to_string()
-            }
-            _ => self.0.clone(),
+        let Ok(mut u) = url::Url::parse(&self.0) else {
+            return "[unparseable database URL]".into();
+        };
+        if u.password().is_some() {
+            let _ = u.set_password(Some("redacted"));
         }
+        let secret =
+            |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+        if u.query_pairs().any(|(k, _)| secret(&k)) {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if secret(&k) {
+                        "redacted".to_string()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        u.to_string()
     }
 }
 
@@ -377,5 +394,10 @@ mod tests {
         for secret in ["hunter2", "k3y", "s3cret"] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
+        let odd = DatabaseUrl::new("postgres://app:pa/ss@db/pb");
+        assert!(!odd.redacted().contains("pa/ss"), "{}", odd.redacted());
+        let query = DatabaseUrl::new("postgres://app@db/pb?sslmode=require&password=s3cret");
+        assert!(!query.redacted().contains("s3cret"), "{}", query.redacted());
+        assert!(query.redacted().contains("sslmode=require"));
     }
 }

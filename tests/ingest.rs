@@ -301,7 +301,7 @@ async fn every_feed_kind_is_ingested() {
         let post = paper(&store, "url:https://blog.example.org/posts/notes").await;
         assert_eq!(post.paper.title, "Notes & thoughts");
         assert_eq!(post.paper.abstract_text, "Long post");
-        assert_eq!(post.paper.categories, ["Machine Learning"]);
+        assert_eq!(post.paper.categories, ["ml"]);
 
         let article = paper(&store, "doi:10.5555/example.2026.7").await;
         assert_eq!(

@@ -148,6 +148,19 @@ fn refusals_name_the_position_and_the_problem() {
             "cat: takes a category such as cs.LG, not a phrase at 5",
         ),
         ("", "the query is empty at 1"),
+        (
+            "title:-survey",
+            "title: takes a word, a \"phrase\" or ( … ) at 7, write -title:… to exclude",
+        ),
+        (
+            "title:NOT survey",
+            "title: takes a word, a \"phrase\" or ( … ) at 7, write -title:… to exclude",
+        ),
+        (
+            "title:abstract:x",
+            "title: is followed by another field at 1",
+        ),
+        ("   diffusion OR", "nothing after OR at 14"),
     ];
     for (query, expected) in table {
         let err = Query::parse(query).expect_err(query);
@@ -371,7 +384,7 @@ proptest! {
     #[test]
     fn the_parser_never_panics_and_every_refusal_has_a_position(text in "\\PC{0,250}") {
         if let Err(e) = Query::parse(&text) {
-            let len = text.trim().chars().count();
+            let len = text.chars().count();
             prop_assert!(e.position >= 1 && e.position <= len.max(1) + 1, "{} for {:?}", e, text);
             prop_assert!(e.to_string().contains(" at "));
         }

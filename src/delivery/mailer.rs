@@ -205,6 +205,15 @@ fn smtp_transport(raw: &str) -> Result<(AsyncSmtpTransport<Tokio1Executor>, Stri
     };
     let port = url.port().unwrap_or(default_port);
     let mut builder = builder.port(port).timeout(Some(Duration::from_secs(30)));
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !url.username().is_empty() && tls.as_deref() == Some("none") && !loopback {
+        return Err(MailError::Config(format!(
+            "SMTP relay {host}: refusing to send a password without TLS to a remote host; drop tls=none"
+        )));
+    }
     if !url.username().is_empty() {
         let user = percent_decode(url.username());
         let pass = percent_decode(url.password().unwrap_or_default());
@@ -240,5 +249,7 @@ mod tests {
         );
         assert!(smtp_transport("http://mail.example.org").is_err());
         assert!(smtp_transport("smtp://mail.example.org?tls=maybe").is_err());
+        assert!(smtp_transport("smtp://u:p@mail.example.org?tls=none").is_err());
+        assert!(smtp_transport("smtp://u:p@127.0.0.1:25?tls=none").is_ok());
     }
 }

@@ -104,9 +104,9 @@ impl FeedUrl {
             return Err(Invalid::new(format!("bad feed URL {s:?}: no host")));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(Invalid::new(format!(
-                "bad feed URL {s:?}: credentials in feed URLs would be stored and shown in plain text"
-            )));
+            return Err(Invalid::new(
+                "bad feed URL: credentials in feed URLs would be stored and shown in plain text",
+            ));
         }
         Ok(Self(url.to_string()))
     }

@@ -58,16 +58,20 @@ impl ArxivId {
 
     fn parse_bare(s: &str) -> Option<Self> {
         let (body, version) = split_version(s);
-        let valid = if let Some((archive, number)) = body.split_once('/') {
-            // Old style: archive(.SUBJECT)?/YYMMNNN
-            let archive_ok = !archive.is_empty()
-                && archive
-                    .chars()
-                    .all(|c| c.is_ascii_alphabetic() || c == '-' || c == '.');
-            archive_ok && number.len() == 7 && number.bytes().all(|b| b.is_ascii_digit())
-        } else if let Some((yymm, number)) = body.split_once('.') {
+        let month_ok = |yymm: &str| {
             yymm.len() == 4
                 && yymm.bytes().all(|b| b.is_ascii_digit())
+                && matches!(yymm[2..].parse::<u8>(), Ok(1..=12))
+        };
+        let valid = if let Some((archive, number)) = body.split_once('/') {
+            // Old style: archive(.SUBJECT)?/YYMMNNN, from arXiv's own list of archives.
+            let name = archive.split('.').next().unwrap_or_default();
+            OLD_ARCHIVES.contains(&name)
+                && number.len() == 7
+                && number.bytes().all(|b| b.is_ascii_digit())
+                && month_ok(&number[..4])
+        } else if let Some((yymm, number)) = body.split_once('.') {
+            month_ok(yymm)
                 && (number.len() == 4 || number.len() == 5)
                 && number.bytes().all(|b| b.is_ascii_digit())
         } else {
@@ -95,6 +99,14 @@ impl ArxivId {
         format!("https://arxiv.org/pdf/{}", self.base)
     }
 }
+
+/// The archives of arXiv's pre-2007 identifiers (`hep-th/9901001`).
+const OLD_ARCHIVES: &[&str] = &[
+    "acc-phys", "adap-org", "alg-geom", "ao-sci", "astro-ph", "atom-ph", "bayes-an", "chao-dyn",
+    "chem-ph", "cmp-lg", "comp-gas", "cond-mat", "cs", "dg-ga", "funct-an", "gr-qc", "hep-ex",
+    "hep-lat", "hep-ph", "hep-th", "math", "math-ph", "mtrl-th", "nlin", "nucl-ex", "nucl-th",
+    "patt-sol", "physics", "plasm-ph", "q-alg", "q-bio", "quant-ph", "solv-int", "supr-con",
+];
 
 /// Splits a trailing `vN` off an id; `2409.12345v2` → (`2409.12345`, Some(2)).
 fn split_version(s: &str) -> (&str, Option<u32>) {
@@ -496,10 +508,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_new_style_id_round_trips(yymm in 1000u32..9999, num in 0u32..99999, v in proptest::option::of(1u32..30)) {
-            let raw = format!("{yymm:04}.{num:05}{}", v.map(|v| format!("v{v}")).unwrap_or_default());
+        fn any_new_style_id_round_trips(yy in 7u32..99, mm in 1u32..=12, num in 0u32..99999, v in proptest::option::of(1u32..30)) {
+            let raw = format!("{yy:02}{mm:02}.{num:05}{}", v.map(|v| format!("v{v}")).unwrap_or_default());
             let id = ArxivId::parse(&raw).unwrap();
-            prop_assert_eq!(id.base(), format!("{yymm:04}.{num:05}"));
+            prop_assert_eq!(id.base(), format!("{yy:02}{mm:02}.{num:05}"));
             prop_assert_eq!(id.version(), v);
         }
 

@@ -71,9 +71,9 @@ fn split_author_list(names: &str) -> Vec<String> {
 fn categories(entry: &Entry) -> Vec<String> {
     let mut cats: Vec<String> = Vec::new();
     for c in &entry.categories {
-        let term = c.term.trim();
-        if !term.is_empty() && !cats.iter().any(|x| x == term) {
-            cats.push(term.to_string());
+        let term = text::plain(&c.term);
+        if !term.is_empty() && !cats.contains(&term) {
+            cats.push(term);
         }
     }
     cats

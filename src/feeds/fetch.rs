@@ -197,11 +197,11 @@ impl Fetcher {
             }
         } else if e.is_connect() || e.is_request() || e.is_body() {
             Attempt::Retry {
-                error: FeedError::Request(error_chain(&e)),
+                error: FeedError::Request(error_chain(e)),
                 after: None,
             }
         } else {
-            Attempt::Final(FeedError::Request(error_chain(&e)))
+            Attempt::Final(FeedError::Request(error_chain(e)))
         }
     }
 }
@@ -216,9 +216,12 @@ enum Attempt {
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"); show the chain.
-fn error_chain(e: &reqwest::Error) -> String {
+/// The URL is left out: the feed is named next to the error anyway, and a URL can carry
+/// a token in its query.
+fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         let s_msg = s.to_string();
         if !msg.contains(&s_msg) {

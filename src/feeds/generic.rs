@@ -45,7 +45,13 @@ fn feed_entry(entry: &Entry) -> Option<Ingested> {
     }
     let hrefs: Vec<&str> = entry.links.iter().map(|l| l.href.trim()).collect();
     let candidates = std::iter::once(entry.id.as_str()).chain(hrefs.iter().copied());
-    let mut paper = if let Some(id) = candidates.clone().find_map(ArxivId::parse) {
+    // An arXiv id counts only where it is unmistakable: an arXiv or Hugging Face link, or
+    // an id that says arXiv. A blog's guid `post/1234567` is not `hep-th/1234567`.
+    let arxiv = std::iter::once(entry.id.as_str())
+        .filter(|id| id.to_ascii_lowercase().contains("arxiv"))
+        .find_map(ArxivId::parse)
+        .or_else(|| hrefs.iter().find_map(|h| ArxivId::from_url(h)));
+    let mut paper = if let Some(id) = arxiv {
         Paper::from_arxiv(&id, title)
     } else if let Some((doi, version)) = candidates.clone().find_map(preprint_doi) {
         let mut p = Paper::new(PaperKey::doi(&doi)?, title);
@@ -83,7 +89,8 @@ fn feed_entry(entry: &Entry) -> Option<Ingested> {
         .flat_map(|p| split_names(p.name.as_deref().unwrap_or_default()))
         .collect();
     for c in &entry.categories {
-        let term = text::plain(c.label.as_deref().unwrap_or(&c.term));
+        // The term is the code (`cs.LG`) that `cat:` queries name; a label is for display.
+        let term = text::plain(&c.term);
         if !term.is_empty() && !paper.categories.contains(&term) {
             paper.categories.push(term);
         }

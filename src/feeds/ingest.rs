@@ -5,6 +5,9 @@ use std::fmt;
 
 use chrono::Utc;
 use serde::Serialize;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{FeedError, Fetched, Fetcher, parse};
@@ -61,7 +64,9 @@ impl fmt::Display for FeedReport {
 }
 
 /// Polls `feeds` concurrently (politeness per host is the fetcher's job) and returns one
-/// report per feed, in the order given.
+/// report per feed, in the order given. Downloads and parsing overlap; writes to the store
+/// take turns, so no feed waits on a database lock long enough to time out and none holds
+/// a pooled connection while it waits.
 pub async fn fetch_feeds(
     store: &Store,
     fetcher: &Fetcher,
@@ -69,10 +74,12 @@ pub async fn fetch_feeds(
 ) -> Vec<FeedReport> {
     let mut tasks = JoinSet::new();
     let count = feeds.len();
+    let writer = Arc::new(Semaphore::new(1));
     for (index, feed) in feeds.into_iter().enumerate() {
         let store = store.clone();
         let fetcher = fetcher.clone();
-        tasks.spawn(async move { (index, fetch_one(&store, &fetcher, &feed).await) });
+        let writer = writer.clone();
+        tasks.spawn(async move { (index, fetch_one(&store, &fetcher, &writer, &feed).await) });
     }
     let mut reports: Vec<Option<FeedReport>> = vec![None; count];
     while let Some(joined) = tasks.join_next().await {
@@ -85,9 +92,14 @@ pub async fn fetch_feeds(
 }
 
 #[tracing::instrument(skip_all, fields(feed = %feed.name, kind = %feed.kind))]
-async fn fetch_one(store: &Store, fetcher: &Fetcher, feed: &FeedRecord) -> FeedReport {
+async fn fetch_one(
+    store: &Store,
+    fetcher: &Fetcher,
+    writer: &Semaphore,
+    feed: &FeedRecord,
+) -> FeedReport {
     let started = std::time::Instant::now();
-    let status = match ingest(store, fetcher, feed).await {
+    let status = match ingest(store, fetcher, writer, feed).await {
         Ok(status) => status,
         Err(error) => {
             let error = error.to_string();
@@ -122,6 +134,7 @@ enum IngestError {
 async fn ingest(
     store: &Store,
     fetcher: &Fetcher,
+    writer: &Semaphore,
     feed: &FeedRecord,
 ) -> Result<FeedStatus, IngestError> {
     let fetched = fetcher
@@ -156,6 +169,9 @@ async fn ingest(
         .into());
     }
     let parsed = parse(feed.kind, &body, content_type.as_deref(), Some(&feed.url))?;
+    // The semaphore is never closed, so acquiring cannot fail; if it did, writing anyway
+    // would only mean waiting on the database lock as before.
+    let _turn = writer.acquire().await.ok();
     let counts = store
         .upsert_papers(feed.id, &parsed.entries, Utc::now())
         .await?;

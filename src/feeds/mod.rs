@@ -47,7 +47,10 @@ pub struct Parsed {
 impl Parsed {
     fn push(&mut self, entry: Option<Ingested>) {
         match entry {
-            Some(e) => self.entries.push(e),
+            Some(mut e) => {
+                scrub(&mut e);
+                self.entries.push(e);
+            }
             None => self.skipped += 1,
         }
     }
@@ -98,6 +101,28 @@ pub fn parse(
         FeedKind::ArxivApi => arxiv::api(&parse_xml(body, base_url)?),
         FeedKind::Feed => Ok(generic::xml(&parse_xml(body, base_url)?)),
     }
+}
+
+/// The fields that parsers copy verbatim (ids, links, codes) lose control characters;
+/// titles, abstracts and names already went through [`text::plain`].
+fn scrub(e: &mut Ingested) {
+    let clean = |s: &mut String| *s = text::clean_id(s);
+    clean(&mut e.entry_id);
+    let p = &mut e.paper;
+    for link in [
+        &mut p.links.abs,
+        &mut p.links.pdf,
+        &mut p.links.discussion,
+        &mut p.thumbnail,
+        &mut p.doi,
+        &mut p.arxiv_id,
+    ] {
+        if let Some(s) = link.as_mut() {
+            clean(s);
+        }
+    }
+    p.categories.iter_mut().for_each(clean);
+    p.categories.retain(|c| !c.is_empty());
 }
 
 /// Re-encodes a body as UTF-8 (without a BOM), choosing the encoding from the BOM, then the

@@ -68,15 +68,22 @@ pub fn date_utc(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|d| d.and_utc())
 }
 
+/// Single spaces between words, and no control characters: a NUL would fail the row on
+/// PostgreSQL and an escape sequence would reach the operator's terminal.
 pub fn collapse_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for word in text.split_whitespace() {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(word);
+        out.extend(word.chars().filter(|c| !c.is_control()));
     }
     out
+}
+
+/// An identifier or URL from a feed, without control characters or surrounding space.
+pub fn clean_id(raw: &str) -> String {
+    raw.trim().chars().filter(|c| !c.is_control()).collect()
 }
 
 /// Puts a space before block-level tags so `<p>a</p><p>b</p>` reads `a b`, not `ab`.
@@ -142,6 +149,12 @@ mod tests {
             "$\\ln\\ln T$ bound for $x<y$"
         );
         assert_eq!(plain("AT&amp;T"), "AT&T");
+    }
+
+    #[test]
+    fn control_characters_never_survive() {
+        assert_eq!(plain("A\u{0}B \u{1b}[31mred\u{7}"), "AB [31mred");
+        assert_eq!(clean_id(" id\u{0}1\n"), "id1");
     }
 
     #[test]

@@ -108,8 +108,16 @@ pub struct Query {
 }
 
 impl Query {
-    pub fn parse(text: &str) -> Result<Query, QueryError> {
-        let text = text.trim();
+    pub fn parse(raw: &str) -> Result<Query, QueryError> {
+        // Positions count from the text as written, leading blanks included.
+        let lead = raw.chars().take_while(|c| c.is_whitespace()).count();
+        Self::parse_trimmed(raw.trim()).map_err(|mut e| {
+            e.position += lead;
+            e
+        })
+    }
+
+    fn parse_trimmed(text: &str) -> Result<Query, QueryError> {
         let chars = text.chars().count();
         if chars == 0 {
             return Err(QueryError::new(1, "the query is empty"));
@@ -166,6 +174,10 @@ impl Query {
 
 /// A reader's queries, one per line: each parsed, at most [`MAX_QUERIES`].
 pub fn parse_lines(text: &str) -> Result<Vec<Query>, QueryListError> {
+    let count = text.lines().filter(|l| !l.trim().is_empty()).count();
+    if count > MAX_QUERIES {
+        return Err(QueryListError::TooMany { count });
+    }
     let mut queries = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -311,6 +323,23 @@ fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
                             at,
                         });
                         let rest_at = at + name.chars().count() + 1;
+                        // `title:-x`, `title:NOT x` and `title:abstract:x` are not in the
+                        // grammar; read loosely they would mean something else.
+                        if rest.starts_with('-') || matches!(rest, "AND" | "OR" | "NOT") {
+                            return Err(QueryError::new(
+                                rest_at,
+                                format!("{name}: takes a word, a \"phrase\" or ( … )"),
+                            )
+                            .hint(format!("write -{name}:… to exclude")));
+                        }
+                        if rest.split_once(':').is_some_and(|(n, _)| {
+                            !n.is_empty() && n.chars().all(char::is_alphabetic)
+                        }) {
+                            return Err(QueryError::new(
+                                at,
+                                format!("{name}: is followed by another field"),
+                            ));
+                        }
                         if rest.is_empty() {
                             let next = chars.get(i).copied();
                             if next.is_none_or(char::is_whitespace) {

@@ -22,9 +22,11 @@ impl Schedules {
     }
 }
 
-/// Runs forever: at each tick of the fetch schedule, polls every feed.
+/// Runs forever: at each tick of the fetch schedule, polls every feed. The next tick is
+/// always counted from now, so ticks missed during a long poll or a sleep are skipped,
+/// not run back to back.
 pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher) {
-    for next in schedules.fetch.upcoming_owned(Utc) {
+    while let Some(next) = schedules.fetch.after(&Utc::now()).next() {
         let wait = (next - Utc::now()).to_std().unwrap_or_default();
         tracing::debug!(at = %next, "next feed poll");
         tokio::time::sleep(wait).await;
