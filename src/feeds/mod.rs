@@ -85,7 +85,7 @@ pub fn parse(
     if head.is_empty() {
         return Err(FeedError::NotAFeed("the response is empty".into()));
     }
-    if looks_like_html(body) {
+    if looks_like_html(&head) {
         return Err(FeedError::NotAFeed(
             "got an HTML page where a feed was expected".into(),
         ));
@@ -103,8 +103,8 @@ pub fn parse(
     }
 }
 
-/// The fields that parsers copy verbatim (ids, links, codes) lose control characters;
-/// titles, abstracts and names already went through [`text::plain`].
+/// The fields that parsers copy verbatim (ids and links) lose control characters; titles,
+/// abstracts, names and categories already went through [`text::plain`].
 fn scrub(e: &mut Ingested) {
     let clean = |s: &mut String| *s = text::clean_id(s);
     clean(&mut e.entry_id);
@@ -121,8 +121,6 @@ fn scrub(e: &mut Ingested) {
             clean(s);
         }
     }
-    p.categories.iter_mut().for_each(clean);
-    p.categories.retain(|c| !c.is_empty());
 }
 
 /// Re-encodes a body as UTF-8 (without a BOM), choosing the encoding from the BOM, then the
@@ -130,7 +128,9 @@ fn scrub(e: &mut Ingested) {
 /// UTF-8 so the XML parsers agree with the bytes they get.
 fn to_utf8<'a>(body: &'a [u8], content_type: Option<&str>) -> Result<Cow<'a, [u8]>, FeedError> {
     if let Some((encoding, bom_len)) = encoding_rs::Encoding::for_bom(body) {
-        return Ok(decode_with(encoding, &body[bom_len..]));
+        // The BOM outranks the declaration, which must then stop contradicting it.
+        let (text, _) = encoding.decode_without_bom_handling(&body[bom_len..]);
+        return Ok(Cow::Owned(declare_utf8(&text).into_bytes()));
     }
     let declared = xml_declared_encoding(body);
     let label = declared.or_else(|| {
@@ -197,9 +197,8 @@ fn sniff(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[start..end]).to_ascii_lowercase()
 }
 
-fn looks_like_html(body: &[u8]) -> bool {
-    let head = sniff(body);
-    let head = head.trim_start();
+/// Whether the sniffed start of a body is an HTML page (a login wall, an error page).
+fn looks_like_html(head: &str) -> bool {
     head.starts_with("<!doctype html")
         || head.starts_with("<html")
         || (head.starts_with("<?xml") && head.contains("<html"))
@@ -317,6 +316,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parsed.entries[0].paper.title, "Caf\u{e9}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_outranks_the_declaration() {
+        let body = "\u{feff}<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><rss version=\"2.0\"><channel><title>t</title><item><title>Café</title><link>https://example.org/a</link></item></channel></rss>";
+        let parsed = parse(FeedKind::Feed, body.as_bytes(), None, None).unwrap();
+        assert_eq!(parsed.entries[0].paper.title, "Café");
     }
 
     #[test]

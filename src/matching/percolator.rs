@@ -247,8 +247,9 @@ pub struct Percolator {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReaderMatches {
     pub reader: ReaderId,
-    /// Matching papers (indexes into the batch, ascending), each with a bit set for every
-    /// one of the reader's queries (in [`Percolator::reader_queries`] order) that matched.
+    /// Matching papers (indexes into the batch, ascending), each with bit `i` set when the
+    /// `i`-th query given to [`Percolator::set_reader`] matched it. Callers explain matches
+    /// with their own copy of the reader's queries, in the reader's own wording.
     pub papers: Vec<(u32, QueryMask)>,
 }
 
@@ -306,10 +307,6 @@ impl Percolator {
         }
     }
 
-    pub fn reader_count(&self) -> usize {
-        self.readers.len()
-    }
-
     /// Distinct compiled queries.
     pub fn query_count(&self) -> usize {
         self.by_canonical.len()
@@ -322,16 +319,9 @@ impl Percolator {
         queries: impl IntoIterator<Item = &'q Query>,
     ) {
         self.remove_reader(reader);
-        let mut ids: Vec<u32> = Vec::new();
-        for q in queries {
-            let id = self.acquire(q);
-            if ids.contains(&id) {
-                // The same query twice: hold it once.
-                self.release(id);
-            } else {
-                ids.push(id);
-            }
-        }
+        // One id per query given, repeats included, so that mask bit `i` is the caller's
+        // query `i`; the shared copy is counted once per holding.
+        let ids: Vec<u32> = queries.into_iter().map(|q| self.acquire(q)).collect();
         if !ids.is_empty() {
             self.readers.insert(reader, ids);
         }
@@ -343,18 +333,6 @@ impl Percolator {
                 self.release(id);
             }
         }
-    }
-
-    /// The queries a reader holds, in the order given (duplicates dropped).
-    pub fn reader_queries(&self, reader: ReaderId) -> Vec<&Query> {
-        self.readers
-            .get(&reader)
-            .map(|ids| ids.iter().filter_map(|&id| self.query(id)).collect())
-            .unwrap_or_default()
-    }
-
-    fn query(&self, id: u32) -> Option<&Query> {
-        self.slots.get(id as usize)?.as_ref().map(|s| &s.query)
     }
 
     fn key_id(&mut self, key: &str) -> u32 {

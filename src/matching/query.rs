@@ -655,29 +655,30 @@ fn includes_something(node: &Node) -> bool {
 /// Flattens nested ANDs and ORs so equal queries get equal trees.
 fn simplify(node: Node) -> Node {
     match node {
-        Node::And(items) => {
-            let mut flat = Vec::new();
-            for item in items.into_iter().map(simplify) {
-                match item {
-                    Node::And(inner) => flat.extend(inner),
-                    other => flat.push(other),
-                }
-            }
-            Node::And(flat)
-        }
-        Node::Or(items) => {
-            let mut flat = Vec::new();
-            for item in items.into_iter().map(simplify) {
-                match item {
-                    Node::Or(inner) => flat.extend(inner),
-                    other => flat.push(other),
-                }
-            }
-            Node::Or(flat)
-        }
+        Node::And(items) => Node::And(flatten(items, |n| match n {
+            Node::And(inner) => Ok(inner),
+            other => Err(other),
+        })),
+        Node::Or(items) => Node::Or(flatten(items, |n| match n {
+            Node::Or(inner) => Ok(inner),
+            other => Err(other),
+        })),
         Node::Not(inner) => Node::Not(Box::new(simplify(*inner))),
         term => term,
     }
+}
+
+/// Simplifies `items` and splices in the children of those `same` says are the same
+/// operator.
+fn flatten(items: Vec<Node>, same: impl Fn(Node) -> Result<Vec<Node>, Node>) -> Vec<Node> {
+    let mut flat = Vec::with_capacity(items.len());
+    for item in items.into_iter().map(simplify) {
+        match same(item) {
+            Ok(inner) => flat.extend(inner),
+            Err(other) => flat.push(other),
+        }
+    }
+    flat
 }
 
 impl fmt::Display for Node {

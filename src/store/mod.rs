@@ -7,7 +7,6 @@
 mod feeds;
 mod papers;
 
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -174,14 +173,6 @@ impl Store {
 
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
-    }
-
-    /// The SQLite database file, when that is the backend.
-    pub fn sqlite_path(&self) -> Option<PathBuf> {
-        match self {
-            Store::Sqlite(pool) => Some(pool.connect_options().get_filename().to_path_buf()),
-            Store::Postgres(_) => None,
-        }
     }
 }
 

@@ -224,29 +224,22 @@ impl Store {
             let mut tx = pool.begin_papers_write().await?;
             let mut known = Known::default();
             for chunk in batch.chunks(LOOKUP_CHUNK) {
-                let mut query = sqlx::QueryBuilder::new(select_papers!("WHERE key IN ("));
-                let mut keys = query.separated(", ");
-                for item in chunk {
-                    keys.push_bind(item.paper.key.as_str());
-                }
-                keys.push_unseparated(")");
-                let arxiv_ids: Vec<&str> = chunk.iter().filter_map(|i| i.paper.arxiv_id.as_deref()).collect();
-                if !arxiv_ids.is_empty() {
-                    query.push(" OR arxiv_id IN (");
-                    let mut ids = query.separated(", ");
-                    for id in arxiv_ids {
-                        ids.push_bind(id);
+                let mut query = sqlx::QueryBuilder::new(select_papers!("WHERE FALSE"));
+                let columns: [(&str, Vec<&str>); 3] = [
+                    ("key", chunk.iter().map(|i| i.paper.key.as_str()).collect()),
+                    ("arxiv_id", chunk.iter().filter_map(|i| i.paper.arxiv_id.as_deref()).collect()),
+                    ("doi", chunk.iter().filter_map(|i| i.paper.doi.as_deref()).collect()),
+                ];
+                for (column, values) in columns {
+                    if values.is_empty() {
+                        continue;
                     }
-                    ids.push_unseparated(")");
-                }
-                let dois: Vec<&str> = chunk.iter().filter_map(|i| i.paper.doi.as_deref()).collect();
-                if !dois.is_empty() {
-                    query.push(" OR doi IN (");
-                    let mut ids = query.separated(", ");
-                    for doi in dois {
-                        ids.push_bind(doi);
+                    query.push(" OR ").push(column).push(" IN (");
+                    let mut list = query.separated(", ");
+                    for value in values {
+                        list.push_bind(value);
                     }
-                    ids.push_unseparated(")");
+                    list.push_unseparated(")");
                 }
                 let rows: Vec<PaperRow> = query.build_query_as().fetch_all(&mut *tx).await?;
                 for row in rows {
