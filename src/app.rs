@@ -9,6 +9,8 @@ use chrono::Utc;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::delivery::Mailer;
+use crate::domain::token::{LinkKeys, Links, random_token};
 use crate::feeds::Fetcher;
 use crate::store::Store;
 use crate::{scheduler, web};
@@ -31,6 +33,8 @@ pub struct App {
     addr: SocketAddr,
     store: Store,
     fetcher: Fetcher,
+    mailer: Mailer,
+    links: Links,
     settings: Settings,
     options: ServeOptions,
 }
@@ -47,6 +51,8 @@ impl App {
             .context("adding the default feeds")?;
         let fetcher = Fetcher::new(settings.fetch.clone(), &settings.user_agent())
             .context("building the HTTP client")?;
+        let mailer = Mailer::from_settings(&settings).context("setting up the mailer")?;
+        let links = Links::new(&settings.base_url, link_keys(&settings, &store).await?);
         let listener = TcpListener::bind(&settings.bind)
             .await
             .with_context(|| format!("binding the web listener to {}", settings.bind))?;
@@ -56,9 +62,16 @@ impl App {
             addr,
             store,
             fetcher,
+            mailer,
+            links,
             settings,
             options,
         })
+    }
+
+    /// The absolute links this instance puts in pages and emails.
+    pub fn links(&self) -> &Links {
+        &self.links
     }
 
     /// The address actually bound (tests bind port 0).
@@ -84,11 +97,35 @@ impl App {
             )))
         });
         let scheduler = scheduler.transpose()?;
-        tracing::info!(addr = %self.addr, db = self.store.backend(), "paperboy is listening");
-        let router = web::router(web::AppState::new(self.store.clone()));
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        tracing::info!(
+            addr = %self.addr,
+            db = self.store.backend(),
+            mail = %self.mailer.describe(),
+            "paperboy is listening: the subscribe form is at {}",
+            self.links.home()
+        );
+        let state = web::AppState::new(
+            self.store.clone(),
+            self.mailer.clone(),
+            self.links.clone(),
+            &self.settings,
+        );
+        let guard = state.guard.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                every.tick().await;
+                guard.forget_idle();
+            }
+        });
+        let router = web::router(state, self.settings.web.max_body_bytes);
+        let served = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        sweeper.abort();
         if let Some(handle) = scheduler {
             // An interrupted fetch rolls back its transaction; the next run redoes it.
             handle.abort();
@@ -96,4 +133,22 @@ impl App {
         self.store.close().await;
         served.context("web server")
     }
+}
+
+/// The key that signs links: `PAPERBOY_SECRET_KEY` when set, else one generated on the
+/// first start and kept in the database, so every instance and restart agrees.
+async fn link_keys(settings: &Settings, store: &Store) -> anyhow::Result<LinkKeys> {
+    if let Some(secret) = &settings.secret_key {
+        anyhow::ensure!(
+            secret.expose().len() >= 32,
+            "PAPERBOY_SECRET_KEY must be at least 32 characters"
+        );
+        return Ok(LinkKeys::new(secret.expose().as_bytes()));
+    }
+    let candidate = random_token().context("generating the secret key")?;
+    let secret = store
+        .instance_secret(&candidate)
+        .await
+        .context("reading the secret key from the database")?;
+    Ok(LinkKeys::new(secret.as_bytes()))
 }

@@ -144,6 +144,38 @@ impl FetchSettings {
     }
 }
 
+/// The web form's limits against abuse.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSettings {
+    /// Take the client address from the last `X-Forwarded-For` entry (the one the reverse
+    /// proxy in front added). Only behind a proxy that sets it: otherwise anyone can.
+    pub trust_forwarded_for: bool,
+    /// Subscribe requests allowed per client address per hour …
+    pub subscribe_per_ip_per_hour: u32,
+    /// … of which this many may come at once.
+    pub subscribe_ip_burst: u32,
+    /// Subscribe requests allowed per email address per hour (a burst of up to 3).
+    pub subscribe_per_address_per_hour: u32,
+    /// Live query previews allowed per client address per minute.
+    pub preview_per_ip_per_minute: u32,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            trust_forwarded_for: false,
+            subscribe_per_ip_per_hour: 30,
+            subscribe_ip_burst: 10,
+            subscribe_per_address_per_hour: 6,
+            preview_per_ip_per_minute: 120,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
 /// Everything paperboy reads from its environment.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -161,6 +193,7 @@ pub struct Settings {
     pub log: String,
     pub log_format: LogFormat,
     pub fetch: FetchSettings,
+    pub web: WebSettings,
 }
 
 impl Default for Settings {
@@ -179,6 +212,7 @@ impl Default for Settings {
             log: "info".into(),
             log_format: LogFormat::Text,
             fetch: FetchSettings::default(),
+            web: WebSettings::default(),
         }
     }
 }
@@ -276,6 +310,18 @@ impl Settings {
         if let Some(v) = get("PAPERBOY_FETCH_SCHEDULE") {
             self.fetch.schedule = v;
         }
+        if let Some(v) = get("PAPERBOY_TRUST_FORWARDED_FOR") {
+            self.web.trust_forwarded_for = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: "web.trust_forwarded_for",
+                        message: format!("{other:?} is not true or false"),
+                    });
+                }
+            };
+        }
         Ok(())
     }
 
@@ -293,10 +339,6 @@ impl Settings {
                 ),
             });
         }
-        url::Url::parse(&self.base_url).map_err(|e| ConfigError::Invalid {
-            key: "base_url",
-            message: format!("{:?}: {e}", self.base_url),
-        })?;
         cron::Schedule::from_str(&self.fetch.schedule).map_err(|e| ConfigError::Invalid {
             key: "fetch.schedule",
             message: format!("{:?}: {e}", self.fetch.schedule),
@@ -305,6 +347,28 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "fetch",
                 message: "max_bytes and timeout_secs must be above zero".into(),
+            });
+        }
+        let w = &self.web;
+        if w.subscribe_per_ip_per_hour == 0
+            || w.subscribe_ip_burst == 0
+            || w.subscribe_per_address_per_hour == 0
+            || w.preview_per_ip_per_minute == 0
+            || w.max_body_bytes < 1024
+        {
+            return Err(ConfigError::Invalid {
+                key: "web",
+                message: "rate limits must be above zero and max_body_bytes at least 1024".into(),
+            });
+        }
+        let base = url::Url::parse(&self.base_url).map_err(|e| ConfigError::Invalid {
+            key: "base_url",
+            message: format!("{:?}: {e}", self.base_url),
+        })?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(ConfigError::Invalid {
+                key: "base_url",
+                message: format!("{:?} is not an http(s) address", self.base_url),
             });
         }
         Ok(())

@@ -30,6 +30,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
             html_escape::encode_text(to.as_str()),
         ),
         message_id: mailer.new_message_id(),
+        list: None,
     };
     match mailer.send(&email).await {
         Ok(Sent::Relay(reply)) => {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -36,6 +36,20 @@ pub struct Email {
     pub html: String,
     /// Without angle brackets: `id@domain`.
     pub message_id: String,
+    /// The list headers of mail sent to a reader (RFC 2919, 2369 and 8058).
+    pub list: Option<ListHeaders>,
+}
+
+/// What lets a mail client name the list and unsubscribe in one click.
+#[derive(Debug, Clone)]
+pub struct ListHeaders {
+    /// `paperboy digest <digest.example.org>`: the List-Id.
+    pub id: String,
+    /// The HTTPS (or, locally, HTTP) address whose POST unsubscribes.
+    pub unsubscribe_url: String,
+    /// Marks machine-sent mail (`Auto-Submitted: auto-generated`) and bulk mail
+    /// (`Precedence: bulk`) when set; confirmations are neither bulk nor auto-replies.
+    pub bulk: bool,
 }
 
 /// Where a sent message went.
@@ -157,12 +171,21 @@ impl Mailer {
                 .map(|b| SinglePart::builder().header(content_type).body(b))
                 .map_err(|_| MailError::Build("cannot encode the body".into()))
         };
-        Message::builder()
+        let mut builder = Message::builder()
             .from(self.from().clone())
             .to(to)
             .subject(email.subject.clone())
             .message_id(Some(format!("<{}>", email.message_id)))
-            .date_now()
+            .date_now();
+        if let Some(list) = &email.list {
+            for (name, value) in list_headers(list)? {
+                builder = builder.raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str(name),
+                    value,
+                ));
+            }
+        }
+        builder
             .multipart(
                 MultiPart::alternative()
                     .singlepart(part(ContentType::TEXT_PLAIN, &email.text)?)
@@ -170,6 +193,39 @@ impl Mailer {
             )
             .map_err(|e| MailError::Build(e.to_string()))
     }
+}
+
+/// The List-* headers, refusing any value that could break out of its header line.
+fn list_headers(list: &ListHeaders) -> Result<Vec<(&'static str, String)>, MailError> {
+    let clean = |v: &str| {
+        if v.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
+            Ok(())
+        } else {
+            Err(MailError::Build(format!(
+                "header value {v:?} is not printable ASCII"
+            )))
+        }
+    };
+    clean(&list.id)?;
+    clean(&list.unsubscribe_url)?;
+    if list.unsubscribe_url.contains(['<', '>', ' ']) {
+        return Err(MailError::Build(
+            "unsubscribe URL holds <, > or a space".into(),
+        ));
+    }
+    let mut headers = vec![
+        ("List-Id", list.id.clone()),
+        ("List-Unsubscribe", format!("<{}>", list.unsubscribe_url)),
+        (
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".to_string(),
+        ),
+    ];
+    if list.bulk {
+        headers.push(("Precedence", "bulk".into()));
+        headers.push(("Auto-Submitted", "auto-generated".into()));
+    }
+    Ok(headers)
 }
 
 /// `smtp://user:pass@host:587` (STARTTLS required), `smtps://host:465` (TLS from the

@@ -1,7 +1,8 @@
 //! Delivery: getting a finished message to the reader's mail server, through an SMTP
-//! relay or into the file outbox. It sends what it is given; what to send and when is
-//! decided upstream.
+//! relay or into the file outbox, and composing the emails about a subscription itself.
+//! It sends what it is given; what to send and when is decided upstream.
 
 mod mailer;
+pub mod notices;
 
-pub use mailer::{Email, MailError, Mailer, Sent};
+pub use mailer::{Email, ListHeaders, MailError, Mailer, Sent};

@@ -112,10 +112,12 @@ const OLD_ARCHIVES: &[&str] = &[
 fn split_version(s: &str) -> (&str, Option<u32>) {
     if let Some(pos) = s.rfind('v') {
         let digits = &s[pos + 1..];
-        if pos > 0 && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(n) = digits.parse() {
-                return (&s[..pos], Some(n));
-            }
+        if pos > 0
+            && !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(n) = digits.parse()
+        {
+            return (&s[..pos], Some(n));
         }
     }
     (s, None)

@@ -176,13 +176,13 @@ fn xml_declared_encoding(body: &[u8]) -> Option<String> {
 /// Replaces the declared encoding in an already decoded document with UTF-8.
 fn declare_utf8(text: &str) -> String {
     let trimmed = text.trim_start();
-    if trimmed.starts_with("<?xml") {
-        if let Some(end) = trimmed.find("?>") {
-            return format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"{}",
-                &trimmed[end..]
-            );
-        }
+    if trimmed.starts_with("<?xml")
+        && let Some(end) = trimmed.find("?>")
+    {
+        return format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"{}",
+            &trimmed[end..]
+        );
     }
     text.to_string()
 }

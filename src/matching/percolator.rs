@@ -463,11 +463,11 @@ impl Percolator {
             let d = first + i as u32;
             doc_keys.clear();
             for_each_doc_key(doc, &mut buf, |k| {
-                if let Some(&id) = self.keys.get(k) {
-                    if carried[id as usize] != d {
-                        carried[id as usize] = d;
-                        doc_keys.push(id);
-                    }
+                if let Some(&id) = self.keys.get(k)
+                    && carried[id as usize] != d
+                {
+                    carried[id as usize] = d;
+                    doc_keys.push(id);
                 }
             });
             let evidence = Indexed(doc);

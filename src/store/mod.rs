@@ -6,6 +6,7 @@
 
 mod feeds;
 mod papers;
+mod subscribers;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,6 +21,10 @@ use crate::config::DatabaseUrl;
 
 pub use feeds::{FeedHealth, FeedRecord, FetchOutcome};
 pub use papers::{PaperSource, StoredPaper, UpsertCounts};
+pub use subscribers::{
+    ClientInfo, ConsentRecord, ConsentText, RequestOutcome, Subscriber, SubscriptionRequest,
+    email_key,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

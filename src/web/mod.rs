@@ -1,24 +1,162 @@
 //! The web entry point: one axum router per feature, merged here, sharing [`AppState`].
-//! Handlers call into the store and the flow; nothing below calls back up here.
+//! Handlers call into the store, the matching engine and the mailer; nothing below calls
+//! back up here. Every page is an askama template with autoescaping.
 
+mod assets;
+mod confirm;
+mod forms;
+mod guard;
 mod health;
+mod pages;
+mod preferences;
+mod subscribe;
+mod unsubscribe;
+
+use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
 
+use crate::config::Settings;
+use crate::delivery::Mailer;
+use crate::domain::token::Links;
 use crate::store::Store;
+
+pub use guard::Guard;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub mailer: Mailer,
+    pub links: Links,
+    pub guard: Arc<Guard>,
+    /// Shown on the form when mail does not leave the machine, for the operator trying it.
+    pub operator_note: Option<Arc<str>>,
+    pub preview: Arc<subscribe::PreviewCache>,
 }
 
 impl AppState {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, mailer: Mailer, links: Links, settings: &Settings) -> Self {
+        let operator_note = match &mailer {
+            Mailer::Outbox { dir, .. } => Some(Arc::from(format!(
+                "no SMTP relay is configured (PAPERBOY_SMTP_URL), so emails are not sent: \
+                 each one is written as an .eml file to {}.",
+                dir.display()
+            ))),
+            Mailer::Smtp { .. } => None,
+        };
+        AppState {
+            store,
+            mailer,
+            links,
+            guard: Arc::new(Guard::new(&settings.web)),
+            operator_note,
+            preview: Arc::new(subscribe::PreviewCache::default()),
+        }
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new().merge(health::router()).with_state(state)
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(assets::router())
+        .merge(subscribe::router())
+        .merge(confirm::router())
+        .merge(preferences::router())
+        .merge(unsubscribe::router())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Headers on every answer: no inline script, no framing, no referrer (links carry
+/// tokens), no MIME sniffing; pages are not cached by anyone.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn not_found() -> Response {
+    WebError::NotFound.into_response()
+}
+
+/// How a request fails, as the visitor sees it. Internal errors are logged in full and
+/// shown as a plain apology.
+#[derive(Debug)]
+pub enum WebError {
+    NotFound,
+    /// The form's CSRF token or origin did not check out.
+    Forbidden,
+    TooManyRequests {
+        retry_after_secs: u64,
+    },
+    Internal(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for WebError {
+    fn from(e: E) -> Self {
+        WebError::Internal(e.into())
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match &self {
+            WebError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing at this address. If you followed a link from an email, it may have expired or been used already.",
+            ),
+            WebError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Please try again",
+                "The form could not be checked (it may have been open for a long time, or cookies are blocked). Reload the page and submit it again.",
+            ),
+            WebError::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                "This form was submitted too often. Please wait a little and try again.",
+            ),
+            WebError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "paperboy could not finish this request. Nothing was lost; please try again in a moment.",
+                )
+            }
+        };
+        let body = pages::render(&pages::Message { title, message });
+        let mut response = (status, Html(body)).into_response();
+        if let WebError::TooManyRequests { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
 }

@@ -76,14 +76,14 @@ impl TestDb {
     }
 
     pub async fn cleanup(self) {
-        if let Some((base, name)) = &self.pg {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(base).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await;
-            }
+        if let Some((base, name)) = &self.pg
+            && let Ok(mut conn) = sqlx::PgConnection::connect(base).await
+        {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
         }
     }
 }

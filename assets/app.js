@@ -1,0 +1,57 @@
+// Progressive enhancement for the subscribe and preferences forms. Everything works
+// without it: it only prefills the browser's time zone and previews queries as you type.
+(function () {
+  "use strict";
+
+  var tz = document.getElementById("timezone");
+  if (tz && tz.getAttribute("data-detect") === "true" && window.Intl) {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    for (var i = 0; zone && i < tz.options.length; i++) {
+      if (tz.options[i].value === zone) { tz.selectedIndex = i; break; }
+    }
+  }
+
+  var queries = document.getElementById("queries");
+  var out = document.getElementById("queries-preview");
+  if (!queries || !out || !window.fetch) { return; }
+  var timer = null;
+  var generation = 0;
+
+  function line(text, bad) {
+    var p = document.createElement("p");
+    p.textContent = text;
+    if (bad) { p.className = "bad"; }
+    return p;
+  }
+
+  function refresh() {
+    var lines = queries.value.split("\n").map(function (l) { return l.trim(); })
+      .filter(function (l) { return l.length > 0; }).slice(0, 20);
+    var mine = ++generation;
+    if (lines.length === 0) { out.replaceChildren(); return; }
+    Promise.all(lines.map(function (q) {
+      return fetch("/preview?q=" + encodeURIComponent(q), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .catch(function () { return null; });
+    })).then(function (answers) {
+      if (mine !== generation) { return; }
+      var nodes = [];
+      answers.forEach(function (a, i) {
+        if (!a) { return; }
+        if (a.ok) {
+          nodes.push(line(lines[i] + ": " + a.matches + " of the " + a.papers +
+            " papers of the last " + a.days + " days", false));
+        } else {
+          nodes.push(line(lines[i] + ": " + a.error, true));
+        }
+      });
+      out.replaceChildren.apply(out, nodes);
+    });
+  }
+
+  queries.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 350);
+  });
+  if (queries.value.trim()) { refresh(); }
+})();

@@ -1,0 +1,514 @@
+//! Readers: their preferences and status, confirmation tokens (stored hashed), the consent
+//! record, and the instance secret that signs their links.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::{BeginWrite, Store, StoreError, StoreResult, on_pool};
+use crate::domain::{
+    EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, SubscriberStatus,
+    TimeZone,
+};
+
+/// A reader as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Subscriber {
+    pub id: i64,
+    pub email: EmailAddress,
+    pub status: SubscriberStatus,
+    pub preferences: Preferences,
+    /// Mixed into every signed link; never shown.
+    #[serde(skip)]
+    pub link_key: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub link_sent_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+}
+
+/// Where a request came from, for the consent record.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The words of the form the reader agreed to, and their version.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsentText<'a> {
+    pub version: &'a str,
+    pub text: &'a str,
+}
+
+/// One line of the consent record.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ConsentRecord {
+    pub event: String,
+    pub at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub form_version: String,
+    pub form_text: String,
+}
+
+/// What a subscription request led to, and so which email (if any) goes out.
+#[derive(Debug, Clone)]
+pub enum RequestOutcome {
+    /// A new or not-yet-confirmed reader: send the confirmation link for the given token.
+    Confirm(Subscriber),
+    /// The reader is already confirmed; their settings are unchanged. Send them the link to
+    /// their preferences.
+    AlreadySubscribed(Subscriber),
+    /// A link went to this address a short while ago: nothing changes, nothing is sent.
+    TooSoon,
+}
+
+/// A subscription request: a new token (already hashed) to file if a link goes out.
+#[derive(Debug, Clone)]
+pub struct SubscriptionRequest<'a> {
+    pub email: &'a EmailAddress,
+    pub preferences: &'a Preferences,
+    pub token_hash: &'a str,
+    pub token_ttl: Duration,
+    /// A second link to the same address waits at least this long.
+    pub resend_after: Duration,
+    pub link_key: &'a str,
+    pub client: &'a ClientInfo,
+    pub consent: ConsentText<'a>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SubscriberRow {
+    id: i64,
+    email: String,
+    status: String,
+    queries: String,
+    frequency: String,
+    send_hour: i32,
+    timezone: String,
+    max_papers: i32,
+    link_key: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    link_sent_at: Option<DateTime<Utc>>,
+    confirmed_at: Option<DateTime<Utc>>,
+    unsubscribed_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<SubscriberRow> for Subscriber {
+    type Error = StoreError;
+
+    fn try_from(r: SubscriberRow) -> StoreResult<Self> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("subscriber {}: {what}: {e}", r.id))
+        };
+        Ok(Subscriber {
+            id: r.id,
+            email: EmailAddress::parse(&r.email).map_err(|e| corrupt("email", &e))?,
+            status: r.status.parse().map_err(|e| corrupt("status", &e))?,
+            preferences: Preferences {
+                queries: QueryList::parse(&r.queries).map_err(|e| corrupt("queries", &e))?,
+                frequency: r
+                    .frequency
+                    .parse::<Frequency>()
+                    .map_err(|e| corrupt("frequency", &e))?,
+                send_hour: SendHour::new(r.send_hour.into())
+                    .map_err(|e| corrupt("send_hour", &e))?,
+                timezone: r
+                    .timezone
+                    .parse::<TimeZone>()
+                    .map_err(|e| corrupt("timezone", &e))?,
+                max_papers: MaxPapers::new(r.max_papers.into())
+                    .map_err(|e| corrupt("max_papers", &e))?,
+            },
+            link_key: r.link_key,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            link_sent_at: r.link_sent_at,
+            confirmed_at: r.confirmed_at,
+            unsubscribed_at: r.unsubscribed_at,
+        })
+    }
+}
+
+macro_rules! select_subscribers {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, email, status, queries, frequency, send_hour, timezone, max_papers, ",
+            "link_key, created_at, updated_at, link_sent_at, confirmed_at, unsubscribed_at ",
+            "FROM subscribers ",
+            $rest
+        )
+    };
+}
+
+/// The key under which an address is unique: `Ann@Example.org` and `ann@example.org` are
+/// one reader.
+pub fn email_key(email: &EmailAddress) -> String {
+    email.as_str().to_lowercase()
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    subscriber_id: i64,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    #[tracing::instrument(skip_all, fields(subscriber = id))]
+    pub async fn subscriber(&self, id: i64) -> StoreResult<Option<Subscriber>> {
+        let row: Option<SubscriberRow> = on_pool!(self, pool => {
+            sqlx::query_as(select_subscribers!("WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(Subscriber::try_from).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(email = %email.masked()))]
+    pub async fn subscriber_by_email(
+        &self,
+        email: &EmailAddress,
+    ) -> StoreResult<Option<Subscriber>> {
+        let row: Option<SubscriberRow> = on_pool!(self, pool => {
+            sqlx::query_as(select_subscribers!("WHERE email_key = $1"))
+                .bind(email_key(email))
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(Subscriber::try_from).transpose()
+    }
+
+    /// Files a subscription request from the form. A new address (or one that left) becomes
+    /// a pending reader with these preferences and a confirmation token; a pending reader's
+    /// preferences are replaced and a fresh token filed; a confirmed reader is left as is.
+    /// Within `resend_after` of the last link nothing changes at all, so a form submitted
+    /// again and again mails the address once.
+    #[tracing::instrument(skip_all, fields(email = %req.email.masked()))]
+    pub async fn request_subscription(
+        &self,
+        req: &SubscriptionRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RequestOutcome> {
+        let key = email_key(req.email);
+        let p = req.preferences;
+        let id: i64 = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let existing: Option<SubscriberRow> =
+                sqlx::query_as(select_subscribers!("WHERE email_key = $1"))
+                    .bind(&key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let id = match existing {
+                Some(row) if row.link_sent_at.is_some_and(|t| now - t < req.resend_after) => {
+                    return Ok(RequestOutcome::TooSoon);
+                }
+                Some(row) if row.status == "active" || row.status == "paused" => {
+                    sqlx::query("UPDATE subscribers SET link_sent_at = $2 WHERE id = $1")
+                        .bind(row.id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    let mut subscriber = Subscriber::try_from(row)?;
+                    subscriber.link_sent_at = Some(now);
+                    return Ok(RequestOutcome::AlreadySubscribed(subscriber));
+                }
+                Some(row) => {
+                    sqlx::query(
+                        "UPDATE subscribers SET email = $2, status = 'pending', queries = $3, \
+                         frequency = $4, send_hour = $5, timezone = $6, max_papers = $7, \
+                         updated_at = $8, link_sent_at = $8 WHERE id = $1",
+                    )
+                    .bind(row.id)
+                    .bind(req.email.as_str())
+                    .bind(p.queries.to_text())
+                    .bind(p.frequency.as_code())
+                    .bind(i32::from(p.send_hour.get()))
+                    .bind(p.timezone.name())
+                    .bind(i32::from(p.max_papers.get()))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    row.id
+                }
+                None => {
+                    sqlx::query_scalar(
+                        "INSERT INTO subscribers (email, email_key, status, queries, frequency, \
+                         send_hour, timezone, max_papers, link_key, created_at, updated_at, \
+                         link_sent_at) \
+                         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $9, $9) \
+                         RETURNING id",
+                    )
+                    .bind(req.email.as_str())
+                    .bind(&key)
+                    .bind(p.queries.to_text())
+                    .bind(p.frequency.as_code())
+                    .bind(i32::from(p.send_hour.get()))
+                    .bind(p.timezone.name())
+                    .bind(i32::from(p.max_papers.get()))
+                    .bind(req.link_key)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?
+                }
+            };
+            sqlx::query(
+                "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(req.token_hash)
+            .bind(id)
+            .bind(now)
+            .bind(now + req.token_ttl)
+            .execute(&mut *tx)
+            .await?;
+            insert_consent(&mut tx, id, "requested", now, req.client, req.consent).await?;
+            tx.commit().await?;
+            id
+        });
+        let subscriber = self
+            .subscriber(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("subscriber {id} vanished")))?;
+        Ok(RequestOutcome::Confirm(subscriber))
+    }
+
+    /// Uses a confirmation token: once, before it expires, for a reader still waiting for
+    /// it. The reader becomes active and the confirmation joins the consent record. `None`
+    /// for a token that is unknown, used, expired or no longer applies.
+    #[tracing::instrument(skip_all)]
+    pub async fn confirm(
+        &self,
+        token_hash: &str,
+        client: &ClientInfo,
+        consent: ConsentText<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Subscriber>> {
+        let id: Option<i64> = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let token: Option<TokenRow> = sqlx::query_as(
+                "SELECT subscriber_id, expires_at, used_at FROM confirmation_tokens \
+                 WHERE token_hash = $1",
+            )
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match token {
+                Some(t) if t.used_at.is_none() && t.expires_at > now => {
+                    sqlx::query("UPDATE confirmation_tokens SET used_at = $2 WHERE token_hash = $1")
+                        .bind(token_hash)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let status: Option<String> =
+                        sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
+                            .bind(t.subscriber_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let applies = match status.as_deref() {
+                        Some("pending") => {
+                            sqlx::query(
+                                "UPDATE subscribers SET status = 'active', confirmed_at = $2, \
+                                 unsubscribed_at = NULL, updated_at = $2 WHERE id = $1",
+                            )
+                            .bind(t.subscriber_id)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                            insert_consent(&mut tx, t.subscriber_id, "confirmed", now, client, consent)
+                                .await?;
+                            true
+                        }
+                        Some("active") | Some("paused") => true,
+                        _ => false,
+                    };
+                    tx.commit().await?;
+                    applies.then_some(t.subscriber_id)
+                }
+                _ => None,
+            }
+        });
+        match id {
+            Some(id) => self.subscriber(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces a reader's preferences.
+    #[tracing::instrument(skip_all, fields(subscriber = id))]
+    pub async fn update_preferences(
+        &self,
+        id: i64,
+        p: &Preferences,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let changed = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE subscribers SET queries = $2, frequency = $3, send_hour = $4, \
+                 timezone = $5, max_papers = $6, updated_at = $7 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(p.queries.to_text())
+            .bind(p.frequency.as_code())
+            .bind(i32::from(p.send_hour.get()))
+            .bind(p.timezone.name())
+            .bind(i32::from(p.max_papers.get()))
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(changed > 0)
+    }
+
+    /// Moves a reader from one of `from` to `to`; returns whether it moved. Leaving
+    /// (unsubscribed) also voids every confirmation link still out; coming back to active
+    /// from unsubscribed clears the leaving time.
+    #[tracing::instrument(skip_all, fields(subscriber = id, to = %to))]
+    pub async fn change_status(
+        &self,
+        id: i64,
+        from: &[SubscriberStatus],
+        to: SubscriberStatus,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let moved = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(status) = status else {
+                return Ok(false);
+            };
+            if !from.iter().any(|s| s.as_str() == status) {
+                return Ok(false);
+            }
+            let unsubscribed_at = (to == SubscriberStatus::Unsubscribed).then_some(now);
+            sqlx::query(
+                "UPDATE subscribers SET status = $2, unsubscribed_at = $3, updated_at = $4 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(to.as_str())
+            .bind(unsubscribed_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if to == SubscriberStatus::Unsubscribed {
+                sqlx::query("DELETE FROM confirmation_tokens WHERE subscriber_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            true
+        });
+        Ok(moved)
+    }
+
+    /// Adds a confirmation to the consent record: a reader who came back from their
+    /// settings page.
+    #[tracing::instrument(skip_all, fields(subscriber = id))]
+    pub async fn record_consent(
+        &self,
+        id: i64,
+        client: &ClientInfo,
+        consent: ConsentText<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            insert_consent(&mut tx, id, "confirmed", now, client, consent).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The consent record of a reader, oldest first.
+    #[tracing::instrument(skip_all, fields(subscriber = id))]
+    pub async fn consents(&self, id: i64) -> StoreResult<Vec<ConsentRecord>> {
+        let rows = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT event, at, ip, user_agent, form_version, form_text FROM consents \
+                 WHERE subscriber_id = $1 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// The instance secret that signs links: `candidate` is kept the first time any
+    /// instance asks, and every instance gets the kept one from then on.
+    #[tracing::instrument(skip_all)]
+    pub async fn instance_secret(&self, candidate: &str) -> StoreResult<String> {
+        let secret: String = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO settings (name, value) VALUES ('secret_key', $1) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(candidate)
+            .execute(pool)
+            .await?;
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = 'secret_key'")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(secret)
+    }
+
+    /// Moves a confirmation token's expiry: for tests of expired links and for operators
+    /// who need to void one.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_token_expiry(&self, token_hash: &str, at: DateTime<Utc>) -> StoreResult<bool> {
+        let changed = on_pool!(self, pool => {
+            sqlx::query("UPDATE confirmation_tokens SET expires_at = $2 WHERE token_hash = $1")
+                .bind(token_hash)
+                .bind(at)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(changed > 0)
+    }
+}
+
+async fn insert_consent<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    id: i64,
+    event: &str,
+    now: DateTime<Utc>,
+    client: &ClientInfo,
+    consent: ConsentText<'_>,
+) -> sqlx::Result<()>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut <DB as sqlx::Database>::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    sqlx::query::<DB>(
+        "INSERT INTO consents (subscriber_id, event, at, ip, user_agent, form_version, form_text) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(event)
+    .bind(now)
+    .bind(client.ip.as_deref())
+    .bind(client.user_agent.as_deref())
+    .bind(consent.version)
+    .bind(consent.text)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! `GET /confirm/{token}`: the link in the confirmation email. It works once, for 48
+//! hours, and turns a pending reader into an active one with the consent recorded.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use chrono::Utc;
+
+use super::guard::Client;
+use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION};
+use super::subscribe::page;
+use super::{AppState, WebError};
+use crate::delivery::notices::describe;
+use crate::domain::token::{hash_token, looks_like_random_token};
+use crate::store::ConsentText;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/confirm/{token}", get(confirm))
+}
+
+#[tracing::instrument(skip_all, fields(ip = %client.ip))]
+async fn confirm(
+    State(state): State<AppState>,
+    client: Client,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    if !looks_like_random_token(&token) {
+        return Err(WebError::NotFound);
+    }
+    let consent = ConsentText {
+        version: CONSENT_VERSION,
+        text: CONSENT_TEXT,
+    };
+    let Some(subscriber) = state
+        .store
+        .confirm(&hash_token(&token), &client.info(), consent, Utc::now())
+        .await?
+    else {
+        return Err(WebError::NotFound);
+    };
+    tracing::info!(subscriber = subscriber.id, "subscription confirmed");
+    let schedule = describe(&subscriber.preferences);
+    let preferences_url = state.links.preferences(subscriber.id, &subscriber.link_key);
+    Ok(page(
+        StatusCode::OK,
+        pages::render(&pages::Confirmed {
+            schedule: &schedule,
+            preferences_url: &preferences_url,
+        }),
+        None,
+    ))
+}

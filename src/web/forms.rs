@@ -1,0 +1,210 @@
+//! The fields of the subscribe and preferences forms: what was posted, how it is checked
+//! into [`Preferences`] (with a message per field), and the choices the form offers.
+
+use serde::Deserialize;
+
+use crate::domain::{
+    EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, TimeZone, weekday_code,
+    weekdays,
+};
+
+/// Everything either form may post; absent fields are empty.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct FormFields {
+    pub email: String,
+    pub queries: String,
+    pub frequency: String,
+    pub day: String,
+    pub send_hour: String,
+    pub timezone: String,
+    pub max_papers: String,
+    /// The honeypot: hidden from people, filled in by bots.
+    pub website: String,
+    pub csrf: String,
+    /// Which button of the preferences page was pressed.
+    pub action: String,
+}
+
+impl FormFields {
+    /// The fields showing a reader's current preferences.
+    pub fn from_preferences(p: &Preferences) -> Self {
+        FormFields {
+            queries: p.queries.to_text(),
+            frequency: p.frequency.kind().into(),
+            day: p.frequency.day().map(weekday_code).unwrap_or("mon").into(),
+            send_hour: p.send_hour.get().to_string(),
+            timezone: p.timezone.name().into(),
+            max_papers: p.max_papers.get().to_string(),
+            ..FormFields::default()
+        }
+    }
+
+    /// A blank subscribe form with the defaults filled in.
+    pub fn blank() -> Self {
+        FormFields::from_preferences(&Preferences::default())
+    }
+
+    /// Checks the email address.
+    pub fn email(&self, errors: &mut FieldErrors) -> Option<EmailAddress> {
+        EmailAddress::parse(&self.email)
+            .map_err(|e| errors.set(|f| &mut f.email, e.to_string()))
+            .ok()
+    }
+
+    /// Checks every setting; each refusal is filed under its field.
+    pub fn preferences(&self, errors: &mut FieldErrors) -> Option<Preferences> {
+        let queries = QueryList::parse(&self.queries)
+            .map_err(|e| errors.set(|f| &mut f.queries, capitalise(&e.to_string())))
+            .ok();
+        let frequency = Frequency::from_parts(&self.frequency, &self.day)
+            .map_err(|e| errors.set(|f| &mut f.frequency, e.to_string()))
+            .ok();
+        let send_hour = self
+            .send_hour
+            .parse::<SendHour>()
+            .map_err(|e| errors.set(|f| &mut f.send_hour, e.to_string()))
+            .ok();
+        let timezone = self
+            .timezone
+            .parse::<TimeZone>()
+            .map_err(|e| errors.set(|f| &mut f.timezone, e.to_string()))
+            .ok();
+        let max_papers = self
+            .max_papers
+            .parse::<MaxPapers>()
+            .map_err(|e| errors.set(|f| &mut f.max_papers, e.to_string()))
+            .ok();
+        Some(Preferences {
+            queries: queries?,
+            frequency: frequency?,
+            send_hour: send_hour?,
+            timezone: timezone?,
+            max_papers: max_papers?,
+        })
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// A message per refused field.
+#[derive(Debug, Clone, Default)]
+pub struct FieldErrors {
+    pub any: bool,
+    pub email: Option<String>,
+    pub queries: Option<String>,
+    pub frequency: Option<String>,
+    pub send_hour: Option<String>,
+    pub timezone: Option<String>,
+    pub max_papers: Option<String>,
+}
+
+impl FieldErrors {
+    fn set(&mut self, field: impl Fn(&mut Self) -> &mut Option<String>, message: String) {
+        self.any = true;
+        *field(self) = Some(message);
+    }
+}
+
+/// One option of a select or radio group.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+/// What the form offers, with the posted (or stored) values selected.
+#[derive(Debug, Clone)]
+pub struct Choices {
+    pub frequencies: Vec<Choice>,
+    pub days: Vec<Choice>,
+    pub hours: Vec<Choice>,
+    pub timezones: Vec<Choice>,
+    /// Let the page's script set the browser's time zone (a fresh form only).
+    pub detect_timezone: bool,
+}
+
+impl Choices {
+    pub fn for_form(form: &FormFields, detect_timezone: bool) -> Self {
+        let choice = |value: &str, label: &str, current: &str| Choice {
+            value: value.into(),
+            label: label.into(),
+            selected: value.eq_ignore_ascii_case(current.trim()),
+        };
+        let frequency = if form.frequency.is_empty() {
+            "daily"
+        } else {
+            &form.frequency
+        };
+        Choices {
+            frequencies: [
+                ("daily", "Daily"),
+                ("weekdays", "Weekdays"),
+                ("weekly", "Weekly"),
+            ]
+            .iter()
+            .map(|(v, l)| choice(v, l, frequency))
+            .collect(),
+            days: weekdays().map(|(v, l)| choice(v, l, &form.day)).collect(),
+            hours: (0..24)
+                .map(|h| choice(&h.to_string(), &format!("{h:02}:00"), &form.send_hour))
+                .collect(),
+            timezones: TimeZone::all()
+                .map(|tz| choice(tz, tz, &form.timezone))
+                .collect(),
+            detect_timezone,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_bad_field_gets_its_own_message() {
+        let form = FormFields {
+            email: "not an address".into(),
+            queries: "ok\ntitle:(\"unclosed".into(),
+            frequency: "hourly".into(),
+            send_hour: "25".into(),
+            timezone: "Mars/Base".into(),
+            max_papers: "0".into(),
+            ..FormFields::default()
+        };
+        let mut errors = FieldErrors::default();
+        assert!(form.email(&mut errors).is_none());
+        assert!(form.preferences(&mut errors).is_none());
+        assert!(errors.any);
+        for (name, e) in [
+            ("email", &errors.email),
+            ("queries", &errors.queries),
+            ("frequency", &errors.frequency),
+            ("send_hour", &errors.send_hour),
+            ("timezone", &errors.timezone),
+            ("max_papers", &errors.max_papers),
+        ] {
+            assert!(e.is_some(), "{name} has no message");
+        }
+        assert!(errors.queries.unwrap().starts_with("Line 2:"));
+    }
+
+    #[test]
+    fn the_blank_form_is_valid_and_round_trips() {
+        let mut errors = FieldErrors::default();
+        let p = FormFields::blank().preferences(&mut errors).unwrap();
+        assert_eq!(p, Preferences::default());
+        assert!(!errors.any);
+        let choices = Choices::for_form(&FormFields::blank(), true);
+        assert_eq!(choices.frequencies.iter().filter(|c| c.selected).count(), 1);
+        assert_eq!(choices.hours.iter().filter(|c| c.selected).count(), 1);
+        assert_eq!(choices.timezones.iter().filter(|c| c.selected).count(), 1);
+    }
+}

@@ -1,0 +1,83 @@
+//! The pages, as askama templates in `templates/web`. Everything interpolated is escaped.
+
+use askama::Template;
+
+use super::forms::{Choices, FieldErrors, FormFields};
+
+/// The words next to the subscribe button, kept with every consent.
+pub const CONSENT_TEXT: &str = "By subscribing you ask paperboy to email you the digest \
+described above until you unsubscribe. paperboy keeps your address, your queries and \
+settings, and when and from which IP address and browser you subscribed and confirmed, as \
+the record of your consent. Every email links to your settings and to a one-click \
+unsubscribe.";
+
+/// Changes whenever [`CONSENT_TEXT`] does.
+pub const CONSENT_VERSION: &str = "2026-11-28";
+
+/// Renders a page; a template that fails (it cannot, short of a bug) still gives a page.
+pub fn render(t: &impl Template) -> String {
+    t.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "template failed");
+        "<!DOCTYPE html><title>paperboy</title><p>Something went wrong.</p>".into()
+    })
+}
+
+#[derive(Template)]
+#[template(path = "web/subscribe.html")]
+pub struct Subscribe<'a> {
+    pub form: &'a FormFields,
+    pub errors: &'a FieldErrors,
+    pub choices: &'a Choices,
+    pub csrf: &'a str,
+    pub consent_text: &'a str,
+    pub operator_note: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "web/check_inbox.html")]
+pub struct CheckInbox<'a> {
+    pub email: &'a str,
+    pub operator_note: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "web/confirmed.html")]
+pub struct Confirmed<'a> {
+    pub schedule: &'a str,
+    pub preferences_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "web/preferences.html")]
+pub struct Preferences<'a> {
+    pub email: &'a str,
+    pub status: &'a str,
+    pub status_text: &'a str,
+    pub flash: Option<&'a str>,
+    pub form: &'a FormFields,
+    pub errors: &'a FieldErrors,
+    pub choices: &'a Choices,
+    pub csrf: &'a str,
+    pub can_edit: bool,
+}
+
+#[derive(Template)]
+#[template(path = "web/unsubscribe.html")]
+pub struct Unsubscribe<'a> {
+    pub email: &'a str,
+    pub preferences_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "web/unsubscribed.html")]
+pub struct Unsubscribed<'a> {
+    pub email: &'a str,
+    pub preferences_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "web/message.html")]
+pub struct Message<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+}

@@ -1,0 +1,192 @@
+//! `GET`/`POST /preferences/{token}`: a reader edits queries and settings, pauses,
+//! resumes, unsubscribes or comes back. The signed token in the link is the only key; a
+//! token that does not verify is a plain 404 and changes nothing.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Form, Router};
+use chrono::Utc;
+
+use super::forms::{Choices, FieldErrors, FormFields};
+use super::guard::{Client, check_csrf, csrf_for_page};
+use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION};
+use super::subscribe::page;
+use super::{AppState, WebError};
+use crate::domain::SubscriberStatus;
+use crate::domain::token::{LinkKeys, Purpose};
+use crate::store::{ConsentText, Subscriber};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/preferences/{token}", get(show).post(change))
+}
+
+/// The reader a signed link opens for `purpose`, or 404.
+pub(super) async fn reader_for(
+    state: &AppState,
+    token: &str,
+    purpose: Purpose,
+) -> Result<Subscriber, WebError> {
+    let id = LinkKeys::reader_of(token).ok_or(WebError::NotFound)?;
+    let subscriber = state
+        .store
+        .subscriber(id)
+        .await?
+        .ok_or(WebError::NotFound)?;
+    if !state
+        .links
+        .keys()
+        .verify(token, purpose, id, &subscriber.link_key)
+    {
+        return Err(WebError::NotFound);
+    }
+    Ok(subscriber)
+}
+
+fn status_text(status: SubscriberStatus) -> &'static str {
+    match status {
+        SubscriberStatus::Pending => "waiting for your confirmation",
+        SubscriberStatus::Active => "subscribed",
+        SubscriberStatus::Paused => "paused",
+        SubscriberStatus::Unsubscribed => "unsubscribed",
+        SubscriberStatus::Bounced => "stopped: mail to this address bounced",
+    }
+}
+
+fn render(
+    state: &AppState,
+    subscriber: &Subscriber,
+    form: &FormFields,
+    errors: &FieldErrors,
+    flash: Option<&str>,
+    cookie: &str,
+) -> String {
+    let choices = Choices::for_form(form, false);
+    let csrf = state.links.keys().csrf_token(cookie);
+    pages::render(&pages::Preferences {
+        email: subscriber.email.as_str(),
+        status: subscriber.status.as_str(),
+        status_text: status_text(subscriber.status),
+        flash,
+        form,
+        errors,
+        choices: &choices,
+        csrf: &csrf,
+        can_edit: !matches!(subscriber.status, SubscriberStatus::Unsubscribed),
+    })
+}
+
+#[tracing::instrument(skip_all)]
+async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    let subscriber = reader_for(&state, &token, Purpose::Preferences).await?;
+    let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
+    let form = FormFields::from_preferences(&subscriber.preferences);
+    Ok(page(
+        StatusCode::OK,
+        render(
+            &state,
+            &subscriber,
+            &form,
+            &FieldErrors::default(),
+            None,
+            &cookie,
+        ),
+        set_cookie,
+    ))
+}
+
+#[tracing::instrument(skip_all, fields(ip = %client.ip))]
+async fn change(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(form): Form<FormFields>,
+) -> Result<Response, WebError> {
+    let subscriber = reader_for(&state, &token, Purpose::Preferences).await?;
+    check_csrf(&headers, &state.links, &form.csrf)?;
+    let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
+    let now = Utc::now();
+    let id = subscriber.id;
+    use SubscriberStatus::*;
+    let flash = match form.action.as_str() {
+        "pause" => state
+            .store
+            .change_status(id, &[Active], Paused, now)
+            .await?
+            .then_some("Paused: no digests until you resume."),
+        "resume" => state
+            .store
+            .change_status(id, &[Paused], Active, now)
+            .await?
+            .then_some("Resumed: your next digest comes at its usual time."),
+        "unsubscribe" => state
+            .store
+            .change_status(id, &[Pending, Active, Paused, Bounced], Unsubscribed, now)
+            .await?
+            .then_some("You are unsubscribed: paperboy sends nothing more."),
+        "resubscribe" => {
+            let back = state
+                .store
+                .change_status(id, &[Unsubscribed], Active, now)
+                .await?;
+            if back {
+                let consent = ConsentText {
+                    version: CONSENT_VERSION,
+                    text: CONSENT_TEXT,
+                };
+                state
+                    .store
+                    .record_consent(id, &client.info(), consent, now)
+                    .await?;
+            }
+            back.then_some("Welcome back: you are subscribed again.")
+        }
+        _ => {
+            if subscriber.status == Unsubscribed {
+                return Err(WebError::NotFound);
+            }
+            let mut errors = FieldErrors::default();
+            let Some(preferences) = form.preferences(&mut errors) else {
+                let refill = FormFields {
+                    csrf: String::new(),
+                    ..form
+                };
+                return Ok(page(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    render(&state, &subscriber, &refill, &errors, None, &cookie),
+                    set_cookie,
+                ));
+            };
+            state
+                .store
+                .update_preferences(id, &preferences, now)
+                .await?;
+            Some("Saved.")
+        }
+    };
+    tracing::info!(subscriber = id, action = %form.action, changed = flash.is_some(), "preferences");
+    let subscriber = state
+        .store
+        .subscriber(id)
+        .await?
+        .ok_or(WebError::NotFound)?;
+    let current = FormFields::from_preferences(&subscriber.preferences);
+    Ok(page(
+        StatusCode::OK,
+        render(
+            &state,
+            &subscriber,
+            &current,
+            &FieldErrors::default(),
+            Some(flash.unwrap_or("Nothing to change.")),
+            &cookie,
+        ),
+        set_cookie,
+    ))
+}

@@ -1,0 +1,251 @@
+//! `GET /` (the form), `POST /subscribe` (store a pending reader and mail the link) and
+//! `GET /preview` (how many recent papers a query finds, for the form's live preview).
+//!
+//! The answer to a valid submission never depends on whether the address is known: new,
+//! pending, active and unsubscribed addresses all get the same page, byte for byte, and
+//! the email (if any) goes out after the answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query as QueryParams, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::forms::{Choices, FieldErrors, FormFields};
+use super::guard::{Client, check_csrf, csrf_for_page};
+use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION};
+use super::{AppState, WebError};
+use crate::delivery::notices;
+use crate::domain::token::{hash_token, random_token};
+use crate::matching::eval::{Indexed, eval};
+use crate::matching::{Doc, Query};
+use crate::store::{ConsentText, RequestOutcome, SubscriptionRequest, email_key};
+
+/// How long a confirmation link works.
+pub const CONFIRMATION_TTL_HOURS: i64 = 48;
+/// The least time between two links mailed to one address.
+pub const RESEND_AFTER_MINUTES: i64 = 10;
+/// How far back the live preview looks.
+const PREVIEW_DAYS: i64 = 7;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(form))
+        .route(
+            "/subscribe",
+            post(submit).get(|| async { axum::response::Redirect::to("/") }),
+        )
+        .route("/preview", get(preview))
+}
+
+/// A page answer that may also set the CSRF cookie.
+pub(super) fn page(
+    status: StatusCode,
+    body: String,
+    set_cookie: Option<header::HeaderValue>,
+) -> Response {
+    let mut response = (status, Html(body)).into_response();
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+#[tracing::instrument(skip_all)]
+async fn form(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, WebError> {
+    let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
+    let form = FormFields::blank();
+    Ok(page(
+        StatusCode::OK,
+        render_form(&state, &form, &FieldErrors::default(), &cookie, true),
+        set_cookie,
+    ))
+}
+
+fn render_form(
+    state: &AppState,
+    form: &FormFields,
+    errors: &FieldErrors,
+    cookie: &str,
+    detect_timezone: bool,
+) -> String {
+    let choices = Choices::for_form(form, detect_timezone);
+    let csrf = state.links.keys().csrf_token(cookie);
+    pages::render(&pages::Subscribe {
+        form,
+        errors,
+        choices: &choices,
+        csrf: &csrf,
+        consent_text: CONSENT_TEXT,
+        operator_note: state.operator_note.as_deref(),
+    })
+}
+
+#[tracing::instrument(skip_all, fields(ip = %client.ip))]
+async fn submit(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Form(form): Form<FormFields>,
+) -> Result<Response, WebError> {
+    state.guard.subscribe_from(client.ip)?;
+    check_csrf(&headers, &state.links, &form.csrf)?;
+    let check_inbox = |email: &str| {
+        pages::render(&pages::CheckInbox {
+            email,
+            operator_note: state.operator_note.as_deref(),
+        })
+    };
+    let mut errors = FieldErrors::default();
+    let email = form.email(&mut errors);
+    let preferences = form.preferences(&mut errors);
+    let (Some(email), Some(preferences)) = (email, preferences) else {
+        let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
+        let refill = FormFields {
+            csrf: String::new(),
+            website: String::new(),
+            ..form
+        };
+        return Ok(page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            render_form(&state, &refill, &errors, &cookie, false),
+            set_cookie,
+        ));
+    };
+    if !form.website.is_empty() {
+        // A bot filled the hidden field: it sees the usual answer and nothing happens.
+        tracing::info!("honeypot filled: nothing stored or sent");
+        return Ok(page(StatusCode::OK, check_inbox(email.as_str()), None));
+    }
+    state.guard.subscribe_to(&email_key(&email))?;
+
+    let token = random_token()?;
+    let link_key = random_token()?;
+    let token_hash = hash_token(&token);
+    let client_info = client.info();
+    let request = SubscriptionRequest {
+        email: &email,
+        preferences: &preferences,
+        token_hash: &token_hash,
+        token_ttl: chrono::Duration::hours(CONFIRMATION_TTL_HOURS),
+        resend_after: chrono::Duration::minutes(RESEND_AFTER_MINUTES),
+        link_key: &link_key,
+        client: &client_info,
+        consent: ConsentText {
+            version: CONSENT_VERSION,
+            text: CONSENT_TEXT,
+        },
+    };
+    let outcome = state
+        .store
+        .request_subscription(&request, Utc::now())
+        .await?;
+    let email_to_send = match &outcome {
+        RequestOutcome::Confirm(subscriber) => {
+            tracing::info!(subscriber = subscriber.id, "confirmation link requested");
+            Some(notices::confirmation(
+                &state.mailer,
+                &state.links,
+                subscriber,
+                &token,
+            )?)
+        }
+        RequestOutcome::AlreadySubscribed(subscriber) => {
+            tracing::info!(
+                subscriber = subscriber.id,
+                "already subscribed: settings link"
+            );
+            Some(notices::already_subscribed(
+                &state.mailer,
+                &state.links,
+                subscriber,
+            )?)
+        }
+        RequestOutcome::TooSoon => {
+            tracing::info!(email = %email.masked(), "a link went out minutes ago: nothing sent");
+            None
+        }
+    };
+    if let Some(message) = email_to_send {
+        // Sent after answering, so the answer's timing says nothing about the address.
+        let mailer = state.mailer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = mailer.send(&message).await {
+                tracing::error!(to = %message.to.masked(), error = %e, "could not send the subscription email");
+            }
+        });
+    }
+    Ok(page(StatusCode::OK, check_inbox(email.as_str()), None))
+}
+
+#[derive(Debug, Deserialize)]
+struct PreviewParams {
+    #[serde(default)]
+    q: String,
+}
+
+/// The papers of the last days, analysed once and kept for a few minutes.
+#[derive(Default)]
+pub struct PreviewCache {
+    docs: Mutex<Option<(Instant, Arc<Vec<Doc>>)>>,
+}
+
+const PREVIEW_CACHE_FOR: Duration = Duration::from_secs(300);
+
+impl PreviewCache {
+    async fn docs(&self, state: &AppState) -> Result<Arc<Vec<Doc>>, WebError> {
+        let mut slot = self.docs.lock().await;
+        if let Some((at, docs)) = slot.as_ref()
+            && at.elapsed() < PREVIEW_CACHE_FOR
+        {
+            return Ok(docs.clone());
+        }
+        let since = Utc::now() - chrono::Duration::days(PREVIEW_DAYS);
+        let papers = state.store.list_papers(Some(since)).await?;
+        let docs = Arc::new(
+            papers
+                .iter()
+                .map(|p| Doc::from_paper(&p.paper))
+                .collect::<Vec<_>>(),
+        );
+        *slot = Some((Instant::now(), docs.clone()));
+        Ok(docs)
+    }
+}
+
+/// `{"ok":true,"matches":N,"papers":M,"days":7}`, or `{"ok":false,"error":"…"}` with the
+/// parser's message.
+#[tracing::instrument(skip_all, fields(ip = %client.ip))]
+async fn preview(
+    State(state): State<AppState>,
+    client: Client,
+    QueryParams(params): QueryParams<PreviewParams>,
+) -> Result<Json<Value>, WebError> {
+    state.guard.preview_from(client.ip)?;
+    let query = match Query::parse(&params.q) {
+        Ok(q) => q,
+        Err(e) => {
+            return Ok(Json(
+                json!({ "ok": false, "error": e.to_string(), "position": e.position }),
+            ));
+        }
+    };
+    let docs = state.preview.docs(&state).await?;
+    let matches = docs
+        .iter()
+        .filter(|d| eval(query.root(), &Indexed(d)))
+        .count();
+    Ok(Json(json!({
+        "ok": true,
+        "matches": matches,
+        "papers": docs.len(),
+        "days": PREVIEW_DAYS,
+    })))
+}
