@@ -161,6 +161,8 @@ pub struct WebSettings {
     pub preview_per_ip_per_minute: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The least time between two confirmation (or settings) links mailed to one address.
+    pub resend_link_after_secs: u64,
 }
 
 impl Default for WebSettings {
@@ -172,6 +174,7 @@ impl Default for WebSettings {
             subscribe_per_address_per_hour: 6,
             preview_per_ip_per_minute: 120,
             max_body_bytes: 64 * 1024,
+            resend_link_after_secs: 600,
         }
     }
 }
@@ -355,10 +358,11 @@ impl Settings {
             || w.subscribe_per_address_per_hour == 0
             || w.preview_per_ip_per_minute == 0
             || w.max_body_bytes < 1024
+            || w.resend_link_after_secs > 86_400
         {
             return Err(ConfigError::Invalid {
                 key: "web",
-                message: "rate limits must be above zero and max_body_bytes at least 1024".into(),
+                message: "rate limits must be above zero, max_body_bytes at least 1024 and resend_link_after_secs at most a day".into(),
             });
         }
         let base = url::Url::parse(&self.base_url).map_err(|e| ConfigError::Invalid {

@@ -1,12 +1,10 @@
 //! The mailer through the binary: `send-test-email` into a real SMTP server that this
 //! project did not write (aiosmtpd, storing into a Maildir), and into the file outbox.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use base64::Engine;
-use common::paperboy;
+use common::{SmtpSink, base64_parts, paperboy};
 
 mod common;
 
@@ -15,93 +13,6 @@ fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-/// aiosmtpd on a free port, delivering into a Maildir; killed on drop.
-struct SmtpSink {
-    child: Child,
-    port: u16,
-    maildir: PathBuf,
-}
-
-impl SmtpSink {
-    fn start(dir: &Path) -> Option<SmtpSink> {
-        let available = Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !available {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "CI=true but the aiosmtpd SMTP server is not installed (pip install aiosmtpd)"
-                );
-            }
-            eprintln!("aiosmtpd not installed: SMTP test skipped");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let maildir = dir.join("Maildir");
-        // Owned by the sink at once, so it is killed and reaped however the test ends.
-        let sink = SmtpSink {
-            child: Command::new("python3")
-                .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-                .args(["-c", "aiosmtpd.handlers.Mailbox"])
-                .arg(&maildir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start aiosmtpd"),
-            port,
-            maildir,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(sink);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("aiosmtpd did not start");
-    }
-
-    fn received(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) {
-            for e in entries.flatten() {
-                out.push(std::fs::read_to_string(e.path()).unwrap());
-            }
-        }
-        out
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The decoded body of each base64 part of a message.
-fn base64_parts(message: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    for section in message.split("Content-Transfer-Encoding: base64").skip(1) {
-        let body = section
-            .trim_start_matches(['\r', '\n'])
-            .split("\r\n\r\n")
-            .next()
-            .unwrap_or("");
-        let body = section.split("\r\n\r\n").nth(1).unwrap_or(body);
-        let encoded: String = body.lines().take_while(|l| !l.starts_with("--")).collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .unwrap();
-        parts.push(String::from_utf8(bytes).unwrap());
-    }
-    parts
 }
 
 #[test]

@@ -37,6 +37,8 @@ pub struct AppState {
     /// Shown on the form when mail does not leave the machine, for the operator trying it.
     pub operator_note: Option<Arc<str>>,
     pub preview: Arc<subscribe::PreviewCache>,
+    /// The least time between two links mailed to one address.
+    pub resend_after: chrono::Duration,
 }
 
 impl AppState {
@@ -56,6 +58,10 @@ impl AppState {
             guard: Arc::new(Guard::new(&settings.web)),
             operator_note,
             preview: Arc::new(subscribe::PreviewCache::default()),
+            resend_after: i64::try_from(settings.web.resend_link_after_secs)
+                .ok()
+                .and_then(chrono::Duration::try_seconds)
+                .unwrap_or(chrono::Duration::days(1)),
         }
     }
 }

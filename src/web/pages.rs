@@ -36,7 +36,6 @@ pub struct Subscribe<'a> {
 #[derive(Template)]
 #[template(path = "web/check_inbox.html")]
 pub struct CheckInbox<'a> {
-    pub email: &'a str,
     pub operator_note: Option<&'a str>,
 }
 

@@ -30,8 +30,6 @@ use crate::store::{ConsentText, RequestOutcome, SubscriptionRequest, email_key};
 
 /// How long a confirmation link works.
 pub const CONFIRMATION_TTL_HOURS: i64 = 48;
-/// The least time between two links mailed to one address.
-pub const RESEND_AFTER_MINUTES: i64 = 10;
 /// How far back the live preview looks.
 const PREVIEW_DAYS: i64 = 7;
 
@@ -97,9 +95,9 @@ async fn submit(
 ) -> Result<Response, WebError> {
     state.guard.subscribe_from(client.ip)?;
     check_csrf(&headers, &state.links, &form.csrf)?;
-    let check_inbox = |email: &str| {
+    // The same page, byte for byte, whatever the address and whatever happened to it.
+    let check_inbox = || {
         pages::render(&pages::CheckInbox {
-            email,
             operator_note: state.operator_note.as_deref(),
         })
     };
@@ -122,7 +120,7 @@ async fn submit(
     if !form.website.is_empty() {
         // A bot filled the hidden field: it sees the usual answer and nothing happens.
         tracing::info!("honeypot filled: nothing stored or sent");
-        return Ok(page(StatusCode::OK, check_inbox(email.as_str()), None));
+        return Ok(page(StatusCode::OK, check_inbox(), None));
     }
     state.guard.subscribe_to(&email_key(&email))?;
 
@@ -135,7 +133,7 @@ async fn submit(
         preferences: &preferences,
         token_hash: &token_hash,
         token_ttl: chrono::Duration::hours(CONFIRMATION_TTL_HOURS),
-        resend_after: chrono::Duration::minutes(RESEND_AFTER_MINUTES),
+        resend_after: state.resend_after,
         link_key: &link_key,
         client: &client_info,
         consent: ConsentText {
@@ -182,7 +180,7 @@ async fn submit(
             }
         });
     }
-    Ok(page(StatusCode::OK, check_inbox(email.as_str()), None))
+    Ok(page(StatusCode::OK, check_inbox(), None))
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,19 +3,24 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use base64::Engine;
+use paperboy::config::Settings;
 use paperboy::config::{DatabaseUrl, FetchSettings};
 use paperboy::domain::PaperKey;
 use paperboy::feeds::Fetcher;
 use paperboy::store::{Store, StoredPaper};
+use paperboy::{App, ServeOptions};
 use sqlx::Connection;
 
 fn in_ci() -> bool {
@@ -314,4 +319,232 @@ pub async fn paper(store: &Store, key: &str) -> StoredPaper {
         .unwrap()
         .unwrap_or_else(|| panic!("{key} not stored"))
         .0
+}
+
+/// aiosmtpd on a free port, delivering into a Maildir; killed on drop.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    maildir: PathBuf,
+}
+
+impl SmtpSink {
+    pub fn start(dir: &Path) -> Option<SmtpSink> {
+        let available = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !available {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "CI=true but the aiosmtpd SMTP server is not installed (pip install aiosmtpd)"
+                );
+            }
+            eprintln!("aiosmtpd not installed: SMTP test skipped");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let maildir = dir.join("Maildir");
+        // Owned by the sink at once, so it is killed and reaped however the test ends.
+        let sink = SmtpSink {
+            child: Command::new("python3")
+                .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(&maildir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start aiosmtpd"),
+            port,
+            maildir,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(sink);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("aiosmtpd did not start");
+    }
+
+    pub fn received(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) {
+            for e in entries.flatten() {
+                out.push(std::fs::read_to_string(e.path()).unwrap());
+            }
+        }
+        out
+    }
+}
+
+impl SmtpSink {
+    /// Waits until `n` messages arrived (or 10 s passed) and returns what arrived.
+    pub fn wait_for(&self, n: usize) -> Vec<String> {
+        for _ in 0..100 {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.received()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The decoded body of each base64 part of a message.
+pub fn base64_parts(message: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    for section in message.split("Content-Transfer-Encoding: base64").skip(1) {
+        let body = section
+            .trim_start_matches(['\r', '\n'])
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or("");
+        let body = section.split("\r\n\r\n").nth(1).unwrap_or(body);
+        let encoded: String = body.lines().take_while(|l| !l.starts_with("--")).collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .unwrap();
+        parts.push(String::from_utf8(bytes).unwrap());
+    }
+    parts
+}
+
+/// A running paperboy (web only, no scheduler) on a free port with its own outbox folder.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub store: Store,
+    pub outbox: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the app on `db`; `tweak` adjusts the settings (rate limits, SMTP) first.
+pub async fn spawn_app(db: &TestDb, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The port is chosen first so that links in emails point at this very instance.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut settings = Settings {
+        database_url: db.url.clone(),
+        bind: format!("127.0.0.1:{port}"),
+        base_url: format!("http://127.0.0.1:{port}"),
+        outbox_dir: dir.path().join("outbox"),
+        ..Settings::default()
+    };
+    tweak(&mut settings);
+    let app = App::build(settings, ServeOptions { scheduler: false })
+        .await
+        .expect("build app");
+    let addr = app.addr();
+    let store = app.store().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(app.run(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        store,
+        outbox: dir.path().join("outbox"),
+        shutdown: Some(tx),
+        handle: Some(handle),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Every message written to the outbox so far, oldest first.
+    pub fn outbox_messages(&self) -> Vec<String> {
+        let mut files: Vec<_> = std::fs::read_dir(&self.outbox)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).expect("read outbox file"))
+            .collect()
+    }
+
+    /// Waits until the outbox holds `n` messages (or 10 s passed).
+    pub async fn wait_for_outbox(&self, n: usize) -> Vec<String> {
+        for _ in 0..100 {
+            let got = self.outbox_messages();
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.outbox_messages()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// The first link in `text` that starts with `prefix`.
+pub fn link_starting(text: &str, prefix: &str) -> Option<String> {
+    let at = text.find(prefix)?;
+    let rest = &text[at..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_string())
+}
+
+/// Stores papers `(arxiv id, title)` as if a feed named `test` had just carried them.
+pub async fn store_papers(store: &Store, papers: &[(&str, &str)]) {
+    use paperboy::domain::{ArxivId, FeedKind, FeedName, FeedUrl, Ingested, Paper};
+    let name = FeedName::parse("test").unwrap();
+    let feed = match store.feed(&name).await.unwrap() {
+        Some(f) => f,
+        None => store
+            .add_feed(
+                &name,
+                &FeedUrl::parse("http://127.0.0.1:9/feed").unwrap(),
+                FeedKind::Feed,
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap(),
+    };
+    let batch: Vec<Ingested> = papers
+        .iter()
+        .map(|(id, title)| Ingested {
+            paper: Paper::from_arxiv(&ArxivId::parse(id).unwrap(), *title),
+            entry_id: format!("oai:arXiv.org:{id}"),
+            announce_type: None,
+        })
+        .collect();
+    store
+        .upsert_papers(feed.id, &batch, chrono::Utc::now())
+        .await
+        .unwrap();
 }
