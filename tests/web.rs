@@ -439,6 +439,10 @@ async fn forms_without_a_valid_csrf_token_or_from_another_origin_are_refused() {
             )
             .await;
         assert_eq!(page.status, StatusCode::FORBIDDEN);
+        let page = a
+            .post("/subscribe", &with_a_token, &[("origin", "null")])
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
         assert!(reader(&app, "csrf@example.org").await.is_none());
 
         // The same request from our own page goes through.
@@ -893,7 +897,7 @@ async fn every_page_carries_the_security_headers_and_no_inline_script() {
             );
             assert!(csp.contains("frame-ancestors 'none'"));
             assert_eq!(h("x-content-type-options").as_deref(), Some("nosniff"));
-            assert_eq!(h("referrer-policy").as_deref(), Some("no-referrer"));
+            assert_eq!(h("referrer-policy").as_deref(), Some("same-origin"));
             assert!(h("content-type").unwrap().starts_with("text/html"));
             for script in page.body.split("<script").skip(1) {
                 assert!(

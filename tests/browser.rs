@@ -1,0 +1,495 @@
+//! The web pages in a real browser: headless Chromium, driven through chromedriver, fills
+//! in the subscribe form, follows the emailed link and uses the settings page as a reader
+//! would, with JavaScript on and with it off.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Weekday;
+use common::{SmtpSink, TestApp, TestDb, base64_parts, link_starting, spawn_app};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use paperboy::config::Secret;
+use paperboy::domain::{EmailAddress, Frequency, SubscriberStatus};
+use paperboy::store::Subscriber;
+use serde_json::json;
+
+mod common;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long a page may take to show what a step waits for.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// chromedriver on a free port, in its own process group so that the browsers it started
+/// go with it; killed on drop.
+struct Chromedriver {
+    child: Child,
+    port: u16,
+}
+
+impl Chromedriver {
+    /// None (after saying so) when Chromium or chromedriver is not installed; in CI that
+    /// is a failure.
+    fn start() -> Option<Chromedriver> {
+        let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+            .into_iter()
+            .filter(|p| !Path::new(p).exists())
+            .collect();
+        if !missing.is_empty() {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "CI=true but {} is missing: install Debian's chromium and chromium-driver",
+                    missing.join(" and ")
+                );
+            }
+            eprintln!(
+                "{} not installed: browser test skipped",
+                missing.join(" and ")
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let driver = Chromedriver {
+            child: {
+                use std::os::unix::process::CommandExt;
+                Command::new(CHROMEDRIVER)
+                    .arg(format!("--port={port}"))
+                    .process_group(0)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start chromedriver")
+            },
+            port,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(driver);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("chromedriver did not listen on port {port} within {PATIENCE:?}");
+    }
+
+    /// A new headless Chromium window, with or without JavaScript.
+    async fn open_browser(&self, javascript: bool) -> Client {
+        let mut options = json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--window-size=1280,1000",
+            ],
+        });
+        if !javascript {
+            options["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
+        }
+        let capabilities = json!({ "browserName": "chrome", "goog:chromeOptions": options });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object")
+        };
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("start a Chromium session")
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // The whole group: chromedriver and any Chromium a failed test left open.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Numbered screenshots of the pages a test visits, in the test output folder.
+struct Album {
+    dir: PathBuf,
+    taken: usize,
+}
+
+impl Album {
+    fn new(folder: &str) -> Album {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
+        std::fs::create_dir_all(&dir).expect("create the screenshot folder");
+        eprintln!("screenshots in {}", dir.display());
+        Album { dir, taken: 0 }
+    }
+
+    async fn snap(&mut self, browser: &Client, name: &str) {
+        self.taken += 1;
+        let png = browser.screenshot().await.expect("screenshot");
+        assert!(!png.is_empty(), "empty screenshot of {name}");
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}: not a PNG");
+        let path = self.dir.join(format!("{:02}-{name}.png", self.taken));
+        std::fs::write(&path, &png).expect("write screenshot");
+        assert!(std::fs::metadata(&path).expect("screenshot file").len() > 0);
+    }
+}
+
+/// The first element matching `css`, waiting for the page to show it.
+async fn wait_for(browser: &Client, css: &str) -> Element {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match browser.find(Locator::Css(css)).await {
+            Ok(element) => return element,
+            Err(e) if Instant::now() >= deadline => {
+                let url = browser.current_url().await.map(|u| u.to_string());
+                panic!("no {css} on {url:?} after {PATIENCE:?}: {e}");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Waits until the element matching `css` shows a text containing `expected`, and
+/// returns that text. Survives the page being replaced meanwhile.
+async fn wait_for_text(browser: &Client, css: &str, expected: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    let mut last = String::new();
+    loop {
+        if let Ok(element) = browser.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+        {
+            if text.contains(expected) {
+                return text;
+            }
+            last = text;
+        }
+        if Instant::now() >= deadline {
+            let url = browser.current_url().await.map(|u| u.to_string());
+            panic!("{css} on {url:?} still says {last:?}, not {expected:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Replaces what a text field holds by typing `text` into it.
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    let field = wait_for(browser, css).await;
+    field.clear().await.expect("clear field");
+    field.send_keys(text).await.expect("type");
+}
+
+async fn click(browser: &Client, css: &str) {
+    wait_for(browser, css)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// Picks the option with this value in a select.
+async fn pick(browser: &Client, css: &str, value: &str) {
+    wait_for(browser, css)
+        .await
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("choose {value} in {css}: {e}"));
+}
+
+/// Picks the option showing this text in a select.
+async fn pick_label(browser: &Client, css: &str, label: &str) {
+    wait_for(browser, css)
+        .await
+        .select_by_label(label)
+        .await
+        .unwrap_or_else(|e| panic!("choose {label} in {css}: {e}"));
+}
+
+/// The current value of a form field, as the browser would post it.
+async fn value_of(browser: &Client, css: &str) -> String {
+    wait_for(browser, css)
+        .await
+        .prop("value")
+        .await
+        .expect("read value")
+        .unwrap_or_default()
+}
+
+async fn is_shown(browser: &Client, css: &str) -> bool {
+    browser.find(Locator::Css(css)).await.is_ok()
+}
+
+/// What the subscribe form is filled with.
+struct Choices<'a> {
+    email: &'a str,
+    queries: &'a [&'a str],
+    day: &'a str,
+    send_hour: &'a str,
+    timezone: &'a str,
+    max_papers: &'a str,
+}
+
+/// Fills the subscribe form on the page open in `browser`, choosing a weekly digest; does
+/// not submit.
+async fn fill_in_subscribe_form(browser: &Client, choices: &Choices<'_>) {
+    type_into(browser, "#email", choices.email).await;
+    type_into(browser, "textarea#queries", &choices.queries.join("\n")).await;
+    click(browser, "input[name=frequency][value=weekly]").await;
+    pick(browser, "select#day", choices.day).await;
+    pick(browser, "select#send_hour", choices.send_hour).await;
+    // The time zone options carry no value attribute: their text is the value.
+    pick_label(browser, "select#timezone", choices.timezone).await;
+    type_into(browser, "input#max_papers", choices.max_papers).await;
+    assert_eq!(
+        value_of(browser, "#website").await,
+        "",
+        "honeypot left empty"
+    );
+    assert_eq!(value_of(browser, "select#timezone").await, choices.timezone);
+}
+
+async fn reader(app: &TestApp, email: &str) -> Subscriber {
+    app.store
+        .subscriber_by_email(&EmailAddress::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{email} is not stored"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_real_browser() {
+    let mail_dir = tempfile::tempdir().unwrap();
+    let Some(sink) = SmtpSink::start(mail_dir.path()) else {
+        return;
+    };
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, |settings| {
+        settings.smtp_url = Some(Secret::new(format!(
+            "smtp://127.0.0.1:{}?tls=none",
+            sink.port
+        )));
+    })
+    .await;
+    let browser = driver.open_browser(true).await;
+    let mut album = Album::new("browser-screenshots");
+    let email = "ada@example.org";
+
+    // The form, filled in; the live preview asks the server about each query.
+    browser.goto(&app.url("/")).await.unwrap();
+    wait_for_text(&browser, "button[type=submit]", "Subscribe").await;
+    let choices = Choices {
+        email,
+        queries: &["diffusion", r#"author:"Tri Dao""#],
+        day: "thu",
+        send_hour: "7",
+        timezone: "Asia/Kolkata",
+        max_papers: "25",
+    };
+    fill_in_subscribe_form(&browser, &choices).await;
+    let preview = wait_for_text(&browser, "#queries-preview", "0 of the 0 papers").await;
+    assert!(
+        preview.contains("diffusion: 0 of the 0 papers"),
+        "{preview}"
+    );
+    assert!(
+        preview.contains(r#"author:"Tri Dao": 0 of the 0 papers"#),
+        "{preview}"
+    );
+    album.snap(&browser, "subscribe").await;
+    click(&browser, "button[type=submit]").await;
+    wait_for_text(&browser, "h1", "Check your inbox").await;
+    album.snap(&browser, "check-inbox").await;
+    assert_eq!(reader(&app, email).await.status, SubscriberStatus::Pending);
+
+    // One email, multipart, with one-click unsubscribe headers and the link.
+    let received = sink.wait_for(1);
+    let mine: Vec<&String> = received
+        .iter()
+        .filter(|m| m.contains(&format!("To: {email}")))
+        .collect();
+    assert_eq!(mine.len(), 1, "exactly one email to {email}: {received:#?}");
+    let message = mine[0];
+    assert!(
+        message.contains("Subject: Confirm your paperboy digest"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Content-Type: multipart/alternative"),
+        "{message}"
+    );
+    assert!(message.contains("Content-Type: text/plain"), "{message}");
+    assert!(message.contains("Content-Type: text/html"), "{message}");
+    assert!(
+        message.contains(&format!("List-Unsubscribe: <{}", app.url("/"))),
+        "{message}"
+    );
+    assert!(
+        message.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+        "{message}"
+    );
+    let parts = base64_parts(message);
+    assert_eq!(parts.len(), 2, "a text and an HTML part: {message}");
+    let confirm_prefix = app.url("/confirm/");
+    let link = link_starting(&parts[0], &confirm_prefix).expect("confirmation link in the text");
+    assert_eq!(
+        link_starting(&parts[1], &confirm_prefix).as_deref(),
+        Some(link.as_str()),
+        "the HTML part carries the same link"
+    );
+
+    // The link confirms, with the settings as chosen.
+    browser.goto(&link).await.unwrap();
+    wait_for_text(&browser, "h1", "You are subscribed").await;
+    let lede = wait_for_text(&browser, "p.lede", "every Thursday at 07:00").await;
+    assert!(lede.contains("(Asia/Kolkata), up to 25 papers"), "{lede}");
+    album.snap(&browser, "confirmed").await;
+    let subscriber = reader(&app, email).await;
+    assert_eq!(subscriber.status, SubscriberStatus::Active);
+    let p = &subscriber.preferences;
+    assert_eq!(p.frequency, Frequency::Weekly(Weekday::Thu));
+    assert_eq!(p.send_hour.get(), 7);
+    assert_eq!(p.timezone.name(), "Asia/Kolkata");
+    assert_eq!(p.max_papers.get(), 25);
+    assert_eq!(p.queries.lines(), ["diffusion", r#"author:"Tri Dao""#]);
+
+    // Settings: the form shows what was chosen; a query is replaced and saved.
+    let settings = wait_for(&browser, "a.button").await;
+    let href = settings.attr("href").await.unwrap().unwrap_or_default();
+    assert!(href.starts_with(&app.url("/preferences/")), "{href}");
+    settings.click().await.unwrap();
+    wait_for_text(&browser, "h1", "Your settings").await;
+    assert_eq!(
+        wait_for(&browser, "strong.status")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "subscribed"
+    );
+    assert_eq!(
+        value_of(&browser, "textarea#queries").await,
+        "diffusion\nauthor:\"Tri Dao\""
+    );
+    assert_eq!(value_of(&browser, "select#timezone").await, "Asia/Kolkata");
+    assert_eq!(value_of(&browser, "select#day").await, "thu");
+    assert_eq!(value_of(&browser, "select#send_hour").await, "7");
+    album.snap(&browser, "preferences").await;
+    type_into(
+        &browser,
+        "textarea#queries",
+        "\"state space model\"\nauthor:\"Tri Dao\"",
+    )
+    .await;
+    click(&browser, "button[name=action][value=save]").await;
+    wait_for_text(&browser, "p.flash", "Saved.").await;
+    album.snap(&browser, "saved").await;
+    let subscriber = reader(&app, email).await;
+    assert_eq!(
+        subscriber.preferences.queries.lines(),
+        [r#""state space model""#, r#"author:"Tri Dao""#]
+    );
+    assert_eq!(subscriber.status, SubscriberStatus::Active);
+
+    // Pause.
+    click(&browser, "button[name=action][value=pause]").await;
+    wait_for_text(&browser, "p.flash", "Paused:").await;
+    wait_for_text(&browser, "strong.status", "paused").await;
+    assert!(is_shown(&browser, "button[name=action][value=resume]").await);
+    album.snap(&browser, "paused").await;
+    assert_eq!(reader(&app, email).await.status, SubscriberStatus::Paused);
+
+    // Unsubscribe from the settings page.
+    click(&browser, "button[name=action][value=unsubscribe]").await;
+    wait_for_text(&browser, "p.flash", "You are unsubscribed:").await;
+    wait_for_text(&browser, "strong.status", "unsubscribed").await;
+    assert!(!is_shown(&browser, "button[name=action][value=save]").await);
+    assert!(is_shown(&browser, "button[name=action][value=resubscribe]").await);
+    album.snap(&browser, "unsubscribed").await;
+    assert_eq!(
+        reader(&app, email).await.status,
+        SubscriberStatus::Unsubscribed
+    );
+    assert_eq!(album.taken, 7);
+
+    browser.close().await.unwrap();
+    app.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_subscribe_page_works_with_javascript_disabled() {
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    // No SMTP relay: the app writes its mail to the outbox folder.
+    let app = spawn_app(&db, |_| {}).await;
+    let browser = driver.open_browser(false).await;
+    let mut album = Album::new("browser-screenshots/without-javascript");
+    let email = "grace@example.org";
+
+    browser.goto(&app.url("/")).await.unwrap();
+    wait_for_text(&browser, "button[type=submit]", "Subscribe").await;
+    let choices = Choices {
+        email,
+        queries: &["diffusion"],
+        day: "mon",
+        send_hour: "18",
+        timezone: "Asia/Kolkata",
+        max_papers: "10",
+    };
+    fill_in_subscribe_form(&browser, &choices).await;
+    // With JavaScript on the preview fills in within half a second (see the test above).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        wait_for(&browser, "#queries-preview")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "",
+        "JavaScript ran although it is disabled"
+    );
+    album.snap(&browser, "subscribe").await;
+    click(&browser, "button[type=submit]").await;
+    wait_for_text(&browser, "h1", "Check your inbox").await;
+    album.snap(&browser, "check-inbox").await;
+
+    let outbox = app.wait_for_outbox(1).await;
+    assert_eq!(outbox.len(), 1, "one confirmation email");
+    let message = &outbox[0];
+    assert!(message.contains(&format!("To: {email}")), "{message}");
+    assert!(
+        message.contains("Subject: Confirm your paperboy digest"),
+        "{message}"
+    );
+    let parts = base64_parts(message);
+    let link = parts
+        .iter()
+        .find_map(|p| link_starting(p, &app.url("/confirm/")))
+        .expect("confirmation link");
+    browser.goto(&link).await.unwrap();
+    wait_for_text(&browser, "h1", "You are subscribed").await;
+    album.snap(&browser, "confirmed").await;
+    let subscriber = reader(&app, email).await;
+    assert_eq!(subscriber.status, SubscriberStatus::Active);
+    assert_eq!(
+        subscriber.preferences.frequency,
+        Frequency::Weekly(Weekday::Mon)
+    );
+    assert_eq!(subscriber.preferences.send_hour.get(), 18);
+    assert_eq!(subscriber.preferences.timezone.name(), "Asia/Kolkata");
+
+    browser.close().await.unwrap();
+    app.stop().await;
+    db.cleanup().await;
+}
