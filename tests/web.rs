@@ -274,10 +274,25 @@ async fn unknown_and_known_addresses_get_the_same_answer() {
             .await;
         let gone = v.subscribe("gone@example.org", "diffusion").await;
 
+        subscribe_and_confirm(&app, &mut v, "bounced@example.org").await;
+        let bounced_id = reader(&app, "bounced@example.org").await.unwrap().id;
+        let now = chrono::Utc::now();
+        app.store
+            .change_status(
+                bounced_id,
+                &[SubscriberStatus::Active],
+                SubscriberStatus::Bounced,
+                now,
+            )
+            .await
+            .unwrap();
+        let bounced = v.subscribe("bounced@example.org", "diffusion").await;
+
         for (what, page) in [
             ("pending", &pending),
             ("active", &active),
             ("unsubscribed", &gone),
+            ("bounced", &bounced),
         ] {
             assert_eq!(page.status, new.status, "{what}");
             assert_eq!(page.body, new.body, "{what}: bodies differ");
@@ -290,15 +305,27 @@ async fn unknown_and_known_addresses_get_the_same_answer() {
         // The confirmed reader was sent their settings link and nothing changed.
         let active_reader = reader(&app, "active@example.org").await.unwrap();
         assert_eq!(active_reader.status, SubscriberStatus::Active);
-        let last = app.wait_for_outbox(7).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let all = app.wait_for_outbox(7).await;
+        assert_eq!(
+            all.len(),
+            7,
+            "new 1, pending 2, active 2, gone 1, bounced 1"
+        );
         assert!(
-            last.iter()
+            all.iter()
                 .any(|m| m.contains("Subject: Your paperboy digest settings")),
             "the active reader got a settings link"
         );
-        // The unsubscribed reader is pending again, waiting for a fresh confirmation.
-        let back = reader(&app, "gone@example.org").await.unwrap();
-        assert_eq!(back.status, SubscriberStatus::Pending);
+        // Someone else's second request does not change what the pending reader confirms.
+        let pending_reader = reader(&app, "pending@example.org").await.unwrap();
+        assert_eq!(pending_reader.preferences.queries.lines(), ["diffusion"]);
+        // A reader who just left is not mailed again from the form for a day, and a
+        // bounced address never is.
+        let gone_reader = reader(&app, "gone@example.org").await.unwrap();
+        assert_eq!(gone_reader.status, SubscriberStatus::Unsubscribed);
+        let bounced_reader = reader(&app, "bounced@example.org").await.unwrap();
+        assert_eq!(bounced_reader.status, SubscriberStatus::Bounced);
         app.stop().await;
         db.cleanup().await;
     }
@@ -984,6 +1011,27 @@ async fn the_live_preview_counts_recent_papers_and_explains_bad_queries() {
                 .unwrap()
                 .contains("unclosed quote at 1")
         );
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_confirmation_link_opened_twice_at_once_confirms_once() {
+    for db in databases().await {
+        let app = spawn_app(&db, quiet).await;
+        let mut v = Visitor::new(&app);
+        v.subscribe("twice@example.org", "").await;
+        let link = confirm_link(&confirmation_for(&app, "twice@example.org").await);
+        let http = reqwest::Client::new();
+        let (a, b) = tokio::join!(http.get(&link).send(), http.get(&link).send());
+        let mut codes = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+        codes.sort();
+        assert_eq!(codes, [200, 404], "{}", db.backend);
+        let r = reader(&app, "twice@example.org").await.unwrap();
+        let consents = app.store.consents(r.id).await.unwrap();
+        let confirmed = consents.iter().filter(|c| c.event == "confirmed").count();
+        assert_eq!(confirmed, 1);
         app.stop().await;
         db.cleanup().await;
     }

@@ -24,13 +24,20 @@ CREATE TABLE subscribers (
     unsubscribed_at TEXT
 );
 
--- Confirmation links: only the SHA-256 of the token is kept.
+-- Confirmation links: only the SHA-256 of the token is kept. Each carries the settings
+-- asked for with it, which take effect when it is used, so nobody can change what a
+-- reader is about to confirm.
 CREATE TABLE confirmation_tokens (
     token_hash    TEXT PRIMARY KEY,
     subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
     created_at    TEXT NOT NULL,
     expires_at    TEXT NOT NULL,
-    used_at       TEXT
+    used_at       TEXT,
+    queries       TEXT NOT NULL,
+    frequency     TEXT NOT NULL,
+    send_hour     INTEGER NOT NULL,
+    timezone      TEXT NOT NULL,
+    max_papers    INTEGER NOT NULL
 );
 CREATE INDEX confirmation_tokens_subscriber ON confirmation_tokens (subscriber_id);
 

@@ -71,14 +71,16 @@ fn render(t: &impl Template) -> Result<String, MailError> {
         .map_err(|e| MailError::Build(format!("template: {e}")))
 }
 
-/// The email that asks a new reader to confirm, carrying the confirmation `token`.
+/// The email that asks a reader to confirm the settings `asked` for, carrying the
+/// confirmation `token`.
 pub fn confirmation(
     mailer: &Mailer,
     links: &Links,
     subscriber: &Subscriber,
+    asked: &Preferences,
     token: &str,
 ) -> Result<Email, MailError> {
-    let summary = describe(&subscriber.preferences);
+    let summary = describe(asked);
     let confirm_url = links.confirm(token);
     let unsubscribe_url = links.unsubscribe(subscriber.id, &subscriber.link_key);
     let email = subscriber.email.as_str();

@@ -75,6 +75,10 @@ pub(crate) trait BeginWrite {
     /// has one writer anyway; PostgreSQL takes a transaction-level advisory lock, which
     /// also serialises ingestion across instances.
     async fn begin_papers_write(&self) -> sqlx::Result<Transaction<'static, Self::Db>>;
+
+    /// `for_update` on PostgreSQL, where a read that decides a write must lock its rows;
+    /// `plain` on SQLite, whose write transactions already exclude each other.
+    fn locking(&self, plain: &'static str, for_update: &'static str) -> &'static str;
 }
 
 impl BeginWrite for SqlitePool {
@@ -86,10 +90,19 @@ impl BeginWrite for SqlitePool {
     async fn begin_papers_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Sqlite>> {
         self.begin_write().await
     }
+
+    fn locking(&self, plain: &'static str, _for_update: &'static str) -> &'static str {
+        plain
+    }
 }
 
 impl BeginWrite for PgPool {
     type Db = sqlx::Postgres;
+
+    fn locking(&self, _plain: &'static str, for_update: &'static str) -> &'static str {
+        for_update
+    }
+
     async fn begin_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Postgres>> {
         self.begin().await
     }

@@ -55,7 +55,8 @@ pub struct ConsentRecord {
 /// What a subscription request led to, and so which email (if any) goes out.
 #[derive(Debug, Clone)]
 pub enum RequestOutcome {
-    /// A new or not-yet-confirmed reader: send the confirmation link for the given token.
+    /// A new or not-yet-confirmed reader (or one who left): send the confirmation link for
+    /// the request's token. The stored settings are those of before the request.
     Confirm(Subscriber),
     /// The reader is already confirmed; their settings are unchanged. Send them the link to
     /// their preferences.
@@ -154,6 +155,24 @@ struct TokenRow {
     subscriber_id: i64,
     expires_at: DateTime<Utc>,
     used_at: Option<DateTime<Utc>>,
+    queries: String,
+    frequency: String,
+    send_hour: i32,
+    timezone: String,
+    max_papers: i32,
+}
+
+/// How long a reader who left waits between two links from the form.
+const LEFT_RESEND_AFTER: Duration = Duration::days(1);
+
+/// Whether a link went to this reader too recently for another.
+fn too_soon(row: &SubscriberRow, resend_after: Duration, now: DateTime<Utc>) -> bool {
+    let wait = if row.status == "unsubscribed" {
+        resend_after.max(LEFT_RESEND_AFTER)
+    } else {
+        resend_after
+    };
+    row.link_sent_at.is_some_and(|t| now - t < wait)
 }
 
 impl Store {
@@ -182,11 +201,13 @@ impl Store {
         row.map(Subscriber::try_from).transpose()
     }
 
-    /// Files a subscription request from the form. A new address (or one that left) becomes
-    /// a pending reader with these preferences and a confirmation token; a pending reader's
-    /// preferences are replaced and a fresh token filed; a confirmed reader is left as is.
-    /// Within `resend_after` of the last link nothing changes at all, so a form submitted
-    /// again and again mails the address once.
+    /// Files a subscription request from the form. A new address becomes a pending reader;
+    /// a pending reader, or one who left, gets a fresh confirmation token that carries the
+    /// settings asked for (they replace the stored ones only when the link is used, so a
+    /// stranger cannot change what a reader confirms). A confirmed reader is left as is and
+    /// gets a link to their settings. An address that bounced is never mailed from the
+    /// form. Within `resend_after` of the last link (a day for a reader who left) nothing
+    /// changes at all, so a form submitted again and again mails the address once.
     #[tracing::instrument(skip_all, fields(email = %req.email.masked()))]
     pub async fn request_subscription(
         &self,
@@ -197,13 +218,16 @@ impl Store {
         let p = req.preferences;
         let id: i64 = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let existing: Option<SubscriberRow> =
-                sqlx::query_as(select_subscribers!("WHERE email_key = $1"))
-                    .bind(&key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let existing: Option<SubscriberRow> = sqlx::query_as(pool.locking(
+                select_subscribers!("WHERE email_key = $1"),
+                select_subscribers!("WHERE email_key = $1 FOR UPDATE"),
+            ))
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?;
             let id = match existing {
-                Some(row) if row.link_sent_at.is_some_and(|t| now - t < req.resend_after) => {
+                Some(row) if row.status == "bounced" => return Ok(RequestOutcome::TooSoon),
+                Some(row) if too_soon(&row, req.resend_after, now) => {
                     return Ok(RequestOutcome::TooSoon);
                 }
                 Some(row) if row.status == "active" || row.status == "paused" => {
@@ -218,30 +242,23 @@ impl Store {
                     return Ok(RequestOutcome::AlreadySubscribed(subscriber));
                 }
                 Some(row) => {
-                    sqlx::query(
-                        "UPDATE subscribers SET email = $2, status = 'pending', queries = $3, \
-                         frequency = $4, send_hour = $5, timezone = $6, max_papers = $7, \
-                         updated_at = $8, link_sent_at = $8 WHERE id = $1",
-                    )
-                    .bind(row.id)
-                    .bind(req.email.as_str())
-                    .bind(p.queries.to_text())
-                    .bind(p.frequency.as_code())
-                    .bind(i32::from(p.send_hour.get()))
-                    .bind(p.timezone.name())
-                    .bind(i32::from(p.max_papers.get()))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query("UPDATE subscribers SET link_sent_at = $2 WHERE id = $1")
+                        .bind(row.id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                     row.id
                 }
                 None => {
-                    sqlx::query_scalar(
+                    // Two requests for a new address at once: the one that loses the race
+                    // finds the row taken and, as the other has just mailed a link, sends
+                    // nothing.
+                    let inserted: Option<i64> = sqlx::query_scalar(
                         "INSERT INTO subscribers (email, email_key, status, queries, frequency, \
                          send_hour, timezone, max_papers, link_key, created_at, updated_at, \
                          link_sent_at) \
                          VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $9, $9) \
-                         RETURNING id",
+                         ON CONFLICT (email_key) DO NOTHING RETURNING id",
                     )
                     .bind(req.email.as_str())
                     .bind(&key)
@@ -252,18 +269,28 @@ impl Store {
                     .bind(i32::from(p.max_papers.get()))
                     .bind(req.link_key)
                     .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match inserted {
+                        Some(id) => id,
+                        None => return Ok(RequestOutcome::TooSoon),
+                    }
                 }
             };
             sqlx::query(
-                "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, \
+                 expires_at, queries, frequency, send_hour, timezone, max_papers) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(req.token_hash)
             .bind(id)
             .bind(now)
             .bind(now + req.token_ttl)
+            .bind(p.queries.to_text())
+            .bind(p.frequency.as_code())
+            .bind(i32::from(p.send_hour.get()))
+            .bind(p.timezone.name())
+            .bind(i32::from(p.max_papers.get()))
             .execute(&mut *tx)
             .await?;
             insert_consent(&mut tx, id, "requested", now, req.client, req.consent).await?;
@@ -278,7 +305,8 @@ impl Store {
     }
 
     /// Uses a confirmation token: once, before it expires, for a reader still waiting for
-    /// it. The reader becomes active and the confirmation joins the consent record. `None`
+    /// it (or one who left and asked to come back). The reader becomes active with the
+    /// settings the token carries, and the confirmation joins the consent record. `None`
     /// for a token that is unknown, used, expired or no longer applies.
     #[tracing::instrument(skip_all)]
     pub async fn confirm(
@@ -291,46 +319,57 @@ impl Store {
         let id: Option<i64> = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let token: Option<TokenRow> = sqlx::query_as(
-                "SELECT subscriber_id, expires_at, used_at FROM confirmation_tokens \
-                 WHERE token_hash = $1",
+                "SELECT subscriber_id, expires_at, used_at, queries, frequency, send_hour, \
+                 timezone, max_papers FROM confirmation_tokens WHERE token_hash = $1",
             )
             .bind(token_hash)
             .fetch_optional(&mut *tx)
             .await?;
-            match token {
-                Some(t) if t.used_at.is_none() && t.expires_at > now => {
-                    sqlx::query("UPDATE confirmation_tokens SET used_at = $2 WHERE token_hash = $1")
-                        .bind(token_hash)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    let status: Option<String> =
-                        sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
-                            .bind(t.subscriber_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    let applies = match status.as_deref() {
-                        Some("pending") => {
-                            sqlx::query(
-                                "UPDATE subscribers SET status = 'active', confirmed_at = $2, \
-                                 unsubscribed_at = NULL, updated_at = $2 WHERE id = $1",
-                            )
-                            .bind(t.subscriber_id)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                            insert_consent(&mut tx, t.subscriber_id, "confirmed", now, client, consent)
-                                .await?;
-                            true
-                        }
-                        Some("active") | Some("paused") => true,
-                        _ => false,
-                    };
-                    tx.commit().await?;
-                    applies.then_some(t.subscriber_id)
-                }
-                _ => None,
+            let Some(t) = token.filter(|t| t.used_at.is_none() && t.expires_at > now) else {
+                return Ok(None);
+            };
+            // Compare-and-set: of two uses at once, one wins.
+            let won = sqlx::query(
+                "UPDATE confirmation_tokens SET used_at = $2 \
+                 WHERE token_hash = $1 AND used_at IS NULL",
+            )
+            .bind(token_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if won == 0 {
+                return Ok(None);
             }
+            let activated = sqlx::query(
+                "UPDATE subscribers SET status = 'active', confirmed_at = $2, \
+                 unsubscribed_at = NULL, updated_at = $2, queries = $3, frequency = $4, \
+                 send_hour = $5, timezone = $6, max_papers = $7 \
+                 WHERE id = $1 AND status IN ('pending', 'unsubscribed')",
+            )
+            .bind(t.subscriber_id)
+            .bind(now)
+            .bind(&t.queries)
+            .bind(&t.frequency)
+            .bind(t.send_hour)
+            .bind(&t.timezone)
+            .bind(t.max_papers)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let applies = if activated > 0 {
+                insert_consent(&mut tx, t.subscriber_id, "confirmed", now, client, consent).await?;
+                true
+            } else {
+                let status: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
+                        .bind(t.subscriber_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                matches!(status.as_deref(), Some("active") | Some("paused"))
+            };
+            tx.commit().await?;
+            applies.then_some(t.subscriber_id)
         });
         match id {
             Some(id) => self.subscriber(id).await,
@@ -365,9 +404,8 @@ impl Store {
         Ok(changed > 0)
     }
 
-    /// Moves a reader from one of `from` to `to`; returns whether it moved. Leaving
-    /// (unsubscribed) also voids every confirmation link still out; coming back to active
-    /// from unsubscribed clears the leaving time.
+    /// Moves a reader from one of `from` to `to` in one compare-and-set; returns whether
+    /// it moved. Leaving (unsubscribed) also voids every confirmation link still out.
     #[tracing::instrument(skip_all, fields(subscriber = id, to = %to))]
     pub async fn change_status(
         &self,
@@ -376,38 +414,39 @@ impl Store {
         to: SubscriberStatus,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
+        let Some(first) = from.first() else {
+            return Ok(false);
+        };
+        // Five slots cover every status; unused ones repeat the first.
+        let slot = |i: usize| from.get(i).unwrap_or(first).as_str();
+        let unsubscribed_at = (to == SubscriberStatus::Unsubscribed).then_some(now);
         let moved = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let status: Option<String> =
-                sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let Some(status) = status else {
-                return Ok(false);
-            };
-            if !from.iter().any(|s| s.as_str() == status) {
-                return Ok(false);
-            }
-            let unsubscribed_at = (to == SubscriberStatus::Unsubscribed).then_some(now);
-            sqlx::query(
+            let moved = sqlx::query(
                 "UPDATE subscribers SET status = $2, unsubscribed_at = $3, updated_at = $4 \
-                 WHERE id = $1",
+                 WHERE id = $1 AND status IN ($5, $6, $7, $8, $9)",
             )
             .bind(id)
             .bind(to.as_str())
             .bind(unsubscribed_at)
             .bind(now)
+            .bind(slot(0))
+            .bind(slot(1))
+            .bind(slot(2))
+            .bind(slot(3))
+            .bind(slot(4))
             .execute(&mut *tx)
-            .await?;
-            if to == SubscriberStatus::Unsubscribed {
+            .await?
+            .rows_affected()
+                > 0;
+            if moved && to == SubscriberStatus::Unsubscribed {
                 sqlx::query("DELETE FROM confirmation_tokens WHERE subscriber_id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
             }
             tx.commit().await?;
-            true
+            moved
         });
         Ok(moved)
     }

@@ -50,7 +50,7 @@ impl Guard {
     }
 
     pub fn subscribe_from(&self, ip: IpAddr) -> Result<(), WebError> {
-        verdict(self.subscribe_per_ip.check_key(&ip))
+        verdict(self.subscribe_per_ip.check_key(&network_of(ip)))
     }
 
     /// `key` is the address folded to lower case.
@@ -59,7 +59,7 @@ impl Guard {
     }
 
     pub fn preview_from(&self, ip: IpAddr) -> Result<(), WebError> {
-        verdict(self.preview_per_ip.check_key(&ip))
+        verdict(self.preview_per_ip.check_key(&network_of(ip)))
     }
 
     /// Forgets clients whose limits have fully recovered, so memory stays bounded.
@@ -70,6 +70,21 @@ impl Guard {
         self.subscribe_per_ip.shrink_to_fit();
         self.subscribe_per_address.shrink_to_fit();
         self.preview_per_ip.shrink_to_fit();
+    }
+}
+
+/// What a client is limited as: its IPv4 address, or its IPv6 /64 (one host commonly holds
+/// a whole /64, so counting single IPv6 addresses would let it through unlimited).
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
     }
 }
 
@@ -215,6 +230,17 @@ mod tests {
         let mut bad = HeaderMap::new();
         bad.append("x-forwarded-for", "not-an-ip".parse().unwrap());
         assert_eq!(forwarded_for(&bad), None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(network_of(a), network_of(b));
+        assert_ne!(network_of(a), network_of(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(network_of(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub struct Preferences<'a> {
     pub choices: &'a Choices,
     pub csrf: &'a str,
     pub can_edit: bool,
+    pub can_resubscribe: bool,
 }
 
 #[derive(Template)]

@@ -73,7 +73,11 @@ fn render(
         errors,
         choices: &choices,
         csrf: &csrf,
-        can_edit: !matches!(subscriber.status, SubscriberStatus::Unsubscribed),
+        can_edit: !matches!(
+            subscriber.status,
+            SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
+        ),
+        can_resubscribe: subscriber.confirmed_at.is_some(),
     })
 }
 
@@ -127,9 +131,14 @@ async fn change(
             .then_some("Resumed: your next digest comes at its usual time."),
         "unsubscribe" => state
             .store
-            .change_status(id, &[Pending, Active, Paused, Bounced], Unsubscribed, now)
+            .change_status(id, &[Pending, Active, Paused], Unsubscribed, now)
             .await?
             .then_some("You are unsubscribed: paperboy sends nothing more."),
+        // Only a reader who confirmed once comes back in one click; anyone else confirms
+        // through the form and a fresh link.
+        "resubscribe" if subscriber.confirmed_at.is_none() => Some(
+            "Your address was never confirmed: subscribe on the front page to get a confirmation link.",
+        ),
         "resubscribe" => {
             let back = state
                 .store
@@ -148,7 +157,7 @@ async fn change(
             back.then_some("Welcome back: you are subscribed again.")
         }
         _ => {
-            if subscriber.status == Unsubscribed {
+            if matches!(subscriber.status, Unsubscribed | Bounced) {
                 return Err(WebError::NotFound);
             }
             let mut errors = FieldErrors::default();

@@ -152,6 +152,7 @@ async fn submit(
                 &state.mailer,
                 &state.links,
                 subscriber,
+                &preferences,
                 &token,
             )?)
         }

@@ -86,7 +86,7 @@ async fn unsubscribe(
         .store
         .change_status(
             subscriber.id,
-            &[Pending, Active, Paused, Bounced],
+            &[Pending, Active, Paused],
             Unsubscribed,
             Utc::now(),
         )
