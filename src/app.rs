@@ -9,7 +9,7 @@ use chrono::Utc;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::delivery::Mailer;
+use crate::delivery::{Mailer, Worker};
 use crate::domain::token::{LinkKeys, Links, random_token};
 use crate::feeds::Fetcher;
 use crate::store::Store;
@@ -18,13 +18,18 @@ use crate::{scheduler, web};
 /// What `serve` runs besides the web listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
-    /// Run the feed schedule. Extra replicas leave it to one instance.
+    /// Run the feed and digest schedule. Extra replicas leave it to one instance.
     pub scheduler: bool,
+    /// Deliver the outbox. Any number of instances may.
+    pub worker: bool,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { scheduler: true }
+        Self {
+            scheduler: true,
+            worker: true,
+        }
     }
 }
 
@@ -52,7 +57,7 @@ impl App {
         let fetcher = Fetcher::new(settings.fetch.clone(), &settings.user_agent())
             .context("building the HTTP client")?;
         let mailer = Mailer::from_settings(&settings).context("setting up the mailer")?;
-        let links = Links::new(&settings.base_url, link_keys(&settings, &store).await?);
+        let links = links_for(&settings, &store).await?;
         let listener = TcpListener::bind(&settings.bind)
             .await
             .with_context(|| format!("binding the web listener to {}", settings.bind))?;
@@ -94,6 +99,7 @@ impl App {
                 schedule,
                 self.store.clone(),
                 self.fetcher.clone(),
+                self.mailer.clone(),
             )))
         });
         let scheduler = scheduler.transpose()?;
@@ -118,6 +124,16 @@ impl App {
                 guard.forget_idle();
             }
         });
+        let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
+        let worker = self.options.worker.then(|| {
+            let worker = Worker::new(
+                self.store.clone(),
+                self.mailer.clone(),
+                self.links.clone(),
+                self.settings.delivery.clone(),
+            );
+            tokio::spawn(worker.run(worker_stop))
+        });
         let router = web::router(state, self.settings.web.max_body_bytes);
         let served = axum::serve(
             self.listener,
@@ -126,6 +142,17 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await;
         sweeper.abort();
+        // Sends in flight finish and are recorded; nothing new is claimed.
+        let _ = stop_worker.send(true);
+        if let Some(worker) = worker {
+            match worker.await {
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "the delivery worker had stopped")
+                }
+                Err(e) => tracing::error!(error = %e, "the delivery worker panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
         if let Some(handle) = scheduler {
             // An interrupted fetch rolls back its transaction; the next run redoes it.
             handle.abort();
@@ -133,6 +160,14 @@ impl App {
         self.store.close().await;
         served.context("web server")
     }
+}
+
+/// The links of this instance, signed with its key.
+pub async fn links_for(settings: &Settings, store: &Store) -> anyhow::Result<Links> {
+    Ok(Links::new(
+        &settings.base_url,
+        link_keys(settings, store).await?,
+    ))
 }
 
 /// The key that signs links: `PAPERBOY_SECRET_KEY` when set, else one generated on the

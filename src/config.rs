@@ -144,6 +144,40 @@ impl FetchSettings {
     }
 }
 
+/// How the outbox is delivered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Messages being sent at once (SMTP connections in use).
+    pub concurrency: usize,
+    /// Messages started per second, at most.
+    pub messages_per_second: u32,
+    /// How long a claimed delivery is held before another worker may take it over.
+    pub lease_secs: u64,
+    /// First wait after a temporary failure; doubled each time …
+    pub retry_base_secs: u64,
+    /// … up to this.
+    pub retry_max_secs: u64,
+    /// A delivery still failing this long after it was queued is given up as failed.
+    pub give_up_after_hours: u64,
+    /// How often an idle worker looks for due deliveries, in milliseconds.
+    pub poll_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            messages_per_second: 20,
+            lease_secs: 300,
+            retry_base_secs: 60,
+            retry_max_secs: 3600,
+            give_up_after_hours: 48,
+            poll_ms: 1000,
+        }
+    }
+}
+
 /// The web form's limits against abuse.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -197,6 +231,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub fetch: FetchSettings,
     pub web: WebSettings,
+    pub delivery: DeliverySettings,
 }
 
 impl Default for Settings {
@@ -216,6 +251,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             fetch: FetchSettings::default(),
             web: WebSettings::default(),
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -350,6 +386,20 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "fetch",
                 message: "max_bytes and timeout_secs must be above zero".into(),
+            });
+        }
+        let d = &self.delivery;
+        if d.concurrency == 0
+            || d.messages_per_second == 0
+            || d.lease_secs == 0
+            || d.retry_base_secs == 0
+            || d.poll_ms == 0
+        {
+            return Err(ConfigError::Invalid {
+                key: "delivery",
+                message: "concurrency, messages_per_second, lease_secs, retry_base_secs and \
+                          poll_ms must be above zero"
+                    .into(),
             });
         }
         let w = &self.web;

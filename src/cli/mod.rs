@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each with its own options and `run`.
 //! Errors carry their exit code: 2 for bad input, 1 for everything else.
 
+mod digest;
 mod feeds;
 mod fetch;
 mod migrate;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Look at stored papers.
     #[command(subcommand)]
     Papers(papers::Command),
+    /// Compose and deliver digests, or preview one.
+    #[command(subcommand)]
+    Digest(digest::Command),
     /// Send one test message through the configured mailer.
     SendTestEmail(send_test_email::Args),
 }
@@ -114,6 +118,7 @@ impl Cli {
             Command::Fetch(args) => fetch::run(settings, args).await,
             Command::Feeds(cmd) => feeds::run(settings, cmd).await,
             Command::Papers(cmd) => papers::run(settings, cmd).await,
+            Command::Digest(cmd) => digest::run(settings, cmd).await,
             Command::SendTestEmail(args) => send_test_email::run(settings, args).await,
         }
     }

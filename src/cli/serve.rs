@@ -7,14 +7,18 @@ use super::CliError;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Do not run the feed schedule (for extra replicas).
+    /// Do not run the feed and digest schedule (for extra replicas).
     #[arg(long)]
     no_scheduler: bool,
+    /// Do not deliver the outbox from this instance.
+    #[arg(long)]
+    no_worker: bool,
 }
 
 pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
     let options = ServeOptions {
         scheduler: !args.no_scheduler,
+        worker: !args.no_worker,
     };
     let app = App::build(settings, options).await?;
     app.run(shutdown_signal()).await?;

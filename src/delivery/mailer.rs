@@ -21,10 +21,48 @@ pub enum MailError {
     Config(String),
     #[error("cannot build the message: {0}")]
     Build(String),
-    #[error("SMTP: {0}")]
-    Smtp(String),
+    #[error("SMTP: {message}")]
+    Smtp { message: String, class: SmtpClass },
     #[error("cannot write to the outbox: {0}")]
     Outbox(#[from] std::io::Error),
+}
+
+/// What an SMTP failure means for the message and for the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpClass {
+    /// 4xx, a timeout or a dropped connection: try again later.
+    Transient,
+    /// 5xx: the relay refuses this message or address for good.
+    Permanent,
+    /// Authentication refused, or TLS refused or broken: nothing can be sent until the
+    /// operator fixes the set-up.
+    Fatal,
+}
+
+impl SmtpClass {
+    fn of(e: &lettre::transport::smtp::Error) -> SmtpClass {
+        let code = e.status().map(u16::from);
+        if e.is_tls() || e.is_client() || matches!(code, Some(454 | 530 | 534 | 535 | 538)) {
+            SmtpClass::Fatal
+        } else if e.is_permanent() {
+            SmtpClass::Permanent
+        } else {
+            SmtpClass::Transient
+        }
+    }
+}
+
+impl MailError {
+    /// How an error bears on retrying: building and outbox errors are transient (a full
+    /// disk frees up), SMTP errors by their class, configuration errors fatal.
+    pub fn class(&self) -> SmtpClass {
+        match self {
+            MailError::Smtp { class, .. } => *class,
+            MailError::Config(_) => SmtpClass::Fatal,
+            MailError::Build(_) => SmtpClass::Permanent,
+            MailError::Outbox(_) => SmtpClass::Transient,
+        }
+    }
 }
 
 /// An email ready to go: both bodies carry the same content.
@@ -50,6 +88,8 @@ pub struct ListHeaders {
     /// Marks machine-sent mail (`Auto-Submitted: auto-generated`) and bulk mail
     /// (`Precedence: bulk`) when set; confirmations are neither bulk nor auto-replies.
     pub bulk: bool,
+    /// `Feedback-ID` for mailbox providers' complaint loops: `campaign:kind:sender`.
+    pub feedback_id: Option<String>,
 }
 
 /// Where a sent message went.
@@ -129,10 +169,10 @@ impl Mailer {
         let message = self.build(email)?;
         match self {
             Mailer::Smtp { transport, .. } => {
-                let reply = transport
-                    .send(message)
-                    .await
-                    .map_err(|e| MailError::Smtp(e.to_string()))?;
+                let reply = transport.send(message).await.map_err(|e| MailError::Smtp {
+                    message: e.to_string(),
+                    class: SmtpClass::of(&e),
+                })?;
                 let text: Vec<String> = reply.message().map(str::to_string).collect();
                 Ok(Sent::Relay(format!("{} {}", reply.code(), text.join(" "))))
             }
@@ -208,6 +248,9 @@ fn list_headers(list: &ListHeaders) -> Result<Vec<(&'static str, String)>, MailE
     };
     clean(&list.id)?;
     clean(&list.unsubscribe_url)?;
+    if let Some(f) = &list.feedback_id {
+        clean(f)?;
+    }
     if list.unsubscribe_url.contains(['<', '>', ' ']) {
         return Err(MailError::Build(
             "unsubscribe URL holds <, > or a space".into(),
@@ -224,6 +267,9 @@ fn list_headers(list: &ListHeaders) -> Result<Vec<(&'static str, String)>, MailE
     if list.bulk {
         headers.push(("Precedence", "bulk".into()));
         headers.push(("Auto-Submitted", "auto-generated".into()));
+    }
+    if let Some(f) = &list.feedback_id {
+        headers.push(("Feedback-ID", f.clone()));
     }
     Ok(headers)
 }

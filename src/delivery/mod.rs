@@ -4,5 +4,7 @@
 
 mod mailer;
 pub mod notices;
+pub mod worker;
 
-pub use mailer::{Email, ListHeaders, MailError, Mailer, Sent};
+pub use mailer::{Email, ListHeaders, MailError, Mailer, Sent, SmtpClass};
+pub use worker::{DrainReport, Worker};

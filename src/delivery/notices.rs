@@ -63,6 +63,7 @@ fn list_headers(links: &Links, subscriber: &Subscriber) -> ListHeaders {
         id: format!("paperboy digest <digest.{}>", links.host()),
         unsubscribe_url: links.unsubscribe(subscriber.id, &subscriber.link_key),
         bulk: false,
+        feedback_id: None,
     }
 }
 

@@ -15,6 +15,8 @@ type HmacSha256 = Hmac<Sha256>;
 pub enum Purpose {
     Preferences,
     Unsubscribe,
+    /// A digest's page in the browser (the id is the digest's).
+    Archive,
 }
 
 impl Purpose {
@@ -22,6 +24,7 @@ impl Purpose {
         match self {
             Purpose::Preferences => b"preferences",
             Purpose::Unsubscribe => b"unsubscribe",
+            Purpose::Archive => b"archive",
         }
     }
 }
@@ -189,6 +192,15 @@ impl Links {
             "{}/unsubscribe/{}",
             self.base,
             self.keys.sign(Purpose::Unsubscribe, id, link_key)
+        )
+    }
+
+    /// A digest in the browser: `/digests/ID?t=TOKEN`.
+    pub fn archive(&self, digest_id: i64, archive_key: &str) -> String {
+        format!(
+            "{}/digests/{digest_id}?t={}",
+            self.base,
+            self.keys.sign(Purpose::Archive, digest_id, archive_key)
         )
     }
 

@@ -28,7 +28,9 @@ pub const MAX_TERMS: usize = 32;
 pub const MIN_PREFIX: usize = 3;
 
 /// Where a term is looked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Field {
     /// No field given: the title or the abstract.

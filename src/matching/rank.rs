@@ -65,7 +65,7 @@ impl BatchStats {
 }
 
 /// Why a paper is in a reader's digest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Explanation {
     /// Each of the reader's queries that matched, with the fields its words were found in.
     pub queries: Vec<MatchedQuery>,
@@ -75,7 +75,7 @@ pub struct Explanation {
     pub abstract_spans: Vec<Range<usize>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct MatchedQuery {
     pub query: String,
     pub fields: Vec<Field>,

@@ -1,5 +1,6 @@
 //! The clock of the service: cron schedules for recurring jobs, each job a plain async
-//! function from the flow (today: polling the feeds).
+//! function from the flow: polling the feeds, and every minute composing the digests that
+//! have come due.
 
 use std::str::FromStr;
 
@@ -7,33 +8,57 @@ use anyhow::Context;
 use chrono::Utc;
 
 use crate::config::Settings;
+use crate::delivery::Mailer;
+use crate::digest;
 use crate::feeds::{Fetcher, fetch_feeds};
 use crate::store::Store;
 
 pub struct Schedules {
     fetch: cron::Schedule,
+    digests: cron::Schedule,
 }
 
 impl Schedules {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         let fetch = cron::Schedule::from_str(&settings.fetch.schedule)
             .with_context(|| format!("fetch schedule {:?}", settings.fetch.schedule))?;
-        Ok(Self { fetch })
+        let digests = cron::Schedule::from_str("0 * * * * *").context("digest schedule")?;
+        Ok(Self { fetch, digests })
     }
 }
 
-/// Runs forever: at each tick of the fetch schedule, polls every feed. The next tick is
-/// always counted from now, so ticks missed during a long poll or a sleep are skipped,
-/// not run back to back.
-pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher) {
-    while let Some(next) = schedules.fetch.after(&Utc::now()).next() {
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tracing::debug!(at = %next, "next feed poll");
-        tokio::time::sleep(wait).await;
-        if let Err(e) = fetch_job(&store, &fetcher).await {
-            tracing::error!(error = %format!("{e:#}"), "scheduled fetch failed");
+/// Runs forever: at each tick of the fetch schedule, polls every feed; every minute,
+/// composes the digests due. The next tick is always counted from now, so ticks missed
+/// during a long job or a sleep are skipped, not run back to back (a digest due meanwhile
+/// is still due at the next tick).
+pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: Mailer) {
+    let feeds = async {
+        while let Some(next) = schedules.fetch.after(&Utc::now()).next() {
+            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+            tracing::debug!(at = %next, "next feed poll");
+            tokio::time::sleep(wait).await;
+            if let Err(e) = fetch_job(&store, &fetcher).await {
+                tracing::error!(error = %format!("{e:#}"), "scheduled fetch failed");
+            }
         }
-    }
+    };
+    let digests = async {
+        while let Some(next) = schedules.digests.after(&Utc::now()).next() {
+            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            match digest::compose_due(&store, &mailer, Utc::now(), false).await {
+                Ok((report, _)) if report.due > 0 => tracing::info!(
+                    due = report.due,
+                    composed = report.composed,
+                    skipped = report.skipped,
+                    "digests composed"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "composing digests failed"),
+            }
+        }
+    };
+    tokio::join!(feeds, digests);
 }
 
 /// The scheduled feed poll: every feed, one report each in the log.

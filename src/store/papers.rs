@@ -379,6 +379,73 @@ impl Store {
         Ok(Some((stored, sources)))
     }
 
+    /// The highest paper id: papers are numbered in commit order (one writer at a time),
+    /// so everything committed later has a higher id.
+    pub async fn max_paper_id(&self) -> StoreResult<i64> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM papers")
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    /// The papers with `after < id <= upto`, in id order, each with how many feeds
+    /// carried it.
+    #[tracing::instrument(skip_all, fields(after, upto))]
+    pub async fn papers_between(
+        &self,
+        after: i64,
+        upto: i64,
+    ) -> StoreResult<Vec<(StoredPaper, i64)>> {
+        let (rows, counts): (Vec<PaperRow>, Vec<(i64, i64)>) = on_pool!(self, pool => {
+            let rows = sqlx::query_as(select_papers!("WHERE id > $1 AND id <= $2 ORDER BY id"))
+                .bind(after)
+                .bind(upto)
+                .fetch_all(pool)
+                .await?;
+            let counts = sqlx::query_as(
+                "SELECT paper_id, COUNT(*) FROM paper_sources \
+                 WHERE paper_id > $1 AND paper_id <= $2 GROUP BY paper_id",
+            )
+            .bind(after)
+            .bind(upto)
+            .fetch_all(pool)
+            .await?;
+            (rows, counts)
+        });
+        let counts: std::collections::HashMap<i64, i64> = counts.into_iter().collect();
+        rows.into_iter()
+            .map(|r| {
+                let p = r.into_stored()?;
+                let n = counts.get(&p.id).copied().unwrap_or(0);
+                Ok((p, n))
+            })
+            .collect()
+    }
+
+    /// Papers by id, in the order asked; ids not stored are left out.
+    #[tracing::instrument(skip_all, fields(n = ids.len()))]
+    pub async fn papers_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<StoredPaper>> {
+        let mut found: std::collections::HashMap<i64, StoredPaper> =
+            std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            let rows: Vec<PaperRow> = on_pool!(self, pool => {
+                let mut q = sqlx::QueryBuilder::new(select_papers!("WHERE id IN ("));
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(pool).await?
+            });
+            for r in rows {
+                let p = r.into_stored()?;
+                found.insert(p.id, p);
+            }
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
     pub async fn count_papers(&self) -> StoreResult<i64> {
         Ok(on_pool!(self, pool => {
             sqlx::query_scalar("SELECT COUNT(*) FROM papers").fetch_one(pool).await?

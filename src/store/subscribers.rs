@@ -25,6 +25,10 @@ pub struct Subscriber {
     pub link_sent_at: Option<DateTime<Utc>>,
     pub confirmed_at: Option<DateTime<Utc>>,
     pub unsubscribed_at: Option<DateTime<Utc>>,
+    /// Every paper with a higher id is new to this reader (see the digest window rule).
+    pub paper_cursor: i64,
+    /// When the reader's last digest window ended (set on confirmation too).
+    pub last_window_end: Option<DateTime<Utc>>,
 }
 
 /// Where a request came from, for the consent record.
@@ -95,6 +99,8 @@ struct SubscriberRow {
     link_sent_at: Option<DateTime<Utc>>,
     confirmed_at: Option<DateTime<Utc>>,
     unsubscribed_at: Option<DateTime<Utc>>,
+    paper_cursor: i64,
+    last_window_end: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<SubscriberRow> for Subscriber {
@@ -129,6 +135,8 @@ impl TryFrom<SubscriberRow> for Subscriber {
             link_sent_at: r.link_sent_at,
             confirmed_at: r.confirmed_at,
             unsubscribed_at: r.unsubscribed_at,
+            paper_cursor: r.paper_cursor,
+            last_window_end: r.last_window_end,
         })
     }
 }
@@ -137,7 +145,8 @@ macro_rules! select_subscribers {
     ($rest:literal) => {
         concat!(
             "SELECT id, email, status, queries, frequency, send_hour, timezone, max_papers, ",
-            "link_key, created_at, updated_at, link_sent_at, confirmed_at, unsubscribed_at ",
+            "link_key, created_at, updated_at, link_sent_at, confirmed_at, unsubscribed_at, ",
+            "paper_cursor, last_window_end ",
             "FROM subscribers ",
             $rest
         )
@@ -185,6 +194,17 @@ impl Store {
                 .await?
         });
         row.map(Subscriber::try_from).transpose()
+    }
+
+    /// Every confirmed reader whose digests are on.
+    #[tracing::instrument(skip_all)]
+    pub async fn active_subscribers(&self) -> StoreResult<Vec<Subscriber>> {
+        let rows: Vec<SubscriberRow> = on_pool!(self, pool => {
+            sqlx::query_as(select_subscribers!("WHERE status = 'active' ORDER BY id"))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(Subscriber::try_from).collect()
     }
 
     #[tracing::instrument(skip_all, fields(email = %email.masked()))]
@@ -344,7 +364,8 @@ impl Store {
             let activated = sqlx::query(
                 "UPDATE subscribers SET status = 'active', confirmed_at = $2, \
                  unsubscribed_at = NULL, updated_at = $2, queries = $3, frequency = $4, \
-                 send_hour = $5, timezone = $6, max_papers = $7 \
+                 send_hour = $5, timezone = $6, max_papers = $7, last_window_end = $2, \
+                 paper_cursor = (SELECT COALESCE(MAX(id), 0) FROM papers) \
                  WHERE id = $1 AND status IN ('pending', 'unsubscribed')",
             )
             .bind(t.subscriber_id)
@@ -406,6 +427,7 @@ impl Store {
 
     /// Moves a reader from one of `from` to `to` in one compare-and-set; returns whether
     /// it moved. Leaving (unsubscribed) also voids every confirmation link still out.
+    /// Becoming active again starts a fresh window: nothing piles up while paused or away.
     #[tracing::instrument(skip_all, fields(subscriber = id, to = %to))]
     pub async fn change_status(
         &self,
@@ -422,10 +444,15 @@ impl Store {
         let unsubscribed_at = (to == SubscriberStatus::Unsubscribed).then_some(now);
         let moved = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let moved = sqlx::query(
+            let sql = if to == SubscriberStatus::Active {
+                "UPDATE subscribers SET status = $2, unsubscribed_at = $3, updated_at = $4, \
+                 last_window_end = $4, paper_cursor = (SELECT COALESCE(MAX(id), 0) FROM papers) \
+                 WHERE id = $1 AND status IN ($5, $6, $7, $8, $9)"
+            } else {
                 "UPDATE subscribers SET status = $2, unsubscribed_at = $3, updated_at = $4 \
-                 WHERE id = $1 AND status IN ($5, $6, $7, $8, $9)",
-            )
+                 WHERE id = $1 AND status IN ($5, $6, $7, $8, $9)"
+            };
+            let moved = sqlx::query(sql)
             .bind(id)
             .bind(to.as_str())
             .bind(unsubscribed_at)

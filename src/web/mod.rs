@@ -2,6 +2,7 @@
 //! Handlers call into the store, the matching engine and the mailer; nothing below calls
 //! back up here. Every page is an askama template with autoescaping.
 
+mod archive;
 mod assets;
 mod confirm;
 mod forms;
@@ -70,6 +71,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(health::router())
         .merge(assets::router())
+        .merge(archive::router())
         .merge(subscribe::router())
         .merge(confirm::router())
         .merge(preferences::router())

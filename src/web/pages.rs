@@ -81,3 +81,9 @@ pub struct Message<'a> {
     pub title: &'a str,
     pub message: &'a str,
 }
+
+#[derive(Template)]
+#[template(path = "web/archive.html")]
+pub struct Archive<'a> {
+    pub d: &'a crate::digest::DigestView,
+}

@@ -449,9 +449,15 @@ pub async fn spawn_app(db: &TestDb, tweak: impl FnOnce(&mut Settings)) -> TestAp
         ..Settings::default()
     };
     tweak(&mut settings);
-    let app = App::build(settings, ServeOptions { scheduler: false })
-        .await
-        .expect("build app");
+    let app = App::build(
+        settings,
+        ServeOptions {
+            scheduler: false,
+            worker: false,
+        },
+    )
+    .await
+    .expect("build app");
     let addr = app.addr();
     let store = app.store().clone();
     let (tx, rx) = tokio::sync::oneshot::channel();

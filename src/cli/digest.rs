@@ -1,0 +1,142 @@
+//! `paperboy digest run|preview`: compose (and deliver) every digest due at an instant, or
+//! show what one reader would get.
+
+use serde_json::json;
+
+use crate::app::links_for;
+use crate::config::Settings;
+use crate::delivery::{Mailer, Worker};
+use crate::digest::{self, render};
+use crate::domain::EmailAddress;
+
+use super::{CliError, open_store, parse_since, print_json};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Build and deliver every digest due at that instant (default now).
+    Run {
+        /// The instant to run for (RFC 3339 or YYYY-MM-DD); default now.
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+        /// Compose and report, but store and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render what a reader would get now (or at --at); sends and stores nothing.
+    Preview {
+        #[arg(long, value_name = "ADDR")]
+        email: String,
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Html,
+    Text,
+}
+
+pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
+    let store = open_store(&settings).await?;
+    let links = links_for(&settings, &store).await?;
+    match cmd {
+        Command::Run { at, dry_run, json } => {
+            let at = at
+                .as_deref()
+                .map(parse_since)
+                .transpose()?
+                .unwrap_or_else(chrono::Utc::now);
+            let mailer =
+                Mailer::from_settings(&settings).map_err(|e| CliError::Input(e.to_string()))?;
+            let (report, composed) = digest::compose_due(&store, &mailer, at, dry_run).await?;
+            let delivered = if dry_run {
+                None
+            } else {
+                let worker = Worker::new(
+                    store.clone(),
+                    mailer.clone(),
+                    links,
+                    settings.delivery.clone(),
+                );
+                Some(worker.drain().await?)
+            };
+            if json {
+                let readers: Vec<_> = composed
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "email": c.subscriber.email,
+                            "papers": c.entries.len(),
+                            "trending": c.trending,
+                        })
+                    })
+                    .collect();
+                print_json(&json!({
+                    "at": at,
+                    "dry_run": dry_run,
+                    "report": report,
+                    "delivered": delivered,
+                    "readers": readers,
+                }))?;
+            } else {
+                println!(
+                    "{}: {} due, {} composed, {} skipped (nothing matched), {} already done, {} papers looked at",
+                    at.to_rfc3339(),
+                    report.due,
+                    report.composed,
+                    report.skipped,
+                    report.already_done,
+                    report.papers
+                );
+                if dry_run {
+                    for c in &composed {
+                        println!(
+                            "  {}: {} papers",
+                            c.subscriber.email.masked(),
+                            c.entries.len()
+                        );
+                    }
+                }
+                if let Some(d) = delivered {
+                    println!(
+                        "delivered via {}: {} sent, {} to retry, {} failed, {} bounced, {} suppressed",
+                        mailer.describe(),
+                        d.sent,
+                        d.retry,
+                        d.failed,
+                        d.bounced,
+                        d.suppressed
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Preview { email, at, format } => {
+            let email = EmailAddress::parse(&email)?;
+            let reader = store
+                .subscriber_by_email(&email)
+                .await?
+                .ok_or_else(|| CliError::Input(format!("no reader {email}")))?;
+            let at = at
+                .as_deref()
+                .map(parse_since)
+                .transpose()?
+                .unwrap_or_else(chrono::Utc::now);
+            let view = digest::preview(&store, &links, &reader, at).await?;
+            let (html, text) = render::bodies(&view).map_err(|e| CliError::Other(e.into()))?;
+            match format {
+                Format::Html => println!("{html}"),
+                Format::Text => {
+                    println!("Subject: {}\n", view.subject);
+                    println!("{}", text.replace("\r\n", "\n"));
+                }
+            }
+            Ok(())
+        }
+    }
+}

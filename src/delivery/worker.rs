@@ -1,0 +1,318 @@
+//! The delivery worker: claims due deliveries from the outbox with a lease, checks that the
+//! reader may still be mailed, renders the stored digest, sends it (with a cap on
+//! concurrent sends and on messages per second) and records how it went. 4xx, timeouts and
+//! dropped connections are retried with capped exponential backoff and jitter until the
+//! delivery is too old; 5xx bounces and suppresses the reader; a refused login or TLS
+//! stops the worker with the queue intact.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::mailer::{Mailer, SmtpClass};
+use crate::config::DeliverySettings;
+use crate::digest;
+use crate::domain::SubscriberStatus;
+use crate::domain::token::Links;
+use crate::store::{Claimed, Outcome, Store};
+
+/// What a drain delivered.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct DrainReport {
+    pub sent: usize,
+    pub retry: usize,
+    pub failed: usize,
+    pub bounced: usize,
+    pub suppressed: usize,
+}
+
+impl DrainReport {
+    fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Sent(_) => self.sent += 1,
+            Outcome::Retry { .. } | Outcome::Released => self.retry += 1,
+            Outcome::Failed(_) => self.failed += 1,
+            Outcome::Bounced(_) => self.bounced += 1,
+            Outcome::Suppressed(_) => self.suppressed += 1,
+        }
+    }
+}
+
+/// The relay cannot be used until the operator acts (login or TLS refused).
+#[derive(Debug, thiserror::Error)]
+#[error("delivery stopped: {0}")]
+pub struct Stopped(pub String);
+
+#[derive(Clone)]
+pub struct Worker {
+    store: Store,
+    mailer: Mailer,
+    links: Links,
+    settings: DeliverySettings,
+    owner: String,
+    sends: Arc<Semaphore>,
+    rate: Arc<DefaultDirectRateLimiter>,
+}
+
+impl Worker {
+    pub fn new(store: Store, mailer: Mailer, links: Links, settings: DeliverySettings) -> Self {
+        let owner = format!(
+            "{}-{}-{:x}",
+            hostname(),
+            std::process::id(),
+            getrandom::u64().unwrap_or_default() & 0xffff_ffff
+        );
+        let per_second = NonZeroU32::new(settings.messages_per_second).unwrap_or(NonZeroU32::MIN);
+        Worker {
+            sends: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            rate: Arc::new(RateLimiter::direct(Quota::per_second(per_second))),
+            store,
+            mailer,
+            links,
+            settings,
+            owner,
+        }
+    }
+
+    /// Delivers until `stop` turns true, then lets the sends in flight finish.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+        tracing::info!(owner = %self.owner, mail = %self.mailer.describe(), "delivery worker started");
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            match self.round(Some(&stop)).await {
+                Ok((_, 0)) => {}
+                Ok(_) => continue,
+                Err(e) if e.downcast_ref::<Stopped>().is_some() => {
+                    tracing::error!(error = %format!("{e:#}"), "DELIVERY STOPPED: fix the SMTP settings and restart; the queue is kept");
+                    return Err(e);
+                }
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery round failed"),
+            }
+            let pause = StdDuration::from_millis(self.settings.poll_ms);
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        tracing::info!("delivery worker stopped");
+        Ok(())
+    }
+
+    /// Delivers everything due now, round after round, until nothing is due.
+    pub async fn drain(&self) -> anyhow::Result<DrainReport> {
+        let mut total = DrainReport::default();
+        loop {
+            let (report, claimed) = self.round(None).await?;
+            total.sent += report.sent;
+            total.retry += report.retry;
+            total.failed += report.failed;
+            total.bounced += report.bounced;
+            total.suppressed += report.suppressed;
+            if claimed == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One claim and its sends. Returns the outcomes and how many were claimed.
+    async fn round(
+        &self,
+        stop: Option<&watch::Receiver<bool>>,
+    ) -> anyhow::Result<(DrainReport, usize)> {
+        let batch = self.settings.concurrency.max(1) * 4;
+        let lease = Duration::seconds(i64::try_from(self.settings.lease_secs).unwrap_or(300));
+        let claimed = self
+            .store
+            .claim_deliveries(&self.owner, batch, lease, Utc::now())
+            .await
+            .context("claiming deliveries")?;
+        let n = claimed.len();
+        let mut report = DrainReport::default();
+        let mut tasks = JoinSet::new();
+        let mut fatal: Option<String> = None;
+        for c in claimed {
+            let stopping = stop.is_some_and(|s| *s.borrow());
+            if stopping || fatal.is_some() {
+                // Not attempted: back to the queue as it was.
+                self.finish(&c, Outcome::Released).await?;
+                report.count(&Outcome::Released);
+                continue;
+            }
+            let permit = self
+                .sends
+                .clone()
+                .acquire_owned()
+                .await
+                .context("send slots closed")?;
+            self.rate.until_ready().await;
+            let me = self.clone();
+            tasks.spawn(async move {
+                let outcome = me.attempt(&c).await;
+                drop(permit);
+                (c, outcome)
+            });
+            // Collect finished sends as we go so a fatal error stops further claims.
+            while let Some(done) = tasks.try_join_next() {
+                let (c, outcome) = done.context("a send task panicked")?;
+                if let Some(reason) = self.record(&c, outcome, &mut report).await? {
+                    fatal = Some(reason);
+                }
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (c, outcome) = done.context("a send task panicked")?;
+            if let Some(reason) = self.record(&c, outcome, &mut report).await? {
+                fatal = Some(reason);
+            }
+        }
+        if let Some(reason) = fatal {
+            return Err(Stopped(reason).into());
+        }
+        Ok((report, n))
+    }
+
+    /// Stores an outcome; returns the reason when it means the worker must stop.
+    async fn record(
+        &self,
+        c: &Claimed,
+        outcome: Result<Outcome, String>,
+        report: &mut DrainReport,
+    ) -> anyhow::Result<Option<String>> {
+        match outcome {
+            Ok(outcome) => {
+                report.count(&outcome);
+                self.finish(c, outcome).await?;
+                Ok(None)
+            }
+            Err(reason) => {
+                report.count(&Outcome::Released);
+                self.finish(c, Outcome::Released).await?;
+                Ok(Some(reason))
+            }
+        }
+    }
+
+    async fn finish(&self, c: &Claimed, outcome: Outcome) -> anyhow::Result<()> {
+        let held = self
+            .store
+            .finish_delivery(c.id, &self.owner, &outcome, Utc::now())
+            .await
+            .context("recording a delivery")?;
+        if !held {
+            tracing::warn!(
+                delivery = c.id,
+                "lease lost before the outcome was recorded"
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends one delivery. `Err` carries the reason the whole worker must stop.
+    async fn attempt(&self, c: &Claimed) -> Result<Outcome, String> {
+        let subscriber = match self.store.subscriber(c.subscriber_id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(Outcome::Suppressed("the reader was erased".into())),
+            Err(e) => return Ok(self.retry_or_fail(c, format!("reading the reader: {e}"))),
+        };
+        if subscriber.status != SubscriberStatus::Active {
+            return Ok(Outcome::Suppressed(format!(
+                "the reader is {}",
+                subscriber.status
+            )));
+        }
+        let email = match self.render(c, &subscriber).await {
+            Ok(email) => email,
+            Err(e) => return Ok(self.retry_or_fail(c, format!("{e:#}"))),
+        };
+        match self.mailer.send(&email).await {
+            Ok(sent) => {
+                tracing::info!(delivery = c.id, to = %subscriber.email.masked(), "digest sent");
+                Ok(Outcome::Sent(match sent {
+                    super::Sent::Relay(reply) => reply,
+                    super::Sent::File(path) => path.display().to_string(),
+                }))
+            }
+            Err(e) => match e.class() {
+                SmtpClass::Fatal => Err(e.to_string()),
+                SmtpClass::Permanent => {
+                    tracing::warn!(delivery = c.id, to = %subscriber.email.masked(), error = %e, "hard bounce: reader suppressed");
+                    Ok(Outcome::Bounced(e.to_string()))
+                }
+                SmtpClass::Transient => Ok(self.retry_or_fail(c, e.to_string())),
+            },
+        }
+    }
+
+    async fn render(
+        &self,
+        c: &Claimed,
+        subscriber: &crate::store::Subscriber,
+    ) -> anyhow::Result<super::Email> {
+        let digest = self
+            .store
+            .digest(c.digest_id)
+            .await?
+            .context("the digest is gone")?;
+        let view =
+            digest::stored_view(&self.store, &self.links, &digest, subscriber, false).await?;
+        digest::email(&self.links, subscriber, &view, &c.message_id)
+    }
+
+    /// The next attempt after a temporary failure, or failed when the delivery is too old.
+    fn retry_or_fail(&self, c: &Claimed, error: String) -> Outcome {
+        let now = Utc::now();
+        let age = now - c.created_at;
+        if age > Duration::hours(i64::try_from(self.settings.give_up_after_hours).unwrap_or(48)) {
+            tracing::warn!(delivery = c.id, error = %error, "giving up after too many failures");
+            return Outcome::Failed(error);
+        }
+        let at = now + backoff(&self.settings, c.attempts);
+        tracing::info!(delivery = c.id, attempts = c.attempts, at = %at, error = %error, "will retry");
+        Outcome::Retry { error, at }
+    }
+}
+
+/// `base · 2^(attempts−1)`, capped, times a random factor in [0.75, 1.25).
+pub fn backoff(s: &DeliverySettings, attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(0);
+    let raw = s
+        .retry_base_secs
+        .saturating_mul(1u64 << exp)
+        .min(s.retry_max_secs);
+    let jitter = 0.75 + (getrandom::u64().unwrap_or(0) % 1000) as f64 / 2000.0;
+    Duration::milliseconds((raw as f64 * 1000.0 * jitter) as i64)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "paperboy".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered() {
+        let s = DeliverySettings {
+            retry_base_secs: 60,
+            retry_max_secs: 3600,
+            ..DeliverySettings::default()
+        };
+        for (attempts, base) in [(1, 60.0), (2, 120.0), (3, 240.0), (10, 3600.0)] {
+            let got = backoff(&s, attempts).num_milliseconds() as f64 / 1000.0;
+            assert!(got >= base * 0.75 && got < base * 1.25, "{attempts}: {got}");
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Digests: which readers are due, composing each one's window with the matching engine,
+//! writing the digest and its delivery (the outbox) before anything is sent, and rendering
+//! a stored digest as an email or a page. Sending is the delivery module's job.
+
+pub mod compose;
+pub mod render;
+pub mod schedule;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::delivery::{Email, ListHeaders, Mailer};
+use crate::domain::token::{Links, random_token};
+use crate::store::{DigestRecord, NewDigest, Store, StoredEntry, Subscriber};
+
+pub use compose::Composed;
+pub use render::DigestView;
+
+/// What one digest run did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RunReport {
+    /// Readers whose send instant had passed.
+    pub due: usize,
+    /// Digests written with papers (and queued for delivery).
+    pub composed: usize,
+    /// Windows recorded as skipped: nothing matched.
+    pub skipped: usize,
+    /// Windows another run had already taken (nothing written).
+    pub already_done: usize,
+    /// The papers looked at.
+    pub papers: usize,
+}
+
+/// Composes the digest of every reader due at `at` and, unless `dry_run`, writes each with
+/// its delivery. Running it again for the same instant writes nothing new.
+#[tracing::instrument(skip_all, fields(at = %at, dry_run))]
+pub async fn compose_due(
+    store: &Store,
+    mailer: &Mailer,
+    at: DateTime<Utc>,
+    dry_run: bool,
+) -> anyhow::Result<(RunReport, Vec<Composed>)> {
+    let readers = store
+        .active_subscribers()
+        .await
+        .context("listing readers")?;
+    let due: Vec<Subscriber> = readers
+        .into_iter()
+        .filter(|r| schedule::is_due(&r.preferences, compose::window_start(r), at))
+        .collect();
+    let mut report = RunReport {
+        due: due.len(),
+        ..RunReport::default()
+    };
+    let Some(lowest) = due.iter().map(|r| r.paper_cursor).min() else {
+        return Ok((report, Vec::new()));
+    };
+    let upto = store
+        .max_paper_id()
+        .await
+        .context("reading the newest paper")?;
+    let papers = store
+        .papers_between(lowest, upto)
+        .await
+        .context("reading the window's papers")?;
+    report.papers = papers.len();
+    let composed = compose::compose(&due, &papers, upto, at);
+    if dry_run {
+        report.composed = composed.iter().filter(|c| !c.entries.is_empty()).count();
+        report.skipped = composed.len() - report.composed;
+        return Ok((report, composed));
+    }
+    let now = Utc::now();
+    for c in &composed {
+        let archive_key = random_token()?;
+        let message_id = mailer.new_message_id();
+        let saved = store
+            .save_digest(
+                &NewDigest {
+                    subscriber_id: c.subscriber.id,
+                    window_start: c.window_start,
+                    window_end: c.window_end,
+                    papers_after: c.papers_after,
+                    papers_upto: c.papers_upto,
+                    entries: &c.entries,
+                    shown: usize::from(c.subscriber.preferences.max_papers.get()),
+                    trending: c.trending,
+                    archive_key: &archive_key,
+                    message_id: &message_id,
+                },
+                now,
+            )
+            .await
+            .with_context(|| format!("storing the digest of reader {}", c.subscriber.id))?;
+        match saved {
+            None => report.already_done += 1,
+            Some(_) if c.entries.is_empty() => report.skipped += 1,
+            Some(id) => {
+                report.composed += 1;
+                tracing::info!(
+                    digest = id,
+                    subscriber = c.subscriber.id,
+                    papers = c.entries.len(),
+                    "digest composed"
+                );
+            }
+        }
+    }
+    Ok((report, composed))
+}
+
+/// The view of a stored digest: its top papers for the email, or all of them (`all`) for
+/// the archive page.
+pub async fn stored_view(
+    store: &Store,
+    links: &Links,
+    digest: &DigestRecord,
+    subscriber: &Subscriber,
+    all: bool,
+) -> anyhow::Result<DigestView> {
+    let limit = (!all).then(|| usize::try_from(digest.shown).unwrap_or(0));
+    let entries = store
+        .digest_entries(digest.id, limit)
+        .await
+        .context("reading the digest's papers")?;
+    Ok(view_of(
+        &entries,
+        usize::try_from(digest.total).unwrap_or(0),
+        digest.trending,
+        (digest.window_start, digest.window_end),
+        subscriber,
+        links.archive(digest.id, &digest.archive_key),
+        links,
+    ))
+}
+
+fn view_of(
+    entries: &[StoredEntry],
+    total: usize,
+    trending: bool,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    subscriber: &Subscriber,
+    archive: String,
+    links: &Links,
+) -> DigestView {
+    render::view(
+        entries,
+        total,
+        trending,
+        window,
+        &subscriber.preferences,
+        render::DigestLinks {
+            archive,
+            preferences: links.preferences(subscriber.id, &subscriber.link_key),
+            unsubscribe: links.unsubscribe(subscriber.id, &subscriber.link_key),
+        },
+    )
+}
+
+/// The email of a digest view, with the delivery's fixed Message-ID.
+pub fn email(
+    links: &Links,
+    subscriber: &Subscriber,
+    view: &DigestView,
+    message_id: &str,
+) -> anyhow::Result<Email> {
+    let (html, text) = render::bodies(view).context("rendering the digest")?;
+    Ok(Email {
+        to: subscriber.email.clone(),
+        subject: view.subject.clone(),
+        text,
+        html,
+        message_id: message_id.to_string(),
+        list: Some(ListHeaders {
+            id: format!("paperboy digest <digest.{}>", links.host()),
+            unsubscribe_url: view.unsubscribe_url.clone(),
+            bulk: true,
+            feedback_id: Some(format!("digest:paperboy:{}", links.host())),
+        }),
+    })
+}
+
+/// What `reader` would get if their digest were composed at `at`: nothing is stored.
+pub async fn preview(
+    store: &Store,
+    links: &Links,
+    reader: &Subscriber,
+    at: DateTime<Utc>,
+) -> anyhow::Result<DigestView> {
+    let upto = store.max_paper_id().await?;
+    let papers = store.papers_between(reader.paper_cursor, upto).await?;
+    let composed = compose::compose(std::slice::from_ref(reader), &papers, upto, at);
+    let c = composed
+        .into_iter()
+        .next()
+        .context("composition returned no digest")?;
+    let shown = usize::from(reader.preferences.max_papers.get());
+    let by_id: std::collections::HashMap<i64, &crate::store::StoredPaper> =
+        papers.iter().map(|(p, _)| (p.id, p)).collect();
+    let entries: Vec<StoredEntry> = c
+        .entries
+        .iter()
+        .take(shown)
+        .filter_map(|e| {
+            by_id.get(&e.paper_id).map(|p| StoredEntry {
+                paper: (*p).clone(),
+                score: e.score,
+                explanation: e.explanation.clone(),
+            })
+        })
+        .collect();
+    Ok(view_of(
+        &entries,
+        c.entries.len(),
+        c.trending,
+        (c.window_start, c.window_end),
+        reader,
+        links.home(),
+        links,
+    ))
+}

@@ -1,0 +1,280 @@
+//! Rendering a stored digest: the HTML and text bodies from `templates/email/digest.*`
+//! (same content in both), and the archive page. Everything a feed wrote is escaped; the
+//! only markup added to it is `<mark>` around matched words.
+
+use std::ops::Range;
+
+use askama::Template;
+use chrono::{DateTime, Utc};
+
+use crate::domain::Preferences;
+use crate::matching::{Explanation, Field};
+use crate::store::StoredEntry;
+
+/// Authors listed before "et al.".
+const AUTHORS_SHOWN: usize = 4;
+/// Characters of abstract shown around the first match.
+const SNIPPET_CHARS: usize = 320;
+
+/// One paper as the templates show it.
+#[derive(Debug, Clone)]
+pub struct PaperView {
+    pub title: String,
+    pub abs_url: Option<String>,
+    pub pdf_url: Option<String>,
+    pub discussion_url: Option<String>,
+    pub authors: String,
+    pub categories: String,
+    pub upvotes: Option<i64>,
+    /// Escaped abstract excerpt with `<mark>` around matched words.
+    pub snippet_html: String,
+    /// The same excerpt as text, matched words between `*`.
+    pub snippet_text: String,
+    /// "your query "x" in title and abstract; …", empty for trending digests.
+    pub matched: String,
+}
+
+/// What a digest email (or its archive page) shows.
+#[derive(Debug, Clone)]
+pub struct DigestView {
+    pub subject: String,
+    pub period: String,
+    pub total: usize,
+    pub papers: Vec<PaperView>,
+    pub more: usize,
+    pub trending: bool,
+    pub why: String,
+    pub archive_url: String,
+    pub preferences_url: String,
+    pub unsubscribe_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "email/digest.html")]
+struct DigestHtml<'a> {
+    d: &'a DigestView,
+}
+
+#[derive(Template)]
+#[template(path = "email/digest.txt")]
+struct DigestText<'a> {
+    d: &'a DigestView,
+}
+
+/// The HTML and text bodies.
+pub fn bodies(view: &DigestView) -> Result<(String, String), askama::Error> {
+    let html = DigestHtml { d: view }.render()?;
+    let text = DigestText { d: view }.render()?;
+    Ok((html, to_crlf(&text)))
+}
+
+fn to_crlf(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\n', "\r\n")
+}
+
+/// Links of one digest, made by the caller (who holds the keys).
+pub struct DigestLinks {
+    pub archive: String,
+    pub preferences: String,
+    pub unsubscribe: String,
+}
+
+/// Builds the view of a digest: `entries` are the papers to list (best first), `total`
+/// how many matched in all.
+pub fn view(
+    entries: &[StoredEntry],
+    total: usize,
+    trending: bool,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    prefs: &Preferences,
+    links: DigestLinks,
+) -> DigestView {
+    let tz = prefs.timezone.tz();
+    let start = window.0.with_timezone(&tz);
+    let end = window.1.with_timezone(&tz);
+    let period = format!(
+        "{} to {} ({})",
+        start.format("%a %-d %b %H:%M"),
+        end.format("%a %-d %b %Y %H:%M"),
+        prefs.timezone.name()
+    );
+    let papers: Vec<PaperView> = entries.iter().map(paper_view).collect();
+    let subject = if trending {
+        format!(
+            "paperboy: the {} most upvoted new papers, {}",
+            papers.len(),
+            end.format("%-d %b")
+        )
+    } else if total == 1 {
+        format!("paperboy: 1 new paper for you, {}", end.format("%-d %b"))
+    } else {
+        format!(
+            "paperboy: {total} new papers for you, {}",
+            end.format("%-d %b")
+        )
+    };
+    let why = if trending {
+        "You get this because you subscribed to paperboy without queries: it sends the most \
+         upvoted new papers."
+            .to_string()
+    } else {
+        format!(
+            "You get this because you subscribed to paperboy with {} {}.",
+            prefs.queries.lines().len(),
+            if prefs.queries.lines().len() == 1 {
+                "query"
+            } else {
+                "queries"
+            }
+        )
+    };
+    DigestView {
+        subject,
+        period,
+        total,
+        more: total.saturating_sub(papers.len()),
+        papers,
+        trending,
+        why,
+        archive_url: links.archive,
+        preferences_url: links.preferences,
+        unsubscribe_url: links.unsubscribe,
+    }
+}
+
+fn paper_view(e: &StoredEntry) -> PaperView {
+    let p = &e.paper.paper;
+    let authors = if p.authors.len() > AUTHORS_SHOWN {
+        format!("{} et al.", p.authors[..AUTHORS_SHOWN - 1].join(", "))
+    } else {
+        p.authors.join(", ")
+    };
+    let (snippet_html, snippet_text) = snippet(&p.abstract_text, &e.explanation.abstract_spans);
+    PaperView {
+        title: p.title.clone(),
+        abs_url: p.links.abs.clone(),
+        pdf_url: p.links.pdf.clone(),
+        discussion_url: p.links.discussion.clone(),
+        authors,
+        categories: p.categories.join(", "),
+        upvotes: p.upvotes,
+        snippet_html,
+        snippet_text,
+        matched: matched_line(&e.explanation),
+    }
+}
+
+fn matched_line(x: &Explanation) -> String {
+    x.queries
+        .iter()
+        .map(|q| {
+            let fields: Vec<&str> = q.fields.iter().map(|f| field_name(*f)).collect();
+            if fields.is_empty() {
+                format!("your query \u{201c}{}\u{201d}", q.query)
+            } else {
+                format!(
+                    "your query \u{201c}{}\u{201d} in {}",
+                    q.query,
+                    fields.join(" and ")
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn field_name(f: Field) -> &'static str {
+    match f {
+        Field::Title => "title",
+        Field::Abstract => "abstract",
+        Field::Author => "authors",
+        Field::Category => "category",
+        _ => "text",
+    }
+}
+
+/// An excerpt of `text` around the first span, escaped, with the spans marked: HTML with
+/// `<mark>`, text with `*`.
+pub fn snippet(text: &str, spans: &[Range<usize>]) -> (String, String) {
+    let first = spans.first().map(|r| r.start).unwrap_or(0);
+    let mut start = first.saturating_sub(SNIPPET_CHARS / 3);
+    while start > 0 && !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    // Start at a word.
+    if start > 0
+        && let Some(space) = text[start..first.max(start)].find(' ')
+    {
+        start += space + 1;
+    }
+    let mut end = (start + SNIPPET_CHARS).min(text.len());
+    while end < text.len() && !text.is_char_boundary(end) {
+        end += 1;
+    }
+    if end < text.len()
+        && let Some(space) = text[start..end].rfind(' ')
+    {
+        end = start + space;
+    }
+    let mut html = String::new();
+    let mut plain = String::new();
+    if start > 0 {
+        html.push('…');
+        plain.push('…');
+    }
+    let mut at = start;
+    for r in spans {
+        let (s, e) = (r.start.max(at), r.end.min(end));
+        if s >= e || !text.is_char_boundary(s) || !text.is_char_boundary(e) {
+            continue;
+        }
+        html.push_str(&html_escape::encode_text(&text[at..s]));
+        plain.push_str(&text[at..s]);
+        html.push_str("<mark>");
+        html.push_str(&html_escape::encode_text(&text[s..e]));
+        html.push_str("</mark>");
+        plain.push('*');
+        plain.push_str(&text[s..e]);
+        plain.push('*');
+        at = e;
+    }
+    html.push_str(&html_escape::encode_text(&text[at..end]));
+    plain.push_str(&text[at..end]);
+    if end < text.len() {
+        html.push('…');
+        plain.push('…');
+    }
+    (html, plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_escape_the_text_and_mark_only_the_spans() {
+        let text = "We use <script>alert(1)</script> & diffusion models for x";
+        let at = text.find("diffusion").unwrap();
+        let (html, plain) = snippet(text, std::slice::from_ref(&(at..at + 9)));
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; <mark>diffusion</mark>"),
+            "{html}"
+        );
+        assert!(plain.contains("*diffusion* models"), "{plain}");
+        assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn long_abstracts_are_cut_around_the_first_match() {
+        let text = format!("{} target {}", "word ".repeat(200), "tail ".repeat(200));
+        let at = text.find("target").unwrap();
+        let (html, plain) = snippet(&text, std::slice::from_ref(&(at..at + 6)));
+        assert!(html.starts_with('…') && html.ends_with('…'));
+        assert!(plain.contains("*target*"));
+        assert!(
+            plain.chars().count() <= SNIPPET_CHARS + 4,
+            "{}",
+            plain.len()
+        );
+    }
+}

@@ -1,0 +1,389 @@
+//! Digests and their deliveries: the outbox. A digest is written, with its papers and its
+//! delivery, in the same transaction that moves the reader's window on, so it exists
+//! exactly once per window; deliveries are claimed with a lease and finished only by the
+//! worker holding it.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::{BeginWrite, Store, StoreError, StoreResult, StoredPaper, on_pool};
+use crate::matching::Explanation;
+
+/// One paper of a digest, best first.
+#[derive(Debug, Clone)]
+pub struct DigestEntry {
+    pub paper_id: i64,
+    pub score: f64,
+    pub explanation: Explanation,
+}
+
+/// A digest to write: the reader's window and what matched in it.
+#[derive(Debug, Clone)]
+pub struct NewDigest<'a> {
+    pub subscriber_id: i64,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub papers_after: i64,
+    pub papers_upto: i64,
+    /// Every match, best first; empty means the window is recorded as skipped.
+    pub entries: &'a [DigestEntry],
+    /// How many the email lists.
+    pub shown: usize,
+    pub trending: bool,
+    pub archive_key: &'a str,
+    /// The Message-ID of its delivery (without brackets); unused when skipped.
+    pub message_id: &'a str,
+}
+
+/// A stored digest.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DigestRecord {
+    pub id: i64,
+    pub subscriber_id: i64,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub papers_after: i64,
+    pub papers_upto: i64,
+    pub status: String,
+    pub total: i32,
+    pub shown: i32,
+    pub trending: bool,
+    #[serde(skip)]
+    pub archive_key: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A digest's paper as stored, with its score and why it matched.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub paper: StoredPaper,
+    pub score: f64,
+    pub explanation: Explanation,
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    paper_id: i64,
+    score: f64,
+    explanation: String,
+}
+
+/// A delivery a worker holds: send it, then finish it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: i64,
+    pub digest_id: i64,
+    pub subscriber_id: i64,
+    pub message_id: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Accepted by the relay (its reply) or written to the outbox (the file).
+    Sent(String),
+    /// A temporary failure: try again at this instant.
+    Retry { error: String, at: DateTime<Utc> },
+    /// Given up after too long: no more attempts.
+    Failed(String),
+    /// The relay refused the address for good; the reader is marked bounced.
+    Bounced(String),
+    /// Not sent because the reader may no longer be mailed.
+    Suppressed(String),
+    /// Not attempted (the worker stopped): back in the queue as it was.
+    Released,
+}
+
+const SELECT_DIGEST: &str = "SELECT id, subscriber_id, window_start, window_end, papers_after, \
+     papers_upto, status, total, shown, trending, archive_key, created_at FROM digests ";
+
+impl Store {
+    /// Writes a digest for a reader's window, moving the window on in the same
+    /// transaction, and queues its delivery when it has papers. `None` when the window is
+    /// no longer the reader's current one (another run composed it, or the reader changed
+    /// status meanwhile): nothing is written.
+    #[tracing::instrument(skip_all, fields(subscriber = d.subscriber_id, papers = d.entries.len()))]
+    pub async fn save_digest(
+        &self,
+        d: &NewDigest<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>> {
+        let status = if d.entries.is_empty() {
+            "skipped"
+        } else {
+            "composed"
+        };
+        let id: Option<i64> = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let moved = sqlx::query(
+                "UPDATE subscribers SET paper_cursor = $3, last_window_end = $4 \
+                 WHERE id = $1 AND paper_cursor = $2 AND status = 'active'",
+            )
+            .bind(d.subscriber_id)
+            .bind(d.papers_after)
+            .bind(d.papers_upto)
+            .bind(d.window_end)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved == 0 {
+                return Ok(None);
+            }
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO digests (subscriber_id, window_start, window_end, papers_after, \
+                 papers_upto, status, total, shown, trending, archive_key, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (subscriber_id, papers_after) DO NOTHING RETURNING id",
+            )
+            .bind(d.subscriber_id)
+            .bind(d.window_start)
+            .bind(d.window_end)
+            .bind(d.papers_after)
+            .bind(d.papers_upto)
+            .bind(status)
+            .bind(i32::try_from(d.entries.len()).unwrap_or(i32::MAX))
+            .bind(i32::try_from(d.shown.min(d.entries.len())).unwrap_or(i32::MAX))
+            .bind(d.trending)
+            .bind(d.archive_key)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            for (chunk_no, chunk) in d.entries.chunks(200).enumerate() {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO digest_papers (digest_id, rank, paper_id, score, explanation) ",
+                );
+                let mut failed = None;
+                q.push_values(chunk.iter().enumerate(), |mut row, (i, e)| {
+                    let explanation = serde_json::to_string(&e.explanation).unwrap_or_else(|err| {
+                        failed = Some(err.to_string());
+                        String::new()
+                    });
+                    row.push_bind(id)
+                        .push_bind(i32::try_from(chunk_no * 200 + i + 1).unwrap_or(i32::MAX))
+                        .push_bind(e.paper_id)
+                        .push_bind(e.score)
+                        .push_bind(explanation);
+                });
+                if let Some(err) = failed {
+                    return Err(StoreError::Corrupt(format!("explanation: {err}")));
+                }
+                q.build().execute(&mut *tx).await?;
+            }
+            if !d.entries.is_empty() {
+                sqlx::query(
+                    "INSERT INTO deliveries (digest_id, subscriber_id, message_id, status, \
+                     next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'queued', $4, $4, $4)",
+                )
+                .bind(id)
+                .bind(d.subscriber_id)
+                .bind(d.message_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Some(id)
+        });
+        Ok(id)
+    }
+
+    pub async fn digest(&self, id: i64) -> StoreResult<Option<DigestRecord>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_DIGEST} WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// A reader's digests, newest first.
+    pub async fn digests_of(&self, subscriber_id: i64) -> StoreResult<Vec<DigestRecord>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{SELECT_DIGEST} WHERE subscriber_id = $1 ORDER BY window_end DESC, id DESC"
+            )))
+            .bind(subscriber_id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// A digest's papers, best first; the first `limit` when given.
+    #[tracing::instrument(skip_all, fields(digest = id))]
+    pub async fn digest_entries(
+        &self,
+        id: i64,
+        limit: Option<usize>,
+    ) -> StoreResult<Vec<StoredEntry>> {
+        let limit = i64::try_from(limit.unwrap_or(usize::MAX)).unwrap_or(i64::MAX);
+        let rows: Vec<EntryRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT paper_id, score, explanation FROM digest_papers \
+                 WHERE digest_id = $1 ORDER BY rank LIMIT $2",
+            )
+            .bind(id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        let ids: Vec<i64> = rows.iter().map(|r| r.paper_id).collect();
+        let papers = self.papers_by_ids(&ids).await?;
+        let mut by_id: std::collections::HashMap<i64, StoredPaper> =
+            papers.into_iter().map(|p| (p.id, p)).collect();
+        rows.into_iter()
+            .map(|r| {
+                let paper = by_id.remove(&r.paper_id).ok_or_else(|| {
+                    StoreError::Corrupt(format!("digest {id}: paper {} missing", r.paper_id))
+                })?;
+                let explanation = serde_json::from_str(&r.explanation)
+                    .map_err(|e| StoreError::Corrupt(format!("digest {id}: explanation: {e}")))?;
+                Ok(StoredEntry {
+                    paper,
+                    score: r.score,
+                    explanation,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes up to `limit` deliveries that are due (queued, or to retry now, or sending
+    /// under a lease that expired) for `owner` until `now + lease`. PostgreSQL skips rows
+    /// another worker is claiming; SQLite's write lock makes claims take turns.
+    #[tracing::instrument(skip_all, fields(owner, limit))]
+    pub async fn claim_deliveries(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Claimed>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let claimed: Vec<Claimed> = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let ids: Vec<i64> = sqlx::query_scalar(pool.locking(
+                "SELECT id FROM deliveries \
+                 WHERE (status IN ('queued', 'retry') AND next_attempt_at <= $1) \
+                    OR (status = 'sending' AND lease_until <= $1) \
+                 ORDER BY next_attempt_at, id LIMIT $2",
+                "SELECT id FROM deliveries \
+                 WHERE (status IN ('queued', 'retry') AND next_attempt_at <= $1) \
+                    OR (status = 'sending' AND lease_until <= $1) \
+                 ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            ))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut claimed = Vec::with_capacity(ids.len());
+            for id in ids {
+                let row: Claimed = sqlx::query_as(
+                    "UPDATE deliveries SET status = 'sending', lease_owner = $2, lease_until = $3, \
+                     attempts = attempts + 1, updated_at = $4 WHERE id = $1 \
+                     RETURNING id, digest_id, subscriber_id, message_id, attempts, created_at",
+                )
+                .bind(id)
+                .bind(owner)
+                .bind(now + lease)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                claimed.push(row);
+            }
+            tx.commit().await?;
+            claimed
+        });
+        Ok(claimed)
+    }
+
+    /// Records how an attempt ended, if `owner` still holds the delivery (a worker whose
+    /// lease ran out and was taken over changes nothing). Returns whether it held it.
+    #[tracing::instrument(skip_all, fields(delivery = id))]
+    pub async fn finish_delivery(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (status, error, reply, next): (
+            &str,
+            Option<&str>,
+            Option<&str>,
+            Option<DateTime<Utc>>,
+        ) = match outcome {
+            Outcome::Sent(reply) => ("sent", None, Some(reply.as_str()), None),
+            Outcome::Retry { error, at } => ("retry", Some(error.as_str()), None, Some(*at)),
+            Outcome::Failed(e) => ("failed", Some(e.as_str()), None, None),
+            Outcome::Bounced(e) => ("bounced", Some(e.as_str()), None, None),
+            Outcome::Suppressed(e) => ("suppressed", Some(e.as_str()), None, None),
+            Outcome::Released => ("retry", None, None, Some(now)),
+        };
+        let held = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let held = sqlx::query(
+                "UPDATE deliveries SET status = $3, last_error = COALESCE($4, last_error), \
+                 reply = COALESCE($5, reply), next_attempt_at = COALESCE($6, next_attempt_at), \
+                 sent_at = CASE WHEN $3 = 'sent' THEN $7 ELSE sent_at END, \
+                 attempts = CASE WHEN $8 THEN attempts - 1 ELSE attempts END, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $7 \
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(status)
+            .bind(error)
+            .bind(reply)
+            .bind(next)
+            .bind(now)
+            .bind(matches!(outcome, Outcome::Released))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            if held && matches!(outcome, Outcome::Bounced(_)) {
+                sqlx::query(
+                    "UPDATE subscribers SET status = 'bounced', updated_at = $2 \
+                     WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = $1)",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            held
+        });
+        Ok(held)
+    }
+
+    /// How many deliveries are in each state.
+    pub async fn delivery_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as("SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status")
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Every delivery of a digest: `(id, status, message_id, attempts)`, oldest first.
+    pub async fn deliveries_of(
+        &self,
+        digest_id: i64,
+    ) -> StoreResult<Vec<(i64, String, String, i32)>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, status, message_id, attempts FROM deliveries \
+                 WHERE digest_id = $1 ORDER BY id",
+            )
+            .bind(digest_id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+}
