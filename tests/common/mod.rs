@@ -328,33 +328,62 @@ pub struct SmtpSink {
     maildir: PathBuf,
 }
 
+/// Whether aiosmtpd can run; in CI it must.
+fn aiosmtpd_available() -> bool {
+    let available = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !available {
+        if in_ci() {
+            panic!("CI=true but the aiosmtpd SMTP server is not installed (pip install aiosmtpd)");
+        }
+        eprintln!("aiosmtpd not installed: SMTP test skipped");
+    }
+    available
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 impl SmtpSink {
     pub fn start(dir: &Path) -> Option<SmtpSink> {
-        let available = Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !available {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "CI=true but the aiosmtpd SMTP server is not installed (pip install aiosmtpd)"
-                );
-            }
-            eprintln!("aiosmtpd not installed: SMTP test skipped");
+        if !aiosmtpd_available() {
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
+        let port = free_port();
         let maildir = dir.join("Maildir");
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir);
+        Some(Self::spawn(cmd, port, maildir))
+    }
+
+    /// aiosmtpd with the faults of `tests/fixtures/smtp_faults.py` (`args` after the port
+    /// and Maildir), on `port`.
+    pub fn faulty(dir: &Path, port: u16, args: &[&str]) -> Option<SmtpSink> {
+        if !aiosmtpd_available() {
+            return None;
+        }
+        let maildir = dir.join("Maildir");
+        let mut cmd = Command::new("python3");
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smtp_faults.py"))
+            .arg(port.to_string())
+            .arg(&maildir)
+            .args(args);
+        Some(Self::spawn(cmd, port, maildir))
+    }
+
+    fn spawn(mut cmd: Command, port: u16, maildir: PathBuf) -> SmtpSink {
         // Owned by the sink at once, so it is killed and reaped however the test ends.
         let sink = SmtpSink {
-            child: Command::new("python3")
-                .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-                .args(["-c", "aiosmtpd.handlers.Mailbox"])
-                .arg(&maildir)
+            child: cmd
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -364,11 +393,18 @@ impl SmtpSink {
         };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(sink);
+                return sink;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("aiosmtpd did not start");
+    }
+
+    /// The files of the messages received so far.
+    pub fn received_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.maildir.join("new"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
     }
 
     pub fn received(&self) -> Vec<String> {
@@ -553,4 +589,101 @@ pub async fn store_papers(store: &Store, papers: &[(&str, &str)]) {
         .upsert_papers(feed.id, &batch, chrono::Utc::now())
         .await
         .unwrap();
+}
+
+/// Stores whole papers as if a feed named `test` had just carried them.
+pub async fn store_full_papers(store: &Store, papers: Vec<paperboy::domain::Paper>) {
+    use paperboy::domain::{FeedKind, FeedName, FeedUrl, Ingested};
+    let name = FeedName::parse("test").unwrap();
+    let feed = match store.feed(&name).await.unwrap() {
+        Some(f) => f,
+        None => store
+            .add_feed(
+                &name,
+                &FeedUrl::parse("http://127.0.0.1:9/feed").unwrap(),
+                FeedKind::Feed,
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap(),
+    };
+    let batch: Vec<Ingested> = papers
+        .into_iter()
+        .map(|paper| Ingested {
+            entry_id: paper.key.as_str().to_string(),
+            paper,
+            announce_type: None,
+        })
+        .collect();
+    store
+        .upsert_papers(feed.id, &batch, chrono::Utc::now())
+        .await
+        .unwrap();
+}
+
+/// An arXiv paper with an abstract, authors and upvotes.
+pub fn arxiv_paper(
+    id: &str,
+    title: &str,
+    abstract_text: &str,
+    upvotes: Option<i64>,
+) -> paperboy::domain::Paper {
+    use paperboy::domain::{ArxivId, Paper};
+    let mut p = Paper::from_arxiv(&ArxivId::parse(id).unwrap(), title);
+    p.abstract_text = abstract_text.to_string();
+    p.authors = vec!["Ada Lovelace".into(), "Alan Turing".into()];
+    p.categories = vec!["cs.LG".into()];
+    p.upvotes = upvotes;
+    p
+}
+
+/// A confirmed reader: `frequency` as stored (`daily`, `weekdays`, `weekly:mon`), at
+/// `hour` in `tz`.
+pub async fn active_reader(
+    store: &Store,
+    email: &str,
+    queries: &str,
+    frequency: &str,
+    hour: i64,
+    tz: &str,
+) -> paperboy::store::Subscriber {
+    use paperboy::domain::token::{hash_token, random_token};
+    use paperboy::domain::{EmailAddress, MaxPapers, Preferences, QueryList, SendHour};
+    use paperboy::store::{ClientInfo, ConsentText, SubscriptionRequest};
+    let email = EmailAddress::parse(email).unwrap();
+    let preferences = Preferences {
+        queries: QueryList::parse(queries).unwrap(),
+        frequency: frequency.parse().unwrap(),
+        send_hour: SendHour::new(hour).unwrap(),
+        timezone: tz.parse().unwrap(),
+        max_papers: MaxPapers::DEFAULT,
+    };
+    let token = random_token().unwrap();
+    let consent = ConsentText {
+        version: "test",
+        text: "test consent",
+    };
+    let link_key = random_token().unwrap();
+    let now = chrono::Utc::now();
+    store
+        .request_subscription(
+            &SubscriptionRequest {
+                email: &email,
+                preferences: &preferences,
+                token_hash: &hash_token(&token),
+                token_ttl: chrono::Duration::hours(48),
+                resend_after: chrono::Duration::zero(),
+                link_key: &link_key,
+                client: &ClientInfo::default(),
+                consent,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .confirm(&hash_token(&token), &ClientInfo::default(), consent, now)
+        .await
+        .unwrap()
+        .expect("confirmed")
 }

@@ -1,0 +1,555 @@
+//! Digests from window to inbox, on SQLite and PostgreSQL: the window rule, trending and
+//! skipped digests, the outbox, and delivery into a real SMTP server (aiosmtpd) that reads
+//! back each message with an independent MIME parser, including faults: 451s, a 550, a
+//! connection dropped mid-DATA and a relay that is down and comes back.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use common::{SmtpSink, active_reader, arxiv_paper, databases, free_port, store_full_papers};
+use paperboy::config::{DeliverySettings, Secret, Settings};
+use paperboy::delivery::{Mailer, Worker};
+use paperboy::digest::{self, RunReport};
+use paperboy::domain::SubscriberStatus;
+use paperboy::domain::token::{LinkKeys, Links};
+use paperboy::store::Store;
+use serde_json::Value;
+
+fn links() -> Links {
+    Links::new(
+        "http://127.0.0.1:9",
+        LinkKeys::new(b"a test key that is long enough to sign"),
+    )
+}
+
+fn outbox_mailer(dir: &Path) -> Mailer {
+    let settings = Settings {
+        outbox_dir: dir.join("outbox"),
+        ..Settings::default()
+    };
+    Mailer::from_settings(&settings).unwrap()
+}
+
+fn smtp_mailer(port: u16) -> Mailer {
+    let settings = Settings {
+        smtp_url: Some(Secret::new(format!("smtp://127.0.0.1:{port}?tls=none"))),
+        from: "paperboy <digest@papers.example.org>".into(),
+        ..Settings::default()
+    };
+    Mailer::from_settings(&settings).unwrap()
+}
+
+fn fast_delivery() -> DeliverySettings {
+    DeliverySettings {
+        retry_base_secs: 1,
+        retry_max_secs: 2,
+        messages_per_second: 1000,
+        ..DeliverySettings::default()
+    }
+}
+
+/// An instant a day and a bit after now, when every daily reader is due.
+fn tomorrow() -> DateTime<Utc> {
+    Utc::now() + Duration::hours(25)
+}
+
+async fn run(store: &Store, mailer: &Mailer, at: DateTime<Utc>) -> RunReport {
+    digest::compose_due(store, mailer, at, false)
+        .await
+        .unwrap()
+        .0
+}
+
+async fn statuses(store: &Store) -> HashMap<String, i64> {
+    store.delivery_counts().await.unwrap().into_iter().collect()
+}
+
+#[tokio::test]
+async fn a_reader_never_gets_the_same_paper_twice_and_none_falls_between_windows() {
+    for db in databases().await {
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = outbox_mailer(dir.path());
+        store_full_papers(
+            &store,
+            vec![arxiv_paper(
+                "2401.00001",
+                "Old diffusion paper",
+                "before the reader",
+                None,
+            )],
+        )
+        .await;
+        let reader = active_reader(&store, "win@example.org", "diffusion", "daily", 8, "UTC").await;
+        store_full_papers(
+            &store,
+            vec![
+                arxiv_paper(
+                    "2401.00002",
+                    "Diffusion for proteins",
+                    "we study diffusion",
+                    None,
+                ),
+                arxiv_paper("2401.00003", "Graph networks", "nothing relevant", None),
+            ],
+        )
+        .await;
+        let at = tomorrow();
+        let first = run(&store, &mailer, at).await;
+        assert_eq!(
+            (first.due, first.composed, first.skipped),
+            (1, 1, 0),
+            "{}",
+            db.backend
+        );
+        // The same instant again: not due, nothing new.
+        let again = run(&store, &mailer, at).await;
+        assert_eq!((again.due, again.composed), (0, 0));
+
+        // A paper arriving now, and the old one seen again from another source, go to the
+        // next window only if new.
+        store_full_papers(
+            &store,
+            vec![
+                arxiv_paper("2401.00004", "More diffusion", "diffusion again", None),
+                arxiv_paper(
+                    "2401.00002",
+                    "Diffusion for proteins",
+                    "we study diffusion",
+                    Some(5),
+                ),
+            ],
+        )
+        .await;
+        let next = run(&store, &mailer, at + Duration::days(1)).await;
+        assert_eq!((next.due, next.composed), (1, 1));
+        let digests = store.digests_of(reader.id).await.unwrap();
+        assert_eq!(digests.len(), 2);
+        let mut seen = Vec::new();
+        for d in digests.iter().rev() {
+            for e in store.digest_entries(d.id, None).await.unwrap() {
+                seen.push(e.paper.paper.key.as_str().to_string());
+            }
+        }
+        assert_eq!(
+            seen,
+            ["arxiv:2401.00002", "arxiv:2401.00004"],
+            "each paper once, in order"
+        );
+        assert!(
+            digests[0].window_start == digests[1].window_end,
+            "windows touch"
+        );
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn trending_skipped_and_at_most_one_digest_per_window_under_concurrent_runs() {
+    for db in databases().await {
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = outbox_mailer(dir.path());
+        let trending = active_reader(&store, "hot@example.org", "", "daily", 8, "UTC").await;
+        let nothing = active_reader(&store, "none@example.org", "quantum", "daily", 8, "UTC").await;
+        store_full_papers(
+            &store,
+            vec![
+                arxiv_paper("2402.00001", "Few votes", "a", Some(3)),
+                arxiv_paper("2402.00002", "Many votes", "b", Some(90)),
+                arxiv_paper("2402.00003", "No votes", "c", None),
+            ],
+        )
+        .await;
+        let at = tomorrow();
+        // Three runs at once for the same instant: one digest per reader.
+        let (a, b, c) = tokio::join!(
+            digest::compose_due(&store, &mailer, at, false),
+            digest::compose_due(&store, &mailer, at, false),
+            digest::compose_due(&store, &mailer, at, false),
+        );
+        let reports = [a.unwrap().0, b.unwrap().0, c.unwrap().0];
+        let composed: usize = reports.iter().map(|r| r.composed).sum();
+        let skipped: usize = reports.iter().map(|r| r.skipped).sum();
+        assert_eq!((composed, skipped), (1, 1), "{}: {reports:?}", db.backend);
+
+        let hot = store.digests_of(trending.id).await.unwrap();
+        assert_eq!(hot.len(), 1);
+        assert!(hot[0].trending);
+        let titles: Vec<String> = store
+            .digest_entries(hot[0].id, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.paper.paper.title)
+            .collect();
+        assert_eq!(titles, ["Many votes", "Few votes", "No votes"]);
+
+        let cold = store.digests_of(nothing.id).await.unwrap();
+        assert_eq!(cold.len(), 1);
+        assert_eq!(cold[0].status, "skipped");
+        assert_eq!(
+            store.deliveries_of(cold[0].id).await.unwrap().len(),
+            0,
+            "skipped sends nothing"
+        );
+        assert_eq!(statuses(&store).await.get("queued"), Some(&1));
+        db.cleanup().await;
+    }
+}
+
+/// The JSON summary of one received message, read by Python's email package.
+fn parse_mime(path: &Path) -> Value {
+    let out = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mime_summary.py"))
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn deliver_until_settled(worker: &Worker, store: &Store) {
+    for _ in 0..40 {
+        worker.drain().await.unwrap();
+        let s = statuses(store).await;
+        if !s.contains_key("queued") && !s.contains_key("retry") && !s.contains_key("sending") {
+            return;
+        }
+        tokio::time::sleep(StdDuration::from_millis(500)).await;
+    }
+    panic!("deliveries did not settle: {:?}", statuses(store).await);
+}
+
+#[tokio::test]
+async fn a_digest_arrives_as_one_well_formed_message_whose_unsubscribe_link_works() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(sink) = SmtpSink::start(dir.path()) else {
+            return;
+        };
+        let app = common::spawn_app(&db, |s| {
+            s.smtp_url = Some(Secret::new(format!(
+                "smtp://127.0.0.1:{}?tls=none",
+                sink.port
+            )));
+            s.log = "warn".into();
+        })
+        .await;
+        let store = app.store.clone();
+        let reader =
+            active_reader(&store, "mime@example.org", "diffusion", "daily", 8, "UTC").await;
+        let hostile = "We <b>bold</b> claim <script>alert(1)</script> that diffusion $\\alpha < \\beta$ works.\n.\nRSET\nMAIL FROM:<evil@example.org>\nRCPT TO:<victim@example.org>\n.\n";
+        store_full_papers(
+            &store,
+            vec![arxiv_paper(
+                "2403.00001",
+                "Diffusion <i>models</i> & \"friends\"",
+                hostile,
+                Some(7),
+            )],
+        )
+        .await;
+        let links = paperboy::app::links_for(
+            &Settings {
+                base_url: app.base.clone(),
+                ..Settings::default()
+            },
+            &store,
+        )
+        .await
+        .unwrap();
+        let mailer = smtp_mailer(sink.port);
+        run(&store, &mailer, tomorrow()).await;
+        let worker = Worker::new(store.clone(), mailer, links, fast_delivery());
+        let report = worker.drain().await.unwrap();
+        assert_eq!(report.sent, 1, "{}", db.backend);
+        std::thread::sleep(StdDuration::from_millis(300));
+        let files = sink.received_files();
+        assert_eq!(files.len(), 1, "one message, and no injected second one");
+        let m = parse_mime(&files[0]);
+        let h = &m["headers"];
+        assert_eq!(m["to"], serde_json::json!(["mime@example.org"]));
+        assert!(
+            h["Message-ID"]
+                .as_str()
+                .unwrap()
+                .ends_with("@papers.example.org>")
+        );
+        assert!(h.get("Date").is_some());
+        assert_eq!(h["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click");
+        assert_eq!(h["Precedence"], "bulk");
+        assert!(
+            h["Feedback-ID"]
+                .as_str()
+                .unwrap()
+                .starts_with("digest:paperboy:")
+        );
+        let types: Vec<&str> = m["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["multipart/alternative", "text/plain", "text/html"]);
+        let text = m["parts"][1]["body"].as_str().unwrap();
+        let html = m["parts"][2]["body"].as_str().unwrap();
+        assert!(
+            text.contains("Diffusion <i>models</i> & \"friends\""),
+            "{text}"
+        );
+        assert!(text.contains("*diffusion*"), "{text}");
+        assert!(
+            html.contains("Diffusion &#60;i&#62;models&#60;/i&#62; &#38;"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(!html.contains("<script"));
+        assert!(html.contains("<mark>diffusion</mark>"));
+        assert!(
+            text.contains("RSET"),
+            "the abstract arrives intact inside the one message"
+        );
+        let raw = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(
+            raw.is_ascii() && raw.lines().all(|l| l.len() <= 998),
+            "7-bit, short lines"
+        );
+
+        // The List-Unsubscribe URL works as a one-click POST.
+        let url = h["List-Unsubscribe"]
+            .as_str()
+            .unwrap()
+            .trim_matches(['<', '>'])
+            .to_string();
+        assert!(url.starts_with(&app.url("/unsubscribe/")), "{url}");
+        let r = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let after = store.subscriber(reader.id).await.unwrap().unwrap();
+        assert_eq!(after.status, SubscriberStatus::Unsubscribed);
+
+        // The archive link shows the digest; a wrong token shows nothing.
+        let digest = &store.digests_of(reader.id).await.unwrap()[0];
+        let archive = text
+            .lines()
+            .find_map(|l| l.strip_prefix("View in browser: "))
+            .unwrap()
+            .trim()
+            .to_string();
+        let page = reqwest::get(&archive).await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(
+            page.text()
+                .await
+                .unwrap()
+                .contains("Diffusion &#60;i&#62;models")
+        );
+        let wrong = reqwest::get(app.url(&format!("/digests/{}?t=1.AAAA", digest.id)))
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 404);
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+/// Readers `r0…r{n-1}@example.org` with one digest each, queued.
+async fn queue_digests(store: &Store, mailer: &Mailer, n: usize) {
+    for i in 0..n {
+        active_reader(
+            store,
+            &format!("r{i}@example.org"),
+            "diffusion",
+            "daily",
+            8,
+            "UTC",
+        )
+        .await;
+    }
+    store_full_papers(
+        store,
+        vec![arxiv_paper("2404.00001", "Diffusion", "diffusion", None)],
+    )
+    .await;
+    let report = run(store, mailer, tomorrow()).await;
+    assert_eq!(report.composed, n);
+}
+
+/// Every received Message-ID, with how many times it arrived.
+fn received_ids(sink: &SmtpSink) -> HashMap<String, usize> {
+    let mut ids = HashMap::new();
+    for f in sink.received_files() {
+        let raw = std::fs::read_to_string(f).unwrap();
+        let id = raw
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: "))
+            .unwrap()
+            .to_string();
+        *ids.entry(id).or_insert(0) += 1;
+    }
+    ids
+}
+
+#[tokio::test]
+async fn transient_failures_retry_a_550_bounces_and_nothing_is_lost_or_doubled() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let Some(sink) = SmtpSink::faulty(
+            dir.path(),
+            port,
+            &[
+                "--reject",
+                "r3@example.org",
+                "--transient",
+                "0.3",
+                "--seed",
+                "7",
+                "--drop-first",
+                "2",
+            ],
+        ) else {
+            return;
+        };
+        let store = db.store().await;
+        let mailer = smtp_mailer(port);
+        queue_digests(&store, &mailer, 12).await;
+        let worker = Worker::new(store.clone(), mailer, links(), fast_delivery());
+        deliver_until_settled(&worker, &store).await;
+        let s = statuses(&store).await;
+        assert_eq!(s.get("sent"), Some(&11), "{}: {s:?}", db.backend);
+        assert_eq!(s.get("bounced"), Some(&1), "{s:?}");
+        let bounced = store
+            .subscriber_by_email(&paperboy::domain::EmailAddress::parse("r3@example.org").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            bounced.status,
+            SubscriberStatus::Bounced,
+            "the reader is suppressed"
+        );
+        let ids = received_ids(&sink);
+        assert_eq!(ids.len(), 11, "every sent digest arrived");
+        assert!(ids.values().all(|n| *n == 1), "none twice: {ids:?}");
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_relay_that_is_down_then_back_gets_everything_once() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let store = db.store().await;
+        let mailer = smtp_mailer(port);
+        queue_digests(&store, &mailer, 5).await;
+        let worker = Worker::new(store.clone(), mailer, links(), fast_delivery());
+        // Nothing listens: every attempt fails and is rescheduled, none is lost.
+        let down = worker.drain().await.unwrap();
+        assert_eq!(down.retry, 5, "{}: {down:?}", db.backend);
+        assert_eq!(statuses(&store).await.get("retry"), Some(&5));
+        let Some(sink) = SmtpSink::faulty(dir.path(), port, &[]) else {
+            return;
+        };
+        tokio::time::sleep(StdDuration::from_millis(2600)).await;
+        deliver_until_settled(&worker, &store).await;
+        assert_eq!(statuses(&store).await.get("sent"), Some(&5));
+        let ids = received_ids(&sink);
+        assert_eq!(ids.len(), 5);
+        assert!(ids.values().all(|n| *n == 1));
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn suppression_is_checked_when_a_delivery_is_claimed() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let store = db.store().await;
+        let mailer = outbox_mailer(dir.path());
+        queue_digests(&store, &mailer, 2).await;
+        let gone = store
+            .subscriber_by_email(&paperboy::domain::EmailAddress::parse("r0@example.org").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .change_status(
+                gone.id,
+                &[SubscriberStatus::Active],
+                SubscriberStatus::Unsubscribed,
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        let worker = Worker::new(store.clone(), mailer, links(), fast_delivery());
+        let report = worker.drain().await.unwrap();
+        assert_eq!((report.sent, report.suppressed), (1, 1), "{}", db.backend);
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(files.len(), 1, "the outbox holds the one message sent");
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_claimed_again_with_the_same_message_id() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let store = db.store().await;
+        let mailer = outbox_mailer(dir.path());
+        queue_digests(&store, &mailer, 1).await;
+        let now = Utc::now();
+        // A worker claims and dies without finishing.
+        let first = store
+            .claim_deliveries("dead-worker", 10, Duration::seconds(30), now)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(
+            store
+                .claim_deliveries("other", 10, Duration::seconds(30), now)
+                .await
+                .unwrap()
+                .is_empty(),
+            "held while the lease runs"
+        );
+        let later = now + Duration::seconds(31);
+        let again = store
+            .claim_deliveries("other", 10, Duration::seconds(30), later)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1, "{}", db.backend);
+        assert_eq!(again[0].message_id, first[0].message_id);
+        assert_eq!(again[0].attempts, 2);
+        // The dead worker's late outcome changes nothing.
+        let stale = store
+            .finish_delivery(
+                first[0].id,
+                "dead-worker",
+                &paperboy::store::Outcome::Sent("x".into()),
+                later,
+            )
+            .await
+            .unwrap();
+        assert!(!stale);
+        db.cleanup().await;
+    }
+}
