@@ -4,9 +4,14 @@
 //! feed or a reader wrote can form an SMTP command line.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -107,11 +112,75 @@ pub enum Mailer {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         from: Mailbox,
         relay: String,
+        dkim: Option<Arc<Dkim>>,
     },
     Outbox {
         dir: PathBuf,
         from: Mailbox,
+        dkim: Option<Arc<Dkim>>,
     },
+}
+
+/// DKIM signing (RSA-SHA256, relaxed/relaxed): one configuration for mail with list
+/// headers and one for mail without, so each signs exactly the headers it carries.
+pub struct Dkim {
+    plain: DkimConfig,
+    listed: DkimConfig,
+}
+
+/// The headers every signature covers.
+const SIGNED: [&str; 5] = ["From", "To", "Subject", "Date", "Message-ID"];
+/// … and, on mail to readers, these too.
+const SIGNED_LIST: [&str; 3] = ["List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"];
+
+impl Dkim {
+    /// Reads an RSA private key (PEM, PKCS#1 or PKCS#8) for `selector._domainkey.domain`.
+    pub fn load(path: &std::path::Path, selector: &str, domain: &str) -> Result<Dkim, MailError> {
+        use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::traits::PublicKeyParts;
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| MailError::Config(format!("DKIM key {}: {e}", path.display())))?;
+        let key = rsa::RsaPrivateKey::from_pkcs1_pem(&pem)
+            .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(&pem))
+            .map_err(|_| {
+                MailError::Config(format!(
+                    "DKIM key {}: not an RSA private key in PEM (PKCS#1 or PKCS#8)",
+                    path.display()
+                ))
+            })?;
+        if key.size() * 8 < 2048 {
+            return Err(MailError::Config(format!(
+                "DKIM key {}: {} bits; use at least 2048",
+                path.display(),
+                key.size() * 8
+            )));
+        }
+        let pkcs1 = key
+            .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
+            .map_err(|e| MailError::Config(format!("DKIM key: {e}")))?;
+        let config = |headers: Vec<&'static str>| -> Result<DkimConfig, MailError> {
+            let signing = DkimSigningKey::new(&pkcs1, DkimSigningAlgorithm::Rsa)
+                .map_err(|e| MailError::Config(format!("DKIM key: {e}")))?;
+            Ok(DkimConfig::new(
+                selector.to_string(),
+                domain.to_string(),
+                signing,
+                headers
+                    .into_iter()
+                    .map(HeaderName::new_from_ascii_str)
+                    .collect(),
+                DkimCanonicalization {
+                    header: DkimCanonicalizationType::Relaxed,
+                    body: DkimCanonicalizationType::Relaxed,
+                },
+            ))
+        };
+        Ok(Dkim {
+            plain: config(SIGNED.to_vec())?,
+            listed: config(SIGNED.iter().chain(SIGNED_LIST.iter()).copied().collect())?,
+        })
+    }
 }
 
 impl Mailer {
@@ -121,10 +190,27 @@ impl Mailer {
             .from
             .parse()
             .map_err(|e| MailError::Config(format!("from {:?}: {e}", settings.from)))?;
+        let dkim = match (
+            &settings.dkim_key,
+            &settings.dkim_selector,
+            &settings.dkim_domain,
+        ) {
+            (Some(key), Some(selector), Some(domain)) => {
+                Some(Arc::new(Dkim::load(key, selector, domain)?))
+            }
+            (None, None, None) => None,
+            _ => {
+                return Err(MailError::Config(
+                    "DKIM needs all of PAPERBOY_DKIM_KEY, PAPERBOY_DKIM_SELECTOR and PAPERBOY_DKIM_DOMAIN"
+                        .into(),
+                ));
+            }
+        };
         let Some(url) = &settings.smtp_url else {
             return Ok(Mailer::Outbox {
                 dir: settings.outbox_dir.clone(),
                 from,
+                dkim,
             });
         };
         let (transport, relay) = smtp_transport(url.expose())?;
@@ -132,6 +218,7 @@ impl Mailer {
             transport,
             from,
             relay,
+            dkim,
         })
     }
 
@@ -148,6 +235,12 @@ impl Mailer {
             std::process::id(),
             self.from().email.domain()
         )
+    }
+
+    fn dkim(&self) -> Option<&Dkim> {
+        match self {
+            Mailer::Smtp { dkim, .. } | Mailer::Outbox { dkim, .. } => dkim.as_deref(),
+        }
     }
 
     fn from(&self) -> &Mailbox {
@@ -225,13 +318,21 @@ impl Mailer {
                 ));
             }
         }
-        builder
+        let mut message = builder
             .multipart(
                 MultiPart::alternative()
                     .singlepart(part(ContentType::TEXT_PLAIN, &email.text)?)
                     .singlepart(part(ContentType::TEXT_HTML, &email.html)?),
             )
-            .map_err(|e| MailError::Build(e.to_string()))
+            .map_err(|e| MailError::Build(e.to_string()))?;
+        if let Some(dkim) = self.dkim() {
+            message.sign(if email.list.is_some() {
+                &dkim.listed
+            } else {
+                &dkim.plain
+            });
+        }
+        Ok(message)
     }
 }
 
