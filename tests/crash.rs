@@ -1,0 +1,232 @@
+//! Delivery that survives a crash and shares the queue: `paperboy digest run` killed with
+//! SIGKILL mid-delivery and started again, and two worker processes on one PostgreSQL
+//! database. Every reader ends with exactly one delivered digest; the only repeats are
+//! messages in flight at the kill, and they carry the same Message-ID.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{
+    SmtpSink, TestDb, active_reader, arxiv_paper, databases, paperboy, store_full_papers,
+};
+use paperboy::store::Store;
+
+const CONCURRENCY: usize = 4;
+
+/// Settings for the binary: the sink, short leases, and the database under test.
+fn configure(dir: &Path, db: &TestDb, port: u16) {
+    std::fs::write(
+        dir.join("paperboy.toml"),
+        format!(
+            "database_url = \"{}\"\nsmtp_url = \"smtp://127.0.0.1:{port}?tls=none\"\n\
+             from = \"paperboy <digest@papers.example.org>\"\n\
+             [delivery]\nconcurrency = {CONCURRENCY}\nmessages_per_second = 400\nlease_secs = 2\n\
+             retry_base_secs = 1\nretry_max_secs = 1\n",
+            db.url.expose()
+        ),
+    )
+    .unwrap();
+}
+
+async fn readers(store: &Store, n: usize) {
+    for i in 0..n {
+        active_reader(
+            store,
+            &format!("c{i}@example.org"),
+            "diffusion",
+            "daily",
+            8,
+            "UTC",
+        )
+        .await;
+    }
+    store_full_papers(
+        store,
+        vec![arxiv_paper("2405.00001", "Diffusion", "diffusion", None)],
+    )
+    .await;
+}
+
+fn tomorrow() -> String {
+    (chrono::Utc::now() + chrono::Duration::hours(25)).to_rfc3339()
+}
+
+/// Message-ID → how many times it arrived, and which reader each went to.
+fn arrivals(sink: &SmtpSink) -> (HashMap<String, usize>, HashMap<String, usize>) {
+    let mut ids = HashMap::new();
+    let mut to = HashMap::new();
+    for f in sink.received_files() {
+        let Ok(raw) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        let header = |name: &str| {
+            raw.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        *ids.entry(header("Message-ID: ")).or_insert(0) += 1;
+        *to.entry(header("To: ")).or_insert(0) += 1;
+    }
+    (ids, to)
+}
+
+async fn delivered_once_each(store: &Store, n: usize) {
+    let counts: HashMap<String, i64> = store.delivery_counts().await.unwrap().into_iter().collect();
+    assert_eq!(counts.get("sent").copied(), Some(n as i64), "{counts:?}");
+    assert_eq!(counts.len(), 1, "nothing left in another state: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_delivery_and_started_again_delivers_each_digest_once() {
+    for db in databases().await {
+        let n = if db.backend == "sqlite" { 2000 } else { 1000 };
+        let dir = tempfile::tempdir().unwrap();
+        let Some(sink) = SmtpSink::start(dir.path()) else {
+            return;
+        };
+        configure(dir.path(), &db, sink.port);
+        let store = db.store().await;
+        readers(&store, n).await;
+        let at = tomorrow();
+
+        let mut first = paperboy(dir.path())
+            .args(["digest", "run", "--at", &at])
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        // Kill it once a good share, but not all, has arrived.
+        loop {
+            let got = sink.received_files().len();
+            if got >= n / 4 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "only {got} arrived"
+            );
+            if let Ok(Some(status)) = first.try_wait() {
+                panic!("finished before the kill ({status}) with {got} received");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = first.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let _ = first.wait();
+        let at_kill = sink.received_files().len();
+        eprintln!("{}: killed after {at_kill} of {n} messages", db.backend);
+        assert!(at_kill < n, "the kill came too late to test anything");
+
+        // Leases of the sends in flight run out; the second run takes them over.
+        std::thread::sleep(Duration::from_millis(2500));
+        let second = paperboy(dir.path())
+            .args(["digest", "run", "--at", &at])
+            .output()
+            .unwrap();
+        assert!(
+            second.status.success(),
+            "{}",
+            String::from_utf8_lossy(&second.stderr)
+        );
+        let out = String::from_utf8_lossy(&second.stdout);
+        assert!(
+            out.contains("0 composed"),
+            "no window composed twice: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+
+        delivered_once_each(&store, n).await;
+        let (ids, to) = arrivals(&sink);
+        assert_eq!(to.len(), n, "every reader got their digest");
+        let repeats: Vec<_> = ids.iter().filter(|(_, c)| **c > 1).collect();
+        let extra: usize = ids.values().map(|c| c - 1).sum();
+        eprintln!(
+            "{}: {} Message-IDs, {extra} repeated at the kill",
+            db.backend,
+            ids.len()
+        );
+        assert_eq!(ids.len(), n, "one Message-ID per reader, repeats included");
+        assert!(
+            extra <= CONCURRENCY,
+            "only sends in flight repeat: {repeats:?}"
+        );
+        let repeated_readers = to.values().filter(|c| **c > 1).count();
+        assert_eq!(
+            repeated_readers,
+            repeats.len(),
+            "a repeat is the same message again"
+        );
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_on_postgresql_serve_no_reader_twice() {
+    let Some(db) = databases()
+        .await
+        .into_iter()
+        .find(|d| d.backend == "postgres")
+    else {
+        return;
+    };
+    let n = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sink) = SmtpSink::start(dir.path()) else {
+        return;
+    };
+    configure(dir.path(), &db, sink.port);
+    let store = db.store().await;
+    readers(&store, n).await;
+    let at = tomorrow();
+    // Compose first, without delivering, so that both workers start on a full queue.
+    let dry = paperboy(dir.path())
+        .args(["digest", "run", "--at", &at, "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(dry.status.success());
+    let mailer =
+        paperboy::delivery::Mailer::from_settings(&paperboy::config::Settings::default()).unwrap();
+    let (report, _) = paperboy::digest::compose_due(
+        &store,
+        &mailer,
+        chrono::DateTime::parse_from_rfc3339(&at).unwrap().into(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.composed, n);
+    let worker = || {
+        paperboy(dir.path())
+            .args(["digest", "run", "--at", &at, "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (worker(), worker());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success());
+    let sent = |o: &std::process::Output| -> u64 {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["delivered"]["sent"].as_u64().unwrap()
+    };
+    let (sa, sb) = (sent(&a), sent(&b));
+    eprintln!("worker A sent {sa}, worker B sent {sb}");
+    assert_eq!(sa + sb, n as u64);
+    std::thread::sleep(Duration::from_millis(500));
+    let (ids, to) = arrivals(&sink);
+    assert_eq!(ids.len(), n);
+    assert!(ids.values().all(|c| *c == 1), "a reader served twice");
+    assert!(to.values().all(|c| *c == 1));
+    delivered_once_each(&store, n).await;
+    db.cleanup().await;
+}
