@@ -283,3 +283,79 @@ async fn serve_starts_on_its_defaults_answers_health_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.status.success(), "{}", stderr(&status));
 }
+
+#[tokio::test]
+async fn digest_preview_and_a_dry_run_show_what_a_reader_would_get() {
+    let op = Operator::new();
+    let url = paperboy::config::DatabaseUrl::new(format!(
+        "sqlite://{}",
+        op.dir.path().join("data/paperboy.db").display()
+    ));
+    let store = paperboy::store::Store::open(&url).await.unwrap();
+    common::active_reader(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
+    common::store_full_papers(
+        &store,
+        vec![
+            common::arxiv_paper(
+                "2406.00001",
+                "Diffusion <i>now</i>",
+                "diffusion models",
+                Some(3),
+            ),
+            common::arxiv_paper("2406.00002", "Unrelated", "graphs", None),
+        ],
+    )
+    .await;
+    store.close().await;
+
+    let text = op.run(&["digest", "preview", "--email", "ada@example.org"]);
+    no_panic(&text);
+    assert!(text.status.success(), "{}", stderr(&text));
+    let out = stdout(&text);
+    assert!(
+        out.starts_with("Subject: paperboy: 1 new paper for you"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1. Diffusion <i>now</i>") && !out.contains("Unrelated"),
+        "{out}"
+    );
+
+    let html = op.run(&[
+        "digest",
+        "preview",
+        "--email",
+        "ada@example.org",
+        "--format",
+        "html",
+    ]);
+    assert!(html.status.success());
+    assert!(stdout(&html).contains("Diffusion &#60;i&#62;now&#60;/i&#62;"));
+
+    let unknown = op.run(&["digest", "preview", "--email", "nobody@example.org"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("no reader nobody@example.org"));
+
+    let at = (chrono::Utc::now() + chrono::Duration::hours(25)).to_rfc3339();
+    let dry = op.run(&["digest", "run", "--at", &at, "--dry-run", "--json"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&dry)).unwrap();
+    assert_eq!(v["report"]["due"], 1);
+    assert_eq!(v["report"]["composed"], 1);
+    assert_eq!(v["readers"][0]["papers"], 1);
+    assert!(v["delivered"].is_null(), "a dry run sends nothing");
+
+    // The real run writes the digest to the outbox; running it again changes nothing.
+    let real = op.run(&["digest", "run", "--at", &at]);
+    assert!(real.status.success(), "{}", stderr(&real));
+    assert!(stdout(&real).contains("1 composed"), "{}", stdout(&real));
+    assert!(stdout(&real).contains("1 sent"), "{}", stdout(&real));
+    let again = op.run(&["digest", "run", "--at", &at]);
+    assert!(stdout(&again).contains("0 due"), "{}", stdout(&again));
+    let files = std::fs::read_dir(op.dir.path().join("data/outbox"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 1);
+    let bad = op.run(&["digest", "run", "--at", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -553,3 +553,52 @@ async fn an_expired_lease_is_claimed_again_with_the_same_message_id() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_relay_that_refuses_tls_stops_delivery_and_keeps_the_queue() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(sink) = SmtpSink::start(dir.path()) else {
+            return;
+        };
+        let store = db.store().await;
+        // STARTTLS is required by smtp:// without ?tls=none; aiosmtpd here offers none.
+        let settings = Settings {
+            smtp_url: Some(Secret::new(format!("smtp://127.0.0.1:{}", sink.port))),
+            ..Settings::default()
+        };
+        let mailer = Mailer::from_settings(&settings).unwrap();
+        queue_digests(&store, &mailer, 3).await;
+        let worker = Worker::new(store.clone(), mailer, links(), fast_delivery());
+        let err = worker.drain().await.unwrap_err();
+        assert!(format!("{err:#}").contains("delivery stopped"), "{err:#}");
+        let s = statuses(&store).await;
+        assert_eq!(s.values().sum::<i64>(), 3, "{}: {s:?}", db.backend);
+        assert!(
+            !s.contains_key("failed") && !s.contains_key("bounced") && !s.contains_key("sent"),
+            "{s:?}"
+        );
+        assert!(sink.received_files().is_empty());
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_failing_past_the_give_up_age_ends_failed() {
+    for db in databases().await {
+        let store = db.store().await;
+        // Nothing listens on this port.
+        let mailer = smtp_mailer(free_port());
+        queue_digests(&store, &mailer, 2).await;
+        let settings = DeliverySettings {
+            give_up_after_hours: 0,
+            ..fast_delivery()
+        };
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+        let worker = Worker::new(store.clone(), mailer, links(), settings);
+        let report = worker.drain().await.unwrap();
+        assert_eq!(report.failed, 2, "{}: {report:?}", db.backend);
+        assert_eq!(statuses(&store).await.get("failed"), Some(&2));
+        db.cleanup().await;
+    }
+}
