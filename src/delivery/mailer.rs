@@ -15,8 +15,10 @@ use lettre::message::dkim::{
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::TlsParameters;
+use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
 
+use super::smtp::{DirectPool, SendError, Sender};
 use crate::config::Settings;
 use crate::domain::EmailAddress;
 
@@ -109,7 +111,7 @@ pub enum Sent {
 #[derive(Clone)]
 pub enum Mailer {
     Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
+        transport: Arc<Sender>,
         from: Mailbox,
         relay: String,
         dkim: Option<Arc<Dkim>>,
@@ -214,6 +216,7 @@ impl Mailer {
             });
         };
         let (transport, relay) = smtp_transport(url.expose())?;
+        let transport = Arc::new(transport);
         Ok(Mailer::Smtp {
             transport,
             from,
@@ -264,7 +267,10 @@ impl Mailer {
             Mailer::Smtp { transport, .. } => {
                 let reply = transport.send(message).await.map_err(|e| MailError::Smtp {
                     message: e.to_string(),
-                    class: SmtpClass::of(&e),
+                    class: match &e {
+                        SendError::Smtp(e) => SmtpClass::of(e),
+                        SendError::Timeout | SendError::Io(_) => SmtpClass::Transient,
+                    },
                 })?;
                 let text: Vec<String> = reply.message().map(str::to_string).collect();
                 Ok(Sent::Relay(format!("{} {}", reply.code(), text.join(" "))))
@@ -290,6 +296,12 @@ impl Mailer {
                 Ok(Sent::File(path))
             }
         }
+    }
+
+    /// The message exactly as it would be sent, headers and bodies (signed when DKIM is
+    /// configured): for previews, benchmarks and checks.
+    pub fn formatted(&self, email: &Email) -> Result<Vec<u8>, MailError> {
+        Ok(self.build(email)?.formatted())
     }
 
     fn build(&self, email: &Email) -> Result<Message, MailError> {
@@ -377,7 +389,7 @@ fn list_headers(list: &ListHeaders) -> Result<Vec<(&'static str, String)>, MailE
 
 /// `smtp://user:pass@host:587` (STARTTLS required), `smtps://host:465` (TLS from the
 /// start), `smtp://host:25?tls=none` (a local relay, no encryption).
-fn smtp_transport(raw: &str) -> Result<(AsyncSmtpTransport<Tokio1Executor>, String), MailError> {
+fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
     let url = url::Url::parse(raw).map_err(|e| MailError::Config(format!("SMTP URL: {e}")))?;
     let host = url
         .host_str()
@@ -388,41 +400,59 @@ fn smtp_transport(raw: &str) -> Result<(AsyncSmtpTransport<Tokio1Executor>, Stri
         .query_pairs()
         .find(|(k, _)| k == "tls")
         .map(|(_, v)| v.into_owned());
-    let builder = match (url.scheme(), tls.as_deref()) {
-        ("smtps", _) => AsyncSmtpTransport::<Tokio1Executor>::relay(&host),
-        ("smtp", None | Some("required")) => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host),
-        ("smtp", Some("none")) => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)),
+    let implicit = match (url.scheme(), tls.as_deref()) {
+        ("smtps", _) => true,
+        ("smtp", None | Some("required") | Some("none")) => false,
         (scheme, tls) => {
             return Err(MailError::Config(format!(
                 "SMTP URL: scheme {scheme:?} with tls={tls:?} is not understood; use smtp://, smtps:// or smtp://…?tls=none"
             )));
         }
-    }
-    .map_err(|e| MailError::Config(format!("SMTP relay {host}: {e}")))?;
-    let default_port = if url.scheme() == "smtps" {
+    };
+    let plain = tls.as_deref() == Some("none");
+    let default_port = if implicit {
         465
-    } else if tls.as_deref() == Some("none") {
+    } else if plain {
         25
     } else {
         587
     };
     let port = url.port().unwrap_or(default_port);
-    let mut builder = builder.port(port).timeout(Some(Duration::from_secs(30)));
     let loopback = host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    if !url.username().is_empty() && tls.as_deref() == Some("none") && !loopback {
+    if !url.username().is_empty() && plain && !loopback {
         return Err(MailError::Config(format!(
             "SMTP relay {host}: refusing to send a password without TLS to a remote host; drop tls=none"
         )));
     }
-    if !url.username().is_empty() {
-        let user = percent_decode(url.username());
-        let pass = percent_decode(url.password().unwrap_or_default());
-        builder = builder.credentials(Credentials::new(user, pass));
+    let credentials = (!url.username().is_empty()).then(|| {
+        Credentials::new(
+            percent_decode(url.username()),
+            percent_decode(url.password().unwrap_or_default()),
+        )
+    });
+    let relay = format!("{host}:{port}");
+    if implicit {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
+            .map_err(|e| MailError::Config(format!("SMTP relay {host}: {e}")))?
+            .port(port)
+            .timeout(Some(Duration::from_secs(30)));
+        if let Some(c) = credentials {
+            builder = builder.credentials(c);
+        }
+        return Ok((Sender::Lettre(builder.build()), relay));
     }
-    Ok((builder.build(), format!("{host}:{port}")))
+    let tls = if plain {
+        None
+    } else {
+        Some(
+            TlsParameters::new(host.clone())
+                .map_err(|e| MailError::Config(format!("SMTP relay {host}: {e}")))?,
+        )
+    };
+    Ok((Sender::Direct(DirectPool::new(host, port, tls, credentials)), relay))
 }
 
 fn percent_decode(s: &str) -> String {

@@ -4,6 +4,7 @@
 
 mod mailer;
 pub mod notices;
+mod smtp;
 pub mod worker;
 
 pub use mailer::{Email, ListHeaders, MailError, Mailer, Sent, SmtpClass};

@@ -1,0 +1,305 @@
+//! Delivery benchmark: how fast a digest of 15 papers renders (HTML plus text) and becomes
+//! a lettre message, and how fast paperboy's mailer (one pooled SMTP transport, a cap on
+//! concurrent sends) pushes 100,000 such digests into Postfix's `smtp-sink` on 127.0.0.1,
+//! side by side in the same run with Postfix's `smtp-source` sending the same number of
+//! messages of the same size at the same concurrency into the same sink. Prints JSON.
+//!
+//! Run: `cargo bench --bench delivery` (needs Postfix's smtp-sink and smtp-source;
+//! `MESSAGES=10000` for a shorter run).
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use paperboy::config::{Secret, Settings};
+use paperboy::delivery::Mailer;
+use paperboy::digest::{self, render};
+use paperboy::domain::token::{LinkKeys, Links};
+use paperboy::domain::{
+    ArxivId, EmailAddress, Frequency, MaxPapers, Paper, Preferences, QueryList, SendHour,
+    SubscriberStatus,
+};
+use paperboy::matching::{BatchStats, Doc, Query, rank};
+use paperboy::store::{StoredEntry, StoredPaper, Subscriber};
+use tokio::sync::Semaphore;
+
+const CONCURRENCY: usize = 8;
+const RENDERS: usize = 5_000;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("fixed instant")
+        .with_timezone(&Utc)
+}
+
+fn reader(i: usize) -> Subscriber {
+    Subscriber {
+        id: i as i64,
+        email: EmailAddress::parse(&format!("reader{i}@example.org")).expect("address"),
+        status: SubscriberStatus::Active,
+        preferences: Preferences {
+            queries: QueryList::parse("diffusion\n\"state space model\"\nauthor:\"Tri Dao\"")
+                .expect("queries"),
+            frequency: Frequency::Daily,
+            send_hour: SendHour::new(8).expect("hour"),
+            timezone: "Europe/Berlin".parse().expect("zone"),
+            max_papers: MaxPapers::DEFAULT,
+        },
+        link_key: format!("key-{i}"),
+        created_at: at("2026-11-01T00:00:00Z"),
+        updated_at: at("2026-11-01T00:00:00Z"),
+        link_sent_at: None,
+        confirmed_at: Some(at("2026-11-01T00:00:00Z")),
+        unsubscribed_at: None,
+        paper_cursor: 0,
+        last_window_end: None,
+    }
+}
+
+/// Fifteen papers of realistic length (a 1,200-character abstract, five authors).
+fn entries() -> Vec<StoredEntry> {
+    let queries = reader(0).preferences.queries.compile();
+    let papers: Vec<Paper> = (0..15)
+        .map(|i| {
+            let id = ArxivId::parse(&format!("2411.{:05}", 200 + i)).expect("id");
+            let mut p = Paper::from_arxiv(
+                &id,
+                format!("Structured state space models for diffusion, study {i}"),
+            );
+            p.abstract_text = format!(
+                "{} We show that diffusion models match a state space model baseline on long-range tasks. {}",
+                "Prior work on generative modelling and sequence models is reviewed here. ".repeat(6),
+                "Experiments, ablations and limitations are described in detail. ".repeat(8)
+            );
+            p.authors = ["Tri Dao", "Albert Gu", "Ada Lovelace", "Alan Turing", "Grace Hopper"]
+                .map(String::from)
+                .to_vec();
+            p.categories = vec!["cs.LG".into(), "stat.ML".into()];
+            p.upvotes = Some(30 - i64::from(i));
+            p.links.discussion = Some(format!("https://huggingface.co/papers/2411.{:05}", 200 + i));
+            p
+        })
+        .collect();
+    let docs: Vec<Doc> = papers.iter().map(Doc::from_paper).collect();
+    let stats = BatchStats::new(&docs);
+    let refs: Vec<&Query> = queries.iter().collect();
+    papers
+        .into_iter()
+        .zip(&docs)
+        .enumerate()
+        .map(|(i, (paper, doc))| {
+            let scored = rank::score(&refs, doc, paper.upvotes, &stats);
+            StoredEntry {
+                paper: StoredPaper {
+                    id: i as i64,
+                    paper,
+                    first_seen_at: at("2026-11-27T10:00:00Z"),
+                    updated_at: at("2026-11-27T10:00:00Z"),
+                },
+                score: scored.score,
+                explanation: scored.explanation,
+            }
+        })
+        .collect()
+}
+
+fn email_for(
+    mailer: &Mailer,
+    links: &Links,
+    entries: &[StoredEntry],
+    i: usize,
+) -> paperboy::delivery::Email {
+    let r = reader(i);
+    let view = render::view(
+        entries,
+        entries.len() + 3,
+        false,
+        (at("2026-11-27T07:00:00Z"), at("2026-11-28T07:00:00Z")),
+        &r.preferences,
+        render::DigestLinks {
+            archive: links.archive(i as i64, "archive-key"),
+            preferences: links.preferences(r.id, &r.link_key),
+            unsubscribe: links.unsubscribe(r.id, &r.link_key),
+        },
+    );
+    digest::email(links, &r, &view, &mailer.new_message_id()).expect("render")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Postfix's smtp-sink on a free port, discarding what it receives; killed on drop.
+struct Sink(std::process::Child, u16);
+
+impl Sink {
+    fn start() -> Option<Sink> {
+        let port = free_port();
+        let mut cmd = Command::new("smtp-sink");
+        // As root it must drop to a user; the Postfix package creates `postfix`.
+        if std::env::var("USER").is_ok_and(|u| u == "root") || is_root() {
+            cmd.args(["-u", "postfix"]);
+        }
+        let child = cmd
+            .args([&format!("127.0.0.1:{port}"), "1024"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Sink(child, port));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let messages: usize = std::env::var("MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let links = Links::new(
+        "https://papers.example.org",
+        LinkKeys::new(b"benchmark key, long enough to sign"),
+    );
+    let entries = entries();
+    let outbox = Mailer::from_settings(&Settings::default()).expect("mailer");
+
+    // Rendering: bodies only, then bodies plus the lettre message.
+    let started = Instant::now();
+    let mut bytes = 0;
+    for i in 0..RENDERS {
+        let r = reader(i);
+        let view = render::view(
+            &entries,
+            18,
+            false,
+            (at("2026-11-27T07:00:00Z"), at("2026-11-28T07:00:00Z")),
+            &r.preferences,
+            render::DigestLinks {
+                archive: links.archive(i as i64, "k"),
+                preferences: links.preferences(r.id, &r.link_key),
+                unsubscribe: links.unsubscribe(r.id, &r.link_key),
+            },
+        );
+        let (html, text) = render::bodies(&view).expect("render");
+        bytes += html.len() + text.len();
+    }
+    let render_us = started.elapsed().as_secs_f64() * 1e6 / RENDERS as f64;
+    let started = Instant::now();
+    let mut message_bytes = 0;
+    for i in 0..RENDERS {
+        let email = email_for(&outbox, &links, &entries, i);
+        message_bytes = outbox.formatted(&email).expect("message").len();
+    }
+    let message_us = started.elapsed().as_secs_f64() * 1e6 / RENDERS as f64;
+
+    let mut report = serde_json::json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "papers_per_digest": entries.len(),
+        "render_bodies_us": (render_us * 10.0).round() / 10.0,
+        "render_and_build_message_us": (message_us * 10.0).round() / 10.0,
+        "bodies_bytes": bytes / RENDERS,
+        "message_bytes": message_bytes,
+    });
+
+    let Some(sink) = Sink::start() else {
+        report["smtp"] = "skipped: Postfix's smtp-sink is not installed".into();
+        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+        return;
+    };
+
+    // paperboy's mailer: messages rendered ahead, then sent through one pooled transport.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let settings = Settings {
+        smtp_url: Some(Secret::new(format!("smtp://127.0.0.1:{}?tls=none", sink.1))),
+        from: "paperboy <digest@papers.example.org>".into(),
+        ..Settings::default()
+    };
+    let (paperboy_s, failed) = rt.block_on(async {
+        let mailer = Mailer::from_settings(&settings).expect("smtp mailer");
+        let emails: Vec<_> = (0..messages)
+            .map(|i| email_for(&mailer, &links, &entries, i % 1000))
+            .collect();
+        let slots = Arc::new(Semaphore::new(CONCURRENCY));
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for email in emails {
+            let permit = slots.clone().acquire_owned().await.expect("slots");
+            let mailer = mailer.clone();
+            tasks.spawn(async move {
+                let ok = mailer.send(&email).await.is_ok();
+                drop(permit);
+                ok
+            });
+        }
+        let mut failed = 0;
+        while let Some(r) = tasks.join_next().await {
+            if !r.unwrap_or(false) {
+                failed += 1;
+            }
+        }
+        (started.elapsed().as_secs_f64(), failed)
+    });
+    drop(rt);
+
+    // smtp-source: the same count, size and concurrency into the same sink.
+    let started = Instant::now();
+    let status = Command::new("smtp-source")
+        .args([
+            "-c",
+            "-m",
+            &messages.to_string(),
+            "-s",
+            &CONCURRENCY.to_string(),
+        ])
+        .args(["-l", &message_bytes.to_string()])
+        .args([
+            "-f",
+            "digest@papers.example.org",
+            "-t",
+            "reader@example.org",
+        ])
+        .arg(format!("127.0.0.1:{}", sink.1))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("smtp-source");
+    let source_s = started.elapsed().as_secs_f64();
+    assert!(status.success(), "smtp-source failed");
+
+    let paperboy_rate = messages as f64 / paperboy_s;
+    let source_rate = messages as f64 / source_s;
+    report["smtp"] = serde_json::json!({
+        "messages": messages,
+        "concurrency": CONCURRENCY,
+        "paperboy_seconds": (paperboy_s * 100.0).round() / 100.0,
+        "paperboy_messages_per_second": paperboy_rate.round(),
+        "paperboy_failed": failed,
+        "smtp_source_seconds": (source_s * 100.0).round() / 100.0,
+        "smtp_source_messages_per_second": source_rate.round(),
+        "ratio": (paperboy_rate / source_rate * 1000.0).round() / 1000.0,
+    });
+    println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+}

@@ -1,0 +1,154 @@
+//! SMTP connections to the relay. For `smtp://` (STARTTLS or, locally, none) paperboy keeps
+//! its own small pool of lettre connections over sockets with `TCP_NODELAY`: lettre writes
+//! a message and its final `.` in two writes, and with Nagle's algorithm the second waits
+//! for the relay's delayed ACK (40 ms on Linux) on every message, which capped delivery at
+//! a tenth of what the relay takes. `smtps://` (TLS from the first byte) uses lettre's own
+//! pooled transport.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+/// How long one connection attempt, or one whole message exchange, may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle connections kept for reuse.
+const MAX_IDLE: usize = 16;
+
+/// Why a send failed, in the terms the mailer classifies.
+#[derive(Debug)]
+pub enum SendError {
+    Smtp(lettre::transport::smtp::Error),
+    /// No answer in time: the connection is dropped and the message may be retried.
+    Timeout,
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Smtp(e) => write!(f, "{e}"),
+            SendError::Timeout => f.write_str("the relay did not answer in time"),
+            SendError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+pub enum Sender {
+    /// Our pool over `TCP_NODELAY` sockets, with STARTTLS when `tls` is set.
+    Direct(DirectPool),
+    /// lettre's pooled transport (implicit TLS).
+    Lettre(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+impl Sender {
+    pub async fn send(&self, message: Message) -> Result<Response, SendError> {
+        match self {
+            Sender::Lettre(t) => t.send(message).await.map_err(SendError::Smtp),
+            Sender::Direct(pool) => {
+                let envelope = message.envelope().clone();
+                pool.send(&envelope, &message.formatted()).await
+            }
+        }
+    }
+}
+
+pub struct DirectPool {
+    host: String,
+    port: u16,
+    tls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+}
+
+impl DirectPool {
+    pub fn new(
+        host: String,
+        port: u16,
+        tls: Option<TlsParameters>,
+        credentials: Option<Credentials>,
+    ) -> Self {
+        DirectPool {
+            host,
+            port,
+            tls,
+            credentials,
+            hello: ClientId::default(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let tcp = tokio::time::timeout(
+            TIMEOUT,
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| SendError::Timeout)?
+        .map_err(SendError::Io)?;
+        tcp.set_nodelay(true).map_err(SendError::Io)?;
+        let setup = async {
+            let mut conn =
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await?;
+            if let Some(tls) = &self.tls {
+                conn.starttls(tls.clone(), &self.hello).await?;
+            }
+            if let Some(credentials) = &self.credentials {
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                    .await?;
+            }
+            Ok::<_, lettre::transport::smtp::Error>(conn)
+        };
+        tokio::time::timeout(TIMEOUT, setup)
+            .await
+            .map_err(|_| SendError::Timeout)?
+            .map_err(SendError::Smtp)
+    }
+
+    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+        self.idle.lock().ok().and_then(|mut idle| idle.pop())
+    }
+
+    fn put_idle(&self, conn: AsyncSmtpConnection) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(conn);
+        }
+    }
+
+    /// One message over a reused connection when one is idle (and a fresh one if that
+    /// turns out to be dead before the relay answered anything), else a new one.
+    async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<Response, SendError> {
+        if let Some(mut conn) = self.take_idle().filter(|c| !c.has_broken()) {
+            match tokio::time::timeout(TIMEOUT, conn.send(envelope, bytes)).await {
+                Ok(Ok(response)) => {
+                    self.put_idle(conn);
+                    return Ok(response);
+                }
+                // The relay answered: the answer stands.
+                Ok(Err(e)) if e.is_transient() || e.is_permanent() => {
+                    return Err(SendError::Smtp(e));
+                }
+                // A connection closed while idle: try once on a new one.
+                Ok(Err(_)) => {}
+                Err(_) => return Err(SendError::Timeout),
+            }
+        }
+        let mut conn = self.connect().await?;
+        match tokio::time::timeout(TIMEOUT, conn.send(envelope, bytes)).await {
+            Ok(Ok(response)) => {
+                self.put_idle(conn);
+                Ok(response)
+            }
+            Ok(Err(e)) => Err(SendError::Smtp(e)),
+            Err(_) => Err(SendError::Timeout),
+        }
+    }
+}
