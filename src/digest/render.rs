@@ -68,8 +68,16 @@ pub fn bodies(view: &DigestView) -> Result<(String, String), askama::Error> {
     Ok((html, to_crlf(&text)))
 }
 
+/// Every line break as CRLF, in one pass (a lone CR is dropped).
 fn to_crlf(text: &str) -> String {
-    text.replace("\r\n", "\n").replace('\n', "\r\n")
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    for piece in text.split('\n') {
+        out.push_str(piece.trim_end_matches('\r'));
+        out.push_str("\r\n");
+    }
+    // split yields one more piece than there are newlines.
+    out.truncate(out.len() - 2);
+    out
 }
 
 /// Links of one digest, made by the caller (who holds the keys).
@@ -262,6 +270,12 @@ mod tests {
         );
         assert!(plain.contains("*diffusion* models"), "{plain}");
         assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn text_bodies_use_crlf_throughout() {
+        assert_eq!(to_crlf("a\nb\r\nc\n"), "a\r\nb\r\nc\r\n");
+        assert_eq!(to_crlf("one"), "one");
     }
 
     #[test]
