@@ -452,7 +452,10 @@ fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
                 .map_err(|e| MailError::Config(format!("SMTP relay {host}: {e}")))?,
         )
     };
-    Ok((Sender::Direct(DirectPool::new(host, port, tls, credentials)), relay))
+    Ok((
+        Sender::Direct(DirectPool::new(host, port, tls, credentials)),
+        relay,
+    ))
 }
 
 fn percent_decode(s: &str) -> String {
