@@ -104,14 +104,10 @@ fn entries() -> Vec<StoredEntry> {
         .collect()
 }
 
-fn email_for(
-    mailer: &Mailer,
-    links: &Links,
-    entries: &[StoredEntry],
-    i: usize,
-) -> paperboy::delivery::Email {
+/// Reader `i`'s view of the digest: 15 papers shown of 18.
+fn digest_view(links: &Links, entries: &[StoredEntry], i: usize) -> render::DigestView {
     let r = reader(i);
-    let view = render::view(
+    render::view(
         entries,
         entries.len() + 3,
         false,
@@ -122,8 +118,17 @@ fn email_for(
             preferences: links.preferences(r.id, &r.link_key),
             unsubscribe: links.unsubscribe(r.id, &r.link_key),
         },
-    );
-    digest::email(links, &r, &view, &mailer.new_message_id()).expect("render")
+    )
+}
+
+fn email_for(
+    mailer: &Mailer,
+    links: &Links,
+    entries: &[StoredEntry],
+    i: usize,
+) -> paperboy::delivery::Email {
+    let view = digest_view(links, entries, i);
+    digest::email(links, &reader(i), &view, &mailer.new_message_id()).expect("render")
 }
 
 fn free_port() -> u16 {
@@ -188,37 +193,11 @@ fn main() {
 
     // Rendering: the view (snippets, links), then the two bodies, then the lettre message.
     let views: Vec<render::DigestView> = (0..RENDERS)
-        .map(|i| {
-            let r = reader(i);
-            render::view(
-                &entries,
-                18,
-                false,
-                (at("2026-11-27T07:00:00Z"), at("2026-11-28T07:00:00Z")),
-                &r.preferences,
-                render::DigestLinks {
-                    archive: links.archive(i as i64, "k"),
-                    preferences: links.preferences(r.id, &r.link_key),
-                    unsubscribe: links.unsubscribe(r.id, &r.link_key),
-                },
-            )
-        })
+        .map(|i| digest_view(&links, &entries, i))
         .collect();
     let started = Instant::now();
     for i in 0..RENDERS {
-        let r = reader(i);
-        std::hint::black_box(render::view(
-            &entries,
-            18,
-            false,
-            (at("2026-11-27T07:00:00Z"), at("2026-11-28T07:00:00Z")),
-            &r.preferences,
-            render::DigestLinks {
-                archive: links.archive(i as i64, "k"),
-                preferences: links.preferences(r.id, &r.link_key),
-                unsubscribe: links.unsubscribe(r.id, &r.link_key),
-            },
-        ));
+        std::hint::black_box(digest_view(&links, &entries, i));
     }
     let view_us = started.elapsed().as_secs_f64() * 1e6 / RENDERS as f64;
     let started = Instant::now();

@@ -54,26 +54,6 @@ fn tomorrow() -> String {
     (chrono::Utc::now() + chrono::Duration::hours(25)).to_rfc3339()
 }
 
-/// Message-ID → how many times it arrived, and which reader each went to.
-fn arrivals(sink: &SmtpSink) -> (HashMap<String, usize>, HashMap<String, usize>) {
-    let mut ids = HashMap::new();
-    let mut to = HashMap::new();
-    for f in sink.received_files() {
-        let Ok(raw) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        let header = |name: &str| {
-            raw.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_string())
-                .unwrap_or_default()
-        };
-        *ids.entry(header("Message-ID: ")).or_insert(0) += 1;
-        *to.entry(header("To: ")).or_insert(0) += 1;
-    }
-    (ids, to)
-}
-
 async fn delivered_once_each(store: &Store, n: usize) {
     let counts: HashMap<String, i64> = store.delivery_counts().await.unwrap().into_iter().collect();
     assert_eq!(counts.get("sent").copied(), Some(n as i64), "{counts:?}");
@@ -145,7 +125,7 @@ async fn a_run_killed_mid_delivery_and_started_again_delivers_each_digest_once()
         std::thread::sleep(Duration::from_millis(500));
 
         delivered_once_each(&store, n).await;
-        let (ids, to) = arrivals(&sink);
+        let (ids, to) = sink.arrivals();
         assert_eq!(to.len(), n, "every reader got their digest");
         let repeats: Vec<_> = ids.iter().filter(|(_, c)| **c > 1).collect();
         let extra: usize = ids.values().map(|c| c - 1).sum();
@@ -223,7 +203,7 @@ async fn two_worker_processes_on_postgresql_serve_no_reader_twice() {
     eprintln!("worker A sent {sa}, worker B sent {sb}");
     assert_eq!(sa + sb, n as u64);
     std::thread::sleep(Duration::from_millis(500));
-    let (ids, to) = arrivals(&sink);
+    let (ids, to) = sink.arrivals();
     assert_eq!(ids.len(), n);
     assert!(ids.values().all(|c| *c == 1), "a reader served twice");
     assert!(to.values().all(|c| *c == 1));

@@ -389,21 +389,6 @@ async fn queue_digests(store: &Store, mailer: &Mailer, n: usize) {
     assert_eq!(report.composed, n);
 }
 
-/// Every received Message-ID, with how many times it arrived.
-fn received_ids(sink: &SmtpSink) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    for f in sink.received_files() {
-        let raw = std::fs::read_to_string(f).unwrap();
-        let id = raw
-            .lines()
-            .find_map(|l| l.strip_prefix("Message-ID: "))
-            .unwrap()
-            .to_string();
-        *ids.entry(id).or_insert(0) += 1;
-    }
-    ids
-}
-
 #[tokio::test]
 async fn transient_failures_retry_a_550_bounces_and_nothing_is_lost_or_doubled() {
     for db in databases().await {
@@ -443,7 +428,7 @@ async fn transient_failures_retry_a_550_bounces_and_nothing_is_lost_or_doubled()
             SubscriberStatus::Bounced,
             "the reader is suppressed"
         );
-        let ids = received_ids(&sink);
+        let ids = sink.arrivals().0;
         assert_eq!(ids.len(), 11, "every sent digest arrived");
         assert!(ids.values().all(|n| *n == 1), "none twice: {ids:?}");
         db.cleanup().await;
@@ -469,7 +454,7 @@ async fn a_relay_that_is_down_then_back_gets_everything_once() {
         tokio::time::sleep(StdDuration::from_millis(2600)).await;
         deliver_until_settled(&worker, &store).await;
         assert_eq!(statuses(&store).await.get("sent"), Some(&5));
-        let ids = received_ids(&sink);
+        let ids = sink.arrivals().0;
         assert_eq!(ids.len(), 5);
         assert!(ids.values().all(|n| *n == 1));
         db.cleanup().await;
@@ -599,6 +584,47 @@ async fn a_delivery_failing_past_the_give_up_age_ends_failed() {
         let report = worker.drain().await.unwrap();
         assert_eq!(report.failed, 2, "{}: {report:?}", db.backend);
         assert_eq!(statuses(&store).await.get("failed"), Some(&2));
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_window_with_no_new_papers_does_not_hold_up_the_next_one() {
+    for db in databases().await {
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = outbox_mailer(dir.path());
+        let reader =
+            active_reader(&store, "quiet@example.org", "diffusion", "daily", 8, "UTC").await;
+        let first = tomorrow();
+        // Nothing arrived: the window is recorded as skipped.
+        let empty = run(&store, &mailer, first).await;
+        assert_eq!(
+            (empty.due, empty.skipped),
+            (1, 1),
+            "{}: {empty:?}",
+            db.backend
+        );
+        store_full_papers(
+            &store,
+            vec![arxiv_paper(
+                "2407.00001",
+                "Diffusion at last",
+                "diffusion",
+                None,
+            )],
+        )
+        .await;
+        let next = run(&store, &mailer, first + Duration::days(1)).await;
+        assert_eq!(
+            (next.due, next.composed, next.failed),
+            (1, 1, 0),
+            "{next:?}"
+        );
+        let digests = store.digests_of(reader.id).await.unwrap();
+        assert_eq!(digests.len(), 2);
+        assert_eq!(digests[0].status, "composed");
+        assert_eq!(digests[1].status, "skipped");
         db.cleanup().await;
     }
 }

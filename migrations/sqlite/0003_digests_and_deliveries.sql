@@ -23,8 +23,9 @@ CREATE TABLE digests (
     -- Random, mixed into the signed link of the archive page.
     archive_key   TEXT NOT NULL,
     created_at    TEXT NOT NULL,
-    -- At most one digest per reader per window, whoever composes it.
-    UNIQUE (subscriber_id, papers_after)
+    -- At most one digest per reader per window, whoever composes it (windows end at
+    -- increasing instants; see the compare-and-set in the store).
+    UNIQUE (subscriber_id, window_end)
 );
 CREATE INDEX digests_window_end ON digests (window_end);
 

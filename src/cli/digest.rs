@@ -93,6 +93,7 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
                     report.already_done,
                     report.papers
                 );
+
                 if dry_run {
                     for c in &composed {
                         println!(
@@ -113,6 +114,12 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
                         d.suppressed
                     );
                 }
+            }
+            if report.failed > 0 {
+                return Err(CliError::Other(anyhow::anyhow!(
+                    "{} digests could not be stored (see the log); those readers stay due",
+                    report.failed
+                )));
             }
             Ok(())
         }

@@ -44,17 +44,32 @@ pub enum SmtpClass {
     /// Authentication refused, or TLS refused or broken: nothing can be sent until the
     /// operator fixes the set-up.
     Fatal,
+    /// This one message cannot be sent (an address the relay cannot take, a message that
+    /// does not build): it fails on its own, and nobody is blamed for a bounce.
+    Unsendable,
 }
 
 impl SmtpClass {
+    /// An error while sending one message.
     fn of(e: &lettre::transport::smtp::Error) -> SmtpClass {
         let code = e.status().map(u16::from);
-        if e.is_tls() || e.is_client() || matches!(code, Some(454 | 530 | 534 | 535 | 538)) {
+        if e.is_tls() || matches!(code, Some(454 | 530 | 534 | 535 | 538)) {
             SmtpClass::Fatal
+        } else if e.is_client() {
+            SmtpClass::Unsendable
         } else if e.is_permanent() {
             SmtpClass::Permanent
         } else {
             SmtpClass::Transient
+        }
+    }
+
+    /// An error while opening a connection (greeting, STARTTLS, login): a relay that will
+    /// not do TLS or take the login stops everything; one that is busy or away is transient.
+    fn of_setup(e: &lettre::transport::smtp::Error) -> SmtpClass {
+        match SmtpClass::of(e) {
+            SmtpClass::Unsendable => SmtpClass::Fatal,
+            other => other,
         }
     }
 }
@@ -66,7 +81,7 @@ impl MailError {
         match self {
             MailError::Smtp { class, .. } => *class,
             MailError::Config(_) => SmtpClass::Fatal,
-            MailError::Build(_) => SmtpClass::Permanent,
+            MailError::Build(_) => SmtpClass::Unsendable,
             MailError::Outbox(_) => SmtpClass::Transient,
         }
     }
@@ -269,6 +284,7 @@ impl Mailer {
                     message: e.to_string(),
                     class: match &e {
                         SendError::Smtp(e) => SmtpClass::of(e),
+                        SendError::Setup(e) => SmtpClass::of_setup(e),
                         SendError::Timeout | SendError::Io(_) => SmtpClass::Transient,
                     },
                 })?;

@@ -6,7 +6,7 @@
 //! pooled transport.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -19,11 +19,15 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept for reuse.
 const MAX_IDLE: usize = 16;
+/// A connection idle longer than this is checked with NOOP before it is used again.
+const CHECK_AFTER: Duration = Duration::from_secs(5);
 
 /// Why a send failed, in the terms the mailer classifies.
 #[derive(Debug)]
 pub enum SendError {
     Smtp(lettre::transport::smtp::Error),
+    /// Opening the connection failed: greeting, STARTTLS or login.
+    Setup(lettre::transport::smtp::Error),
     /// No answer in time: the connection is dropped and the message may be retried.
     Timeout,
     Io(std::io::Error),
@@ -33,6 +37,7 @@ impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SendError::Smtp(e) => write!(f, "{e}"),
+            SendError::Setup(e) => write!(f, "connecting: {e}"),
             SendError::Timeout => f.write_str("the relay did not answer in time"),
             SendError::Io(e) => write!(f, "{e}"),
         }
@@ -64,7 +69,7 @@ pub struct DirectPool {
     tls: Option<TlsParameters>,
     credentials: Option<Credentials>,
     hello: ClientId,
-    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
 }
 
 impl DirectPool {
@@ -108,40 +113,39 @@ impl DirectPool {
         tokio::time::timeout(TIMEOUT, setup)
             .await
             .map_err(|_| SendError::Timeout)?
-            .map_err(SendError::Smtp)
+            .map_err(SendError::Setup)
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
-        self.idle.lock().ok().and_then(|mut idle| idle.pop())
+    /// An idle connection that still works: one used a moment ago as it is, an older one
+    /// after a NOOP (relays close idle connections).
+    async fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+        loop {
+            let (mut conn, since) = self.idle.lock().ok().and_then(|mut idle| idle.pop())?;
+            if conn.has_broken() {
+                continue;
+            }
+            if since.elapsed() < CHECK_AFTER || conn.test_connected().await {
+                return Some(conn);
+            }
+        }
     }
 
     fn put_idle(&self, conn: AsyncSmtpConnection) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
-            idle.push(conn);
+            idle.push((conn, Instant::now()));
         }
     }
 
-    /// One message over a reused connection when one is idle (and a fresh one if that
-    /// turns out to be dead before the relay answered anything), else a new one.
+    /// One message, over an idle connection when there is one, else a new one. A failure
+    /// is never retried here: once the message is under way the relay may have taken it,
+    /// and the delivery's retry (with the same Message-ID) is the only second attempt.
     async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<Response, SendError> {
-        if let Some(mut conn) = self.take_idle().filter(|c| !c.has_broken()) {
-            match tokio::time::timeout(TIMEOUT, conn.send(envelope, bytes)).await {
-                Ok(Ok(response)) => {
-                    self.put_idle(conn);
-                    return Ok(response);
-                }
-                // The relay answered: the answer stands.
-                Ok(Err(e)) if e.is_transient() || e.is_permanent() => {
-                    return Err(SendError::Smtp(e));
-                }
-                // A connection closed while idle: try once on a new one.
-                Ok(Err(_)) => {}
-                Err(_) => return Err(SendError::Timeout),
-            }
-        }
-        let mut conn = self.connect().await?;
+        let mut conn = match self.take_idle().await {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
         match tokio::time::timeout(TIMEOUT, conn.send(envelope, bytes)).await {
             Ok(Ok(response)) => {
                 self.put_idle(conn);

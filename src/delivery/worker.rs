@@ -127,7 +127,8 @@ impl Worker {
         &self,
         stop: Option<&watch::Receiver<bool>>,
     ) -> anyhow::Result<(DrainReport, usize)> {
-        let batch = self.settings.concurrency.max(1) * 4;
+        // No more than can be sent at once, so no claimed delivery waits out its lease.
+        let batch = self.settings.concurrency.max(1);
         let lease = Duration::seconds(i64::try_from(self.settings.lease_secs).unwrap_or(300));
         let claimed = self
             .store
@@ -155,7 +156,15 @@ impl Worker {
             self.rate.until_ready().await;
             let me = self.clone();
             tasks.spawn(async move {
-                let outcome = me.attempt(&c).await;
+                // Run in a task of its own, so that a bug that panics fails this delivery
+                // and not the round.
+                let inner = me.clone();
+                let claimed = c.clone();
+                let outcome = match tokio::spawn(async move { inner.attempt(&claimed).await }).await
+                {
+                    Ok(outcome) => outcome,
+                    Err(e) => Ok(Outcome::Failed(format!("internal error: {e}"))),
+                };
                 drop(permit);
                 (c, outcome)
             });
@@ -217,6 +226,18 @@ impl Worker {
 
     /// Sends one delivery. `Err` carries the reason the whole worker must stop.
     async fn attempt(&self, c: &Claimed) -> Result<Outcome, String> {
+        // Only while the lease is still ours: a delivery another worker took over after
+        // our lease ran out is theirs to send.
+        let lease = Duration::seconds(i64::try_from(self.settings.lease_secs).unwrap_or(300));
+        match self
+            .store
+            .renew_lease(c.id, &self.owner, Utc::now() + lease)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Ok(Outcome::Released),
+            Err(e) => return Ok(self.retry_or_fail(c, format!("renewing the lease: {e}"))),
+        }
         let subscriber = match self.store.subscriber(c.subscriber_id).await {
             Ok(Some(s)) => s,
             Ok(None) => return Ok(Outcome::Suppressed("the reader was erased".into())),
@@ -247,6 +268,10 @@ impl Worker {
                     Ok(Outcome::Bounced(e.to_string()))
                 }
                 SmtpClass::Transient => Ok(self.retry_or_fail(c, e.to_string())),
+                SmtpClass::Unsendable => {
+                    tracing::warn!(delivery = c.id, error = %e, "this message cannot be sent");
+                    Ok(Outcome::Failed(e.to_string()))
+                }
             },
         }
     }

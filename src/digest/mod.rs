@@ -28,6 +28,8 @@ pub struct RunReport {
     pub skipped: usize,
     /// Windows another run had already taken (nothing written).
     pub already_done: usize,
+    /// Digests that could not be stored (logged; the readers stay due).
+    pub failed: usize,
     /// The papers looked at.
     pub papers: usize,
 }
@@ -91,12 +93,17 @@ pub async fn compose_due(
                 },
                 now,
             )
-            .await
-            .with_context(|| format!("storing the digest of reader {}", c.subscriber.id))?;
+            .await;
         match saved {
-            None => report.already_done += 1,
-            Some(_) if c.entries.is_empty() => report.skipped += 1,
-            Some(id) => {
+            // One reader's failure is logged and the others go on; the reader is still due
+            // at the next run.
+            Err(e) => {
+                report.failed += 1;
+                tracing::error!(subscriber = c.subscriber.id, error = %e, "could not store a digest");
+            }
+            Ok(None) => report.already_done += 1,
+            Ok(Some(_)) if c.entries.is_empty() => report.skipped += 1,
+            Ok(Some(id)) => {
                 report.composed += 1;
                 tracing::info!(
                     digest = id,

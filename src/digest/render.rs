@@ -160,9 +160,9 @@ fn paper_view(e: &StoredEntry) -> PaperView {
     let (snippet_html, snippet_text) = snippet(&p.abstract_text, &e.explanation.abstract_spans);
     PaperView {
         title: p.title.clone(),
-        abs_url: p.links.abs.clone(),
-        pdf_url: p.links.pdf.clone(),
-        discussion_url: p.links.discussion.clone(),
+        abs_url: web_link(&p.links.abs),
+        pdf_url: web_link(&p.links.pdf),
+        discussion_url: web_link(&p.links.discussion),
         authors,
         categories: p.categories.join(", "),
         upvotes: p.upvotes,
@@ -170,6 +170,14 @@ fn paper_view(e: &StoredEntry) -> PaperView {
         snippet_text,
         matched: matched_line(&e.explanation),
     }
+}
+
+/// A feed's link, only when it is an http(s) address: a `javascript:` or `data:` link is
+/// dropped however well it is escaped.
+fn web_link(link: &Option<String>) -> Option<String> {
+    link.as_ref()
+        .filter(|l| url::Url::parse(l).is_ok_and(|u| matches!(u.scheme(), "http" | "https")))
+        .cloned()
 }
 
 fn matched_line(x: &Explanation) -> String {
@@ -204,6 +212,19 @@ fn field_name(f: Field) -> &'static str {
 /// An excerpt of `text` around the first span, escaped, with the spans marked: HTML with
 /// `<mark>`, text with `*`.
 pub fn snippet(text: &str, spans: &[Range<usize>]) -> (String, String) {
+    // Spans were computed on the text as it was when the digest was composed; a later
+    // version of the paper may be shorter or different, so only spans that still fall on
+    // character boundaries inside the text are used.
+    let spans: Vec<Range<usize>> = spans
+        .iter()
+        .filter(|r| {
+            r.start < r.end
+                && r.end <= text.len()
+                && text.is_char_boundary(r.start)
+                && text.is_char_boundary(r.end)
+        })
+        .cloned()
+        .collect();
     let first = spans.first().map(|r| r.start).unwrap_or(0);
     let mut start = first.saturating_sub(SNIPPET_CHARS / 3);
     while start > 0 && !text.is_char_boundary(start) {
@@ -231,7 +252,7 @@ pub fn snippet(text: &str, spans: &[Range<usize>]) -> (String, String) {
         plain.push('…');
     }
     let mut at = start;
-    for r in spans {
+    for r in &spans {
         let (s, e) = (r.start.max(at), r.end.min(end));
         if s >= e || !text.is_char_boundary(s) || !text.is_char_boundary(e) {
             continue;
@@ -270,6 +291,32 @@ mod tests {
         );
         assert!(plain.contains("*diffusion* models"), "{plain}");
         assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn stale_or_broken_spans_never_panic() {
+        let text = "Größere Modelle: diffusion";
+        let stale: [Vec<Range<usize>>; 4] = [
+            std::iter::once(0..1000).collect(),
+            vec![1..2, 3..4],
+            std::iter::once(50..60).collect(),
+            std::iter::once(2..3).collect(),
+        ];
+        for spans in &stale {
+            let (html, plain) = snippet(text, spans);
+            assert!(html.contains("diffusion") && plain.contains("diffusion"));
+        }
+    }
+
+    #[test]
+    fn only_web_links_are_kept() {
+        assert_eq!(
+            web_link(&Some("https://arxiv.org/abs/1".into())).as_deref(),
+            Some("https://arxiv.org/abs/1")
+        );
+        assert_eq!(web_link(&Some("javascript:alert(1)".into())), None);
+        assert_eq!(web_link(&Some("data:text/html,x".into())), None);
+        assert_eq!(web_link(&None), None);
     }
 
     #[test]

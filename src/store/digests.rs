@@ -117,9 +117,12 @@ impl Store {
         };
         let id: Option<i64> = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            // The window moves on only from where it stood, forward in time, for a reader
+            // still active: of two runs composing it, one wins.
             let moved = sqlx::query(
                 "UPDATE subscribers SET paper_cursor = $3, last_window_end = $4 \
-                 WHERE id = $1 AND paper_cursor = $2 AND status = 'active'",
+                 WHERE id = $1 AND paper_cursor = $2 AND status = 'active' \
+                 AND (last_window_end IS NULL OR last_window_end < $4)",
             )
             .bind(d.subscriber_id)
             .bind(d.papers_after)
@@ -135,7 +138,7 @@ impl Store {
                 "INSERT INTO digests (subscriber_id, window_start, window_end, papers_after, \
                  papers_upto, status, total, shown, trending, archive_key, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (subscriber_id, papers_after) DO NOTHING RETURNING id",
+                 ON CONFLICT (subscriber_id, window_end) DO NOTHING RETURNING id",
             )
             .bind(d.subscriber_id)
             .bind(d.window_start)
@@ -151,7 +154,11 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(id) = id else {
-                return Ok(None);
+                // The window just moved for us, so nobody else can have written it.
+                return Err(StoreError::Conflict(format!(
+                    "reader {} already has a digest ending at {}",
+                    d.subscriber_id, d.window_end
+                )));
             };
             for (chunk_no, chunk) in d.entries.chunks(200).enumerate() {
                 let mut q = sqlx::QueryBuilder::new(
@@ -349,7 +356,8 @@ impl Store {
             if held && matches!(outcome, Outcome::Bounced(_)) {
                 sqlx::query(
                     "UPDATE subscribers SET status = 'bounced', updated_at = $2 \
-                     WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = $1)",
+                     WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = $1) \
+                     AND status IN ('pending', 'active', 'paused')",
                 )
                 .bind(id)
                 .bind(now)
@@ -360,6 +368,29 @@ impl Store {
             held
         });
         Ok(held)
+    }
+
+    /// Extends `owner`'s lease on a delivery about to be sent; `false` when the lease was
+    /// lost (it ran out and another worker took the delivery), and it must not be sent.
+    pub async fn renew_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE deliveries SET lease_until = $3 \
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(until)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                > 0
+        }))
     }
 
     /// How many deliveries are in each state.

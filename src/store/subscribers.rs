@@ -196,7 +196,8 @@ impl Store {
         row.map(Subscriber::try_from).transpose()
     }
 
-    /// Every confirmed reader whose digests are on.
+    /// Every confirmed reader whose digests are on. A row that no longer reads as a
+    /// reader is logged and left out, so it cannot stop everyone else's digest.
     #[tracing::instrument(skip_all)]
     pub async fn active_subscribers(&self) -> StoreResult<Vec<Subscriber>> {
         let rows: Vec<SubscriberRow> = on_pool!(self, pool => {
@@ -204,7 +205,14 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        rows.into_iter().map(Subscriber::try_from).collect()
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Subscriber::try_from(r)
+                    .map_err(|e| tracing::error!(error = %e, "unreadable reader left out"))
+                    .ok()
+            })
+            .collect())
     }
 
     #[tracing::instrument(skip_all, fields(email = %email.masked()))]

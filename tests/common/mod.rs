@@ -400,6 +400,26 @@ impl SmtpSink {
         panic!("aiosmtpd did not start");
     }
 
+    /// Per Message-ID, how many times it arrived; per recipient, how many messages.
+    pub fn arrivals(&self) -> (HashMap<String, usize>, HashMap<String, usize>) {
+        let mut ids = HashMap::new();
+        let mut to = HashMap::new();
+        for f in self.received_files() {
+            let Ok(raw) = std::fs::read_to_string(&f) else {
+                continue;
+            };
+            let header = |name: &str| {
+                raw.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_default()
+            };
+            *ids.entry(header("Message-ID: ")).or_insert(0) += 1;
+            *to.entry(header("To: ")).or_insert(0) += 1;
+        }
+        (ids, to)
+    }
+
     /// The files of the messages received so far.
     pub fn received_files(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.maildir.join("new"))
@@ -563,32 +583,12 @@ pub fn link_starting(text: &str, prefix: &str) -> Option<String> {
 
 /// Stores papers `(arxiv id, title)` as if a feed named `test` had just carried them.
 pub async fn store_papers(store: &Store, papers: &[(&str, &str)]) {
-    use paperboy::domain::{ArxivId, FeedKind, FeedName, FeedUrl, Ingested, Paper};
-    let name = FeedName::parse("test").unwrap();
-    let feed = match store.feed(&name).await.unwrap() {
-        Some(f) => f,
-        None => store
-            .add_feed(
-                &name,
-                &FeedUrl::parse("http://127.0.0.1:9/feed").unwrap(),
-                FeedKind::Feed,
-                chrono::Utc::now(),
-            )
-            .await
-            .unwrap(),
-    };
-    let batch: Vec<Ingested> = papers
+    use paperboy::domain::{ArxivId, Paper};
+    let papers = papers
         .iter()
-        .map(|(id, title)| Ingested {
-            paper: Paper::from_arxiv(&ArxivId::parse(id).unwrap(), *title),
-            entry_id: format!("oai:arXiv.org:{id}"),
-            announce_type: None,
-        })
+        .map(|(id, title)| Paper::from_arxiv(&ArxivId::parse(id).unwrap(), *title))
         .collect();
-    store
-        .upsert_papers(feed.id, &batch, chrono::Utc::now())
-        .await
-        .unwrap();
+    store_full_papers(store, papers).await;
 }
 
 /// Stores whole papers as if a feed named `test` had just carried them.
@@ -610,7 +610,7 @@ pub async fn store_full_papers(store: &Store, papers: Vec<paperboy::domain::Pape
     let batch: Vec<Ingested> = papers
         .into_iter()
         .map(|paper| Ingested {
-            entry_id: paper.key.as_str().to_string(),
+            entry_id: format!("oai:{}", paper.key.as_str()),
             paper,
             announce_type: None,
         })
