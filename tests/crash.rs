@@ -210,3 +210,57 @@ async fn two_worker_processes_on_postgresql_serve_no_reader_twice() {
     delivered_once_each(&store, n).await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_send_in_flight_finish_before_serve_exits() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let port = common::free_port();
+        // A relay that takes 2 s to answer each message.
+        let Some(sink) = SmtpSink::faulty(dir.path(), port, &["--delay", "2"]) else {
+            return;
+        };
+        configure(dir.path(), &db, port);
+        let store = db.store().await;
+        readers(&store, 1).await;
+        let mailer =
+            paperboy::delivery::Mailer::from_settings(&paperboy::config::Settings::default())
+                .unwrap();
+        let at = chrono::Utc::now() + chrono::Duration::hours(25);
+        paperboy::digest::compose_due(&store, &mailer, at, false)
+            .await
+            .unwrap();
+        let web = common::free_port();
+        let mut serve = paperboy(dir.path())
+            .env("PAPERBOY_BIND", format!("127.0.0.1:{web}"))
+            .args(["serve", "--no-scheduler"])
+            .spawn()
+            .unwrap();
+        // Wait until the delivery is being sent, then ask the process to stop.
+        let started = Instant::now();
+        loop {
+            let counts: HashMap<String, i64> =
+                store.delivery_counts().await.unwrap().into_iter().collect();
+            if counts.contains_key("sending") {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{counts:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pid = serve.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = tokio::task::spawn_blocking(move || serve.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(status.success(), "{status}");
+        delivered_once_each(&store, 1).await;
+        assert_eq!(sink.received_files().len(), 1, "{}", db.backend);
+        db.cleanup().await;
+    }
+}
