@@ -6,8 +6,11 @@ mod feeds;
 mod fetch;
 mod migrate;
 mod papers;
+mod resend;
 mod send_test_email;
 mod serve;
+mod stats;
+mod subscribers;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -50,6 +53,13 @@ pub enum Command {
     /// Compose and deliver digests, or preview one.
     #[command(subcommand)]
     Digest(digest::Command),
+    /// Deliver an existing digest again: one reader's, or everyone's of a date.
+    Resend(resend::Args),
+    /// Reader administration: list, show, add, remove, import, export, erase.
+    #[command(subcommand)]
+    Subscribers(subscribers::Command),
+    /// Papers, feed health, readers, digests and deliveries, counted.
+    Stats(stats::Args),
     /// Send one test message through the configured mailer.
     SendTestEmail(send_test_email::Args),
 }
@@ -119,6 +129,9 @@ impl Cli {
             Command::Feeds(cmd) => feeds::run(settings, cmd).await,
             Command::Papers(cmd) => papers::run(settings, cmd).await,
             Command::Digest(cmd) => digest::run(settings, cmd).await,
+            Command::Subscribers(cmd) => subscribers::run(settings, cmd).await,
+            Command::Stats(args) => stats::run(settings, args).await,
+            Command::Resend(args) => resend::run(settings, args).await,
             Command::SendTestEmail(args) => send_test_email::run(settings, args).await,
         }
     }

@@ -209,6 +209,21 @@ impl Store {
         }))
     }
 
+    /// The digests whose window ended on `date` (UTC), oldest first.
+    pub async fn digests_on(&self, date: chrono::NaiveDate) -> StoreResult<Vec<DigestRecord>> {
+        let from = date.and_time(chrono::NaiveTime::MIN).and_utc();
+        let to = from + Duration::days(1);
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{SELECT_DIGEST} WHERE window_end >= $1 AND window_end < $2 ORDER BY id"
+            )))
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// A reader's digests, newest first.
     pub async fn digests_of(&self, subscriber_id: i64) -> StoreResult<Vec<DigestRecord>> {
         Ok(on_pool!(self, pool => {

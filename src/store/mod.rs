@@ -4,6 +4,7 @@
 //!
 //! It knows nothing of HTTP, feeds formats or email: it stores domain values.
 
+mod admin;
 mod digests;
 mod feeds;
 mod papers;
@@ -20,6 +21,7 @@ use sqlx::{Database, Transaction};
 
 use crate::config::DatabaseUrl;
 
+pub use admin::{NewReader, Stats, suppression_hash};
 pub use digests::{Claimed, DigestEntry, DigestRecord, NewDigest, Outcome, StoredEntry};
 pub use feeds::{FeedHealth, FeedRecord, FetchOutcome};
 pub use papers::{PaperSource, StoredPaper, UpsertCounts};

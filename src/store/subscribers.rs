@@ -243,9 +243,19 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<RequestOutcome> {
         let key = email_key(req.email);
+        let erased = super::admin::suppression_hash(req.email);
         let p = req.preferences;
         let id: i64 = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            // An erased address is never mailed from the form.
+            let suppressed: Option<String> =
+                sqlx::query_scalar("SELECT email_hash FROM suppressions WHERE email_hash = $1")
+                    .bind(&erased)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if suppressed.is_some() {
+                return Ok(RequestOutcome::TooSoon);
+            }
             let existing: Option<SubscriberRow> = sqlx::query_as(pool.locking(
                 select_subscribers!("WHERE email_key = $1"),
                 select_subscribers!("WHERE email_key = $1 FOR UPDATE"),
@@ -554,7 +564,7 @@ impl Store {
     }
 }
 
-async fn insert_consent<'c, DB>(
+pub(super) async fn insert_consent<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,
     id: i64,
     event: &str,

@@ -1,0 +1,111 @@
+//! `paperboy resend`: deliver an existing digest again (same content, new delivery and
+//! Message-ID), for one reader or for everyone's digests of a date.
+
+use chrono::{NaiveDate, Utc};
+use serde_json::json;
+
+use crate::app::links_for;
+use crate::config::Settings;
+use crate::delivery::{Mailer, Worker};
+use crate::domain::EmailAddress;
+use crate::store::DigestRecord;
+
+use super::{CliError, open_store, print_json};
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["email", "all"])))]
+pub struct Args {
+    /// The reader whose digest goes again.
+    #[arg(long, value_name = "ADDR")]
+    email: Option<String>,
+    /// Which of their digests (default: the latest, or the one of --date).
+    #[arg(long, value_name = "ID", conflicts_with = "all")]
+    digest: Option<i64>,
+    /// The digests whose window ended on this day (UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    date: Option<String>,
+    /// Every reader's digest of --date.
+    #[arg(long, requires = "date")]
+    all: bool,
+    /// With --all: only digests whose last delivery failed.
+    #[arg(long, requires = "all")]
+    failed_only: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
+    let store = open_store(&settings).await?;
+    let date = args
+        .date
+        .as_deref()
+        .map(|d| {
+            NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| CliError::Input(format!("bad date {d:?}: use YYYY-MM-DD")))
+        })
+        .transpose()?;
+    let mut chosen: Vec<DigestRecord> = Vec::new();
+    if let Some(address) = &args.email {
+        let email = EmailAddress::parse(address)?;
+        let reader = store
+            .subscriber_by_email(&email)
+            .await?
+            .ok_or_else(|| CliError::Input(format!("no reader {email}")))?;
+        let digests = store.digests_of(reader.id).await?;
+        let found = digests
+            .into_iter()
+            .filter(|d| d.status == "composed")
+            .find(|d| {
+                args.digest.is_none_or(|id| d.id == id)
+                    && date.is_none_or(|day| d.window_end.date_naive() == day)
+            });
+        chosen.push(
+            found.ok_or_else(|| {
+                CliError::Input(format!("{email} has no such digest with papers"))
+            })?,
+        );
+    } else if let Some(day) = date {
+        for d in store.digests_on(day).await? {
+            if d.status != "composed" {
+                continue;
+            }
+            if args.failed_only {
+                let last = store.deliveries_of(d.id).await?.pop();
+                if last.is_none_or(|(_, status, _, _)| status != "failed") {
+                    continue;
+                }
+            }
+            chosen.push(d);
+        }
+    }
+    let mailer = Mailer::from_settings(&settings).map_err(|e| CliError::Input(e.to_string()))?;
+    let mut queued = Vec::new();
+    for d in &chosen {
+        let message_id = mailer.new_message_id();
+        let delivery = store.queue_resend(d.id, &message_id, Utc::now()).await?;
+        tracing::info!(digest = d.id, delivery, message_id = %message_id, "resend queued: same content, new delivery");
+        queued.push(json!({ "digest": d.id, "delivery": delivery, "message_id": message_id }));
+    }
+    let links = links_for(&settings, &store).await?;
+    let worker = Worker::new(
+        store.clone(),
+        mailer.clone(),
+        links,
+        settings.delivery.clone(),
+    );
+    let report = worker.drain().await?;
+    if args.json {
+        return print_json(&json!({ "queued": queued, "delivered": report }));
+    }
+    println!(
+        "{} digests queued again; via {}: {} sent, {} to retry, {} failed, {} bounced, {} suppressed",
+        queued.len(),
+        mailer.describe(),
+        report.sent,
+        report.retry,
+        report.failed,
+        report.bounced,
+        report.suppressed
+    );
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! What operators do to readers and the outbox from the CLI: add a reader by hand, list
+//! them, erase one (leaving only a hash on the suppression list), queue a resend, and
+//! count everything for `stats`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::subscribers::{ClientInfo, ConsentText, Subscriber, email_key, insert_consent};
+use super::{BeginWrite, Store, StoreError, StoreResult, on_pool};
+use crate::domain::token::hash_token;
+use crate::domain::{EmailAddress, Preferences, SubscriberStatus};
+
+/// A reader added from the CLI.
+#[derive(Debug, Clone)]
+pub struct NewReader<'a> {
+    pub email: &'a EmailAddress,
+    pub preferences: &'a Preferences,
+    /// Active at once (the operator vouches for the address), or pending with a
+    /// confirmation link.
+    pub confirmed: bool,
+    pub link_key: &'a str,
+    /// The hashed confirmation token, for a pending reader.
+    pub token_hash: &'a str,
+    pub token_ttl: chrono::Duration,
+    pub consent: ConsentText<'a>,
+}
+
+/// Counts for `paperboy stats`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub papers: i64,
+    pub subscribers: Vec<(String, i64)>,
+    pub digests: Vec<(String, i64)>,
+    pub deliveries: Vec<(String, i64)>,
+    pub suppressed: i64,
+}
+
+/// The form in which an erased address is remembered.
+pub fn suppression_hash(email: &EmailAddress) -> String {
+    hash_token(&email_key(email))
+}
+
+impl Store {
+    /// Adds a reader; an address already held is a conflict, and a suppressed one is
+    /// refused unless the operator confirms it (which lifts the suppression).
+    #[tracing::instrument(skip_all, fields(email = %r.email.masked()))]
+    pub async fn add_reader(
+        &self,
+        r: &NewReader<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Subscriber> {
+        let key = email_key(r.email);
+        let hash = suppression_hash(r.email);
+        let p = r.preferences;
+        let status = if r.confirmed { "active" } else { "pending" };
+        let client = ClientInfo {
+            ip: None,
+            user_agent: Some("paperboy CLI".into()),
+        };
+        let id: i64 = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let suppressed: Option<String> =
+                sqlx::query_scalar("SELECT reason FROM suppressions WHERE email_hash = $1")
+                    .bind(&hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if suppressed.is_some() && !r.confirmed {
+                return Err(StoreError::Conflict(format!(
+                    "{} is on the suppression list; add it with --confirmed only if its owner asked",
+                    r.email
+                )));
+            }
+            sqlx::query("DELETE FROM suppressions WHERE email_hash = $1")
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO subscribers (email, email_key, status, queries, frequency, \
+                 send_hour, timezone, max_papers, link_key, created_at, updated_at, \
+                 link_sent_at, confirmed_at, last_window_end, paper_cursor) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $11, $11, \
+                 (SELECT COALESCE(MAX(id), 0) FROM papers)) \
+                 ON CONFLICT (email_key) DO NOTHING RETURNING id",
+            )
+            .bind(r.email.as_str())
+            .bind(&key)
+            .bind(status)
+            .bind(p.queries.to_text())
+            .bind(p.frequency.as_code())
+            .bind(i32::from(p.send_hour.get()))
+            .bind(p.timezone.name())
+            .bind(i32::from(p.max_papers.get()))
+            .bind(r.link_key)
+            .bind(now)
+            .bind(r.confirmed.then_some(now))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(id) = id else {
+                return Err(StoreError::Conflict(format!("{} is already a reader", r.email)));
+            };
+            insert_consent(&mut tx, id, "requested", now, &client, r.consent).await?;
+            if r.confirmed {
+                insert_consent(&mut tx, id, "confirmed", now, &client, r.consent).await?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, \
+                     expires_at, queries, frequency, send_hour, timezone, max_papers) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(r.token_hash)
+                .bind(id)
+                .bind(now)
+                .bind(now + r.token_ttl)
+                .bind(p.queries.to_text())
+                .bind(p.frequency.as_code())
+                .bind(i32::from(p.send_hour.get()))
+                .bind(p.timezone.name())
+                .bind(i32::from(p.max_papers.get()))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            id
+        });
+        self.subscriber(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("reader {id} vanished")))
+    }
+
+    /// Every reader, or those in one status, by id.
+    pub async fn list_subscribers(
+        &self,
+        status: Option<SubscriberStatus>,
+    ) -> StoreResult<Vec<Subscriber>> {
+        let ids: Vec<i64> = on_pool!(self, pool => {
+            match status {
+                Some(s) => sqlx::query_scalar("SELECT id FROM subscribers WHERE status = $1 ORDER BY id")
+                    .bind(s.as_str())
+                    .fetch_all(pool)
+                    .await?,
+                None => sqlx::query_scalar("SELECT id FROM subscribers ORDER BY id")
+                    .fetch_all(pool)
+                    .await?,
+            }
+        });
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(s) = self.subscriber(id).await? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a reader and everything held on them (tokens, consent record, digests,
+    /// deliveries), keeping only a hash of the address on the suppression list. Returns
+    /// whether there was such a reader.
+    #[tracing::instrument(skip_all, fields(email = %email.masked()))]
+    pub async fn erase_subscriber(
+        &self,
+        email: &EmailAddress,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let key = email_key(email);
+        let hash = suppression_hash(email);
+        let erased = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM subscribers WHERE email_key = $1")
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(id) = id {
+                // Children first, so the erase does not depend on the schema's cascades.
+                for sql in [
+                    "DELETE FROM deliveries WHERE subscriber_id = $1",
+                    "DELETE FROM digest_papers WHERE digest_id IN (SELECT id FROM digests WHERE subscriber_id = $1)",
+                    "DELETE FROM digests WHERE subscriber_id = $1",
+                    "DELETE FROM confirmation_tokens WHERE subscriber_id = $1",
+                    "DELETE FROM consents WHERE subscriber_id = $1",
+                    "DELETE FROM subscribers WHERE id = $1",
+                ] {
+                    sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+                }
+            }
+            sqlx::query(
+                "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'erased', $2) \
+                 ON CONFLICT (email_hash) DO NOTHING",
+            )
+            .bind(&hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            id.is_some()
+        });
+        Ok(erased)
+    }
+
+    /// Whether an address is on the suppression list.
+    pub async fn is_suppressed(&self, email: &EmailAddress) -> StoreResult<bool> {
+        let hash = suppression_hash(email);
+        let found: Option<String> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT email_hash FROM suppressions WHERE email_hash = $1")
+                .bind(&hash)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(found.is_some())
+    }
+
+    /// Queues another delivery of a digest (same content, new Message-ID).
+    #[tracing::instrument(skip_all, fields(digest = digest_id))]
+    pub async fn queue_resend(
+        &self,
+        digest_id: i64,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let last: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT id, subscriber_id FROM deliveries WHERE digest_id = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(digest_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let subscriber: i64 = match last {
+                Some((_, s)) => s,
+                None => sqlx::query_scalar("SELECT subscriber_id FROM digests WHERE id = $1")
+                    .bind(digest_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("no digest {digest_id}")))?,
+            };
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO deliveries (digest_id, subscriber_id, message_id, status, \
+                 next_attempt_at, resend_of, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'queued', $4, $5, $4, $4) RETURNING id",
+            )
+            .bind(digest_id)
+            .bind(subscriber)
+            .bind(message_id)
+            .bind(now)
+            .bind(last.map(|(id, _)| id))
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            id
+        }))
+    }
+
+    /// Everything `stats` shows.
+    pub async fn stats(&self) -> StoreResult<Stats> {
+        Ok(on_pool!(self, pool => {
+            Stats {
+                papers: sqlx::query_scalar("SELECT COUNT(*) FROM papers").fetch_one(pool).await?,
+                subscribers: sqlx::query_as(
+                    "SELECT status, COUNT(*) FROM subscribers GROUP BY status ORDER BY status",
+                )
+                .fetch_all(pool)
+                .await?,
+                digests: sqlx::query_as(
+                    "SELECT status, COUNT(*) FROM digests GROUP BY status ORDER BY status",
+                )
+                .fetch_all(pool)
+                .await?,
+                deliveries: sqlx::query_as(
+                    "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status",
+                )
+                .fetch_all(pool)
+                .await?,
+                suppressed: sqlx::query_scalar("SELECT COUNT(*) FROM suppressions")
+                    .fetch_one(pool)
+                    .await?,
+            }
+        }))
+    }
+}
