@@ -34,6 +34,8 @@ impl Default for ServeOptions {
 }
 
 pub struct App {
+    /// Held while serving on SQLite: a second `serve` on the same file refuses to start.
+    _serve_lock: Option<std::fs::File>,
     listener: TcpListener,
     addr: SocketAddr,
     store: Store,
@@ -50,6 +52,10 @@ impl App {
         let store = Store::open(&settings.database_url)
             .await
             .context("opening the database")?;
+        let serve_lock = match store.sqlite_file() {
+            Some(db) => Some(lock_sqlite(&db)?),
+            None => None,
+        };
         store
             .seed_default_feeds(Utc::now())
             .await
@@ -63,6 +69,7 @@ impl App {
             .with_context(|| format!("binding the web listener to {}", settings.bind))?;
         let addr = listener.local_addr()?;
         Ok(App {
+            _serve_lock: serve_lock,
             listener,
             addr,
             store,
@@ -95,7 +102,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let scheduler = self.options.scheduler.then(|| {
             let schedule = scheduler::Schedules::from_settings(&self.settings)?;
-            Ok::<_, anyhow::Error>(tokio::spawn(scheduler::run(
+            Ok::<_, anyhow::Error>(tokio::spawn(scheduler::lead(
                 schedule,
                 self.store.clone(),
                 self.fetcher.clone(),
@@ -186,4 +193,29 @@ async fn link_keys(settings: &Settings, store: &Store) -> anyhow::Result<LinkKey
         .await
         .context("reading the secret key from the database")?;
     Ok(LinkKeys::new(secret.as_bytes()))
+}
+
+/// Takes the lock file beside an SQLite database for as long as this process serves it.
+fn lock_sqlite(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".serve.lock");
+    let path = std::path::PathBuf::from(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another paperboy serve is already running on {} (it holds {}); stop it first, \
+             or use PostgreSQL to run several instances",
+            db.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("locking {}", path.display())))
+        }
+    }
 }

@@ -264,3 +264,69 @@ async fn sigterm_lets_the_send_in_flight_finish_before_serve_exits() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_digest_runs_at_once_after_a_three_day_outage_give_one_digest_per_reader() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(sink) = SmtpSink::start(dir.path()) else {
+            return;
+        };
+        configure(dir.path(), &db, sink.port);
+        let store = db.store().await;
+        for (i, tz) in ["Asia/Kolkata", "America/New_York", "Pacific/Chatham"]
+            .iter()
+            .enumerate()
+        {
+            active_reader(
+                &store,
+                &format!("tz{i}@example.org"),
+                "diffusion",
+                "daily",
+                8,
+                tz,
+            )
+            .await;
+        }
+        store_full_papers(
+            &store,
+            vec![arxiv_paper("2410.00001", "Diffusion", "diffusion", None)],
+        )
+        .await;
+        // Three days later, two schedulers tick at the same instant.
+        let at = (chrono::Utc::now() + chrono::Duration::hours(73)).to_rfc3339();
+        let tick = || {
+            paperboy(dir.path())
+                .args(["digest", "run", "--at", &at, "--json"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (tick(), tick());
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        assert!(a.status.success() && b.status.success());
+        let composed = |o: &std::process::Output| -> u64 {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            v["report"]["composed"].as_u64().unwrap()
+        };
+        assert_eq!(composed(&a) + composed(&b), 3, "{}", db.backend);
+        for i in 0..3 {
+            let reader = store
+                .subscriber_by_email(
+                    &paperboy::domain::EmailAddress::parse(&format!("tz{i}@example.org")).unwrap(),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                store.digests_of(reader.id).await.unwrap().len(),
+                1,
+                "one digest for the gap"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let (ids, to) = sink.arrivals();
+        assert_eq!((ids.len(), to.len()), (3, 3));
+        db.cleanup().await;
+    }
+}

@@ -13,6 +13,10 @@ use crate::digest;
 use crate::feeds::{Fetcher, fetch_feeds};
 use crate::store::Store;
 
+/// How long an instance that does not run the schedule waits before trying again.
+const STANDBY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Clone)]
 pub struct Schedules {
     fetch: cron::Schedule,
     digests: cron::Schedule,
@@ -24,6 +28,47 @@ impl Schedules {
             .with_context(|| format!("fetch schedule {:?}", settings.fetch.schedule))?;
         let digests = cron::Schedule::from_str("0 * * * * *").context("digest schedule")?;
         Ok(Self { fetch, digests })
+    }
+}
+
+/// Runs the schedule on exactly one instance: the one that holds the scheduler lock (on
+/// PostgreSQL; on SQLite there is only one). The others stand by and take over when the
+/// holder stops or loses its connection.
+pub async fn lead(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: Mailer) {
+    let mut announced = false;
+    loop {
+        match store.try_lead().await {
+            Ok(Some(mut leadership)) => {
+                tracing::info!("this instance runs the schedule");
+                announced = false;
+                let running = run(
+                    schedules.clone(),
+                    store.clone(),
+                    fetcher.clone(),
+                    mailer.clone(),
+                );
+                let watching = async {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+                        if !leadership.holds().await {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = running => {}
+                    _ = watching => tracing::warn!("lost the scheduler lock; standing by"),
+                }
+            }
+            Ok(None) => {
+                if !announced {
+                    tracing::info!("another instance runs the schedule; standing by");
+                    announced = true;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot take the scheduler lock"),
+        }
+        tokio::time::sleep(STANDBY_RETRY).await;
     }
 }
 

@@ -124,6 +124,27 @@ impl BeginWrite for PgPool {
 /// The advisory lock key that serialises paper upserts on PostgreSQL ("pbpapers").
 const PAPERS_LOCK: i64 = 0x7062_7061_7065_7273;
 
+/// The advisory lock key held by the instance that runs the schedule ("pbschedu").
+const SCHEDULER_LOCK: i64 = 0x7062_7363_6865_6475;
+
+/// The right to run the schedule. On PostgreSQL it is a session advisory lock held on a
+/// connection of its own: when the process dies or the connection drops, another instance
+/// can take it. On SQLite it is always granted: only one `serve` may open the file.
+pub enum Leadership {
+    Sqlite,
+    Postgres(sqlx::PgConnection),
+}
+
+impl Leadership {
+    /// Whether the lock is still held (its connection still answers).
+    pub async fn holds(&mut self) -> bool {
+        match self {
+            Leadership::Sqlite => true,
+            Leadership::Postgres(conn) => sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok(),
+        }
+    }
+}
+
 impl Store {
     /// Connects, creating the SQLite file (and its folder) when missing. Does not migrate.
     #[tracing::instrument(skip_all, fields(db = %url.redacted()))]
@@ -182,6 +203,31 @@ impl Store {
         match self {
             Store::Sqlite(_) => "sqlite",
             Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Tries to become the instance that runs the schedule; `None` while another holds it.
+    pub async fn try_lead(&self) -> StoreResult<Option<Leadership>> {
+        match self {
+            Store::Sqlite(_) => Ok(Some(Leadership::Sqlite)),
+            Store::Postgres(pool) => {
+                // Detached from the pool, so the session lock never travels with a pooled
+                // connection to some other use.
+                let mut conn = pool.acquire().await?.detach();
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(SCHEDULER_LOCK)
+                    .fetch_one(&mut conn)
+                    .await?;
+                Ok(got.then_some(Leadership::Postgres(conn)))
+            }
+        }
+    }
+
+    /// The database file, on SQLite.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Store::Sqlite(pool) => Some(pool.connect_options().get_filename().to_path_buf()),
+            Store::Postgres(_) => None,
         }
     }
 

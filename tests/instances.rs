@@ -1,0 +1,116 @@
+//! Several `serve` processes: on SQLite a second one on the same file refuses to start; on
+//! PostgreSQL exactly one runs the schedule and another takes over when it stops.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{databases, free_port, paperboy};
+
+/// `serve` with its log going to a file in `dir`.
+fn serve(dir: &Path, db_url: Option<&str>, name: &str) -> (Child, PathBuf) {
+    let log = dir.join(format!("{name}.log"));
+    let mut cmd = paperboy(dir);
+    if let Some(url) = db_url {
+        cmd.env("PAPERBOY_DATABASE_URL", url);
+    }
+    let child = cmd
+        .env("PAPERBOY_LOG", "info")
+        .env("PAPERBOY_BIND", format!("127.0.0.1:{}", free_port()))
+        // No feed is polled during the test.
+        .env("PAPERBOY_FETCH_SCHEDULE", "0 0 0 1 1 * 2099")
+        .args(["serve", "--no-worker"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (child, log)
+}
+
+fn wait_for_log(log: &Path, text: &str, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let content = std::fs::read_to_string(log).unwrap_or_default();
+        if content.contains(text) {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{text:?} not in {}:\n{content}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_second_serve_on_the_same_sqlite_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, log) = serve(dir.path(), None, "first");
+    wait_for_log(&log, "paperboy is listening", Duration::from_secs(30));
+    let second = paperboy(dir.path())
+        .env("PAPERBOY_BIND", format!("127.0.0.1:{}", free_port()))
+        .arg("serve")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another paperboy serve is already running on data/paperboy.db"),
+        "{stderr}"
+    );
+    stop(first);
+    // Once the first has stopped, the file is free again.
+    let (again, log) = serve(dir.path(), None, "again");
+    wait_for_log(&log, "paperboy is listening", Duration::from_secs(30));
+    stop(again);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_on_postgresql_runs_the_schedule_and_another_takes_over() {
+    let Some(db) = databases()
+        .await
+        .into_iter()
+        .find(|d| d.backend == "postgres")
+    else {
+        return;
+    };
+    db.store().await.close().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.url.expose().to_string();
+    let (a, log_a) = serve(dir.path(), Some(&url), "a");
+    wait_for_log(
+        &log_a,
+        "this instance runs the schedule",
+        Duration::from_secs(30),
+    );
+    let (b, log_b) = serve(dir.path(), Some(&url), "b");
+    wait_for_log(
+        &log_b,
+        "another instance runs the schedule; standing by",
+        Duration::from_secs(30),
+    );
+    assert!(
+        !std::fs::read_to_string(&log_b)
+            .unwrap()
+            .contains("this instance runs the schedule"),
+        "two instances ran the schedule"
+    );
+    stop(a);
+    wait_for_log(
+        &log_b,
+        "this instance runs the schedule",
+        Duration::from_secs(20),
+    );
+    stop(b);
+    db.cleanup().await;
+}
