@@ -12,6 +12,7 @@ pub mod digest;
 pub mod domain;
 pub mod feeds;
 pub mod matching;
+pub mod metrics;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;

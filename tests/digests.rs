@@ -628,3 +628,48 @@ async fn a_window_with_no_new_papers_does_not_hold_up_the_next_one() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn metrics_count_readers_digests_and_deliveries_in_prometheus_format() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let app = common::spawn_app(&db, |s| s.log = "warn".into()).await;
+        let mailer = outbox_mailer(dir.path());
+        queue_digests(&app.store, &mailer, 2).await;
+        let worker = Worker::new(app.store.clone(), mailer, links(), fast_delivery());
+        worker.drain().await.unwrap();
+        let r = reqwest::get(app.url("/metrics")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        let text = r.text().await.unwrap();
+        for line in [
+            "paperboy_subscribers{status=\"active\"} 2",
+            "paperboy_deliveries{status=\"sent\"} 2",
+            "paperboy_queue_depth 0",
+            "paperboy_papers 1",
+        ] {
+            assert!(
+                text.contains(line),
+                "{}: {line} missing:\n{text}",
+                db.backend
+            );
+        }
+        for name in [
+            "paperboy_digests_total",
+            "paperboy_deliveries_total",
+            "paperboy_queue_oldest_age_seconds",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name}")),
+                "{name} missing:\n{text}"
+            );
+        }
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

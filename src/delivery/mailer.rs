@@ -29,7 +29,12 @@ pub enum MailError {
     #[error("cannot build the message: {0}")]
     Build(String),
     #[error("SMTP: {message}")]
-    Smtp { message: String, class: SmtpClass },
+    Smtp {
+        message: String,
+        class: SmtpClass,
+        /// The relay's reply code, when it replied.
+        code: Option<u16>,
+    },
     #[error("cannot write to the outbox: {0}")]
     Outbox(#[from] std::io::Error),
 }
@@ -282,6 +287,10 @@ impl Mailer {
             Mailer::Smtp { transport, .. } => {
                 let reply = transport.send(message).await.map_err(|e| MailError::Smtp {
                     message: e.to_string(),
+                    code: match &e {
+                        SendError::Smtp(e) | SendError::Setup(e) => e.status().map(u16::from),
+                        SendError::Timeout | SendError::Io(_) => None,
+                    },
                     class: match &e {
                         SendError::Smtp(e) => SmtpClass::of(e),
                         SendError::Setup(e) => SmtpClass::of_setup(e),

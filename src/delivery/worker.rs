@@ -34,6 +34,18 @@ pub struct DrainReport {
 
 impl DrainReport {
     fn count(&mut self, outcome: &Outcome) {
+        let label = match outcome {
+            Outcome::Sent(_) => "sent",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Released => "released",
+            Outcome::Failed(_) => "failed",
+            Outcome::Bounced(_) => "bounced",
+            Outcome::Suppressed(_) => "suppressed",
+        };
+        crate::metrics::global()
+            .deliveries
+            .with_label_values(&[label])
+            .inc();
         match outcome {
             Outcome::Sent(_) => self.sent += 1,
             Outcome::Retry { .. } | Outcome::Released => self.retry += 1,
@@ -253,7 +265,21 @@ impl Worker {
             Ok(email) => email,
             Err(e) => return Ok(self.retry_or_fail(c, format!("{e:#}"))),
         };
-        match self.mailer.send(&email).await {
+        let sent = self.mailer.send(&email).await;
+        let class = match &sent {
+            Ok(_) => "2xx",
+            Err(super::MailError::Smtp { code, .. }) => match code.map(|c| c / 100) {
+                Some(4) => "4xx",
+                Some(5) => "5xx",
+                _ => "none",
+            },
+            Err(_) => "none",
+        };
+        crate::metrics::global()
+            .smtp_replies
+            .with_label_values(&[class])
+            .inc();
+        match sent {
             Ok(sent) => {
                 tracing::info!(delivery = c.id, to = %subscriber.email.masked(), "digest sent");
                 Ok(Outcome::Sent(match sent {

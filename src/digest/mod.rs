@@ -102,9 +102,19 @@ pub async fn compose_due(
                 tracing::error!(subscriber = c.subscriber.id, error = %e, "could not store a digest");
             }
             Ok(None) => report.already_done += 1,
-            Ok(Some(_)) if c.entries.is_empty() => report.skipped += 1,
+            Ok(Some(_)) if c.entries.is_empty() => {
+                report.skipped += 1;
+                crate::metrics::global()
+                    .digests
+                    .with_label_values(&["skipped"])
+                    .inc();
+            }
             Ok(Some(id)) => {
                 report.composed += 1;
+                crate::metrics::global()
+                    .digests
+                    .with_label_values(&["composed"])
+                    .inc();
                 tracing::info!(
                     digest = id,
                     subscriber = c.subscriber.id,

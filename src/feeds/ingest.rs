@@ -113,9 +113,30 @@ async fn fetch_one(
         }
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
+    let metrics = crate::metrics::global();
+    metrics
+        .fetch_seconds
+        .with_label_values(&[feed.name.as_str()])
+        .observe(started.elapsed().as_secs_f64());
     match &status {
-        FeedStatus::Error { error } => tracing::warn!(elapsed_ms, %error, "feed failed"),
-        other => tracing::info!(elapsed_ms, status = ?other, "feed fetched"),
+        FeedStatus::Error { error } => {
+            metrics
+                .feed_errors
+                .with_label_values(&[feed.name.as_str()])
+                .inc();
+            tracing::warn!(elapsed_ms, %error, "feed failed")
+        }
+        other => {
+            if let FeedStatus::Ingested { counts, .. } = other {
+                for (change, n) in [("new", counts.new), ("updated", counts.updated)] {
+                    metrics
+                        .papers_ingested
+                        .with_label_values(&[feed.name.as_str(), change])
+                        .inc_by(n as u64);
+                }
+            }
+            tracing::info!(elapsed_ms, status = ?other, "feed fetched")
+        }
     }
     FeedReport {
         feed: feed.name.clone(),

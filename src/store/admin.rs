@@ -249,6 +249,17 @@ impl Store {
         }))
     }
 
+    /// Deliveries queued or waiting to retry, and when the oldest of them was queued.
+    pub async fn queue_depth(&self) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status IN ('queued', 'retry')",
+            )
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+
     /// Everything `stats` shows.
     pub async fn stats(&self) -> StoreResult<Stats> {
         Ok(on_pool!(self, pool => {

@@ -1,5 +1,5 @@
 //! `GET /healthz`: 200 when the database answers, with the age of each feed's last
-//! successful fetch; 503 otherwise.
+//! successful fetch; 503 otherwise. `GET /metrics`: Prometheus text format.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
 }
 
 #[tracing::instrument(skip_all)]
@@ -47,4 +49,26 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         StatusCode::OK,
         Json(json!({ "status": "ok", "database": "ok", "feeds": feeds })),
     )
+}
+
+#[tracing::instrument(skip_all)]
+async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match crate::metrics::render(&state.store).await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "metrics: cannot read the database"
+            );
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }
