@@ -22,6 +22,8 @@ pub struct ServeOptions {
     pub scheduler: bool,
     /// Deliver the outbox. Any number of instances may.
     pub worker: bool,
+    /// Load the sample papers and reader (`serve --demo`).
+    pub demo: bool,
 }
 
 impl Default for ServeOptions {
@@ -29,6 +31,7 @@ impl Default for ServeOptions {
         Self {
             scheduler: true,
             worker: true,
+            demo: false,
         }
     }
 }
@@ -100,6 +103,12 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        if self.options.demo {
+            let note = crate::demo::load(&self.store, &self.mailer, &self.links)
+                .await
+                .context("loading the demo")?;
+            tracing::info!("{note}");
+        }
         let scheduler = self.options.scheduler.then(|| {
             let schedule = scheduler::Schedules::from_settings(&self.settings)?;
             Ok::<_, anyhow::Error>(tokio::spawn(scheduler::lead(

@@ -13,12 +13,17 @@ pub struct Args {
     /// Do not deliver the outbox from this instance.
     #[arg(long)]
     no_worker: bool,
+    /// Load sample papers and a sample reader, so that a first run with no network shows a
+    /// confirmation email and a digest in the outbox.
+    #[arg(long)]
+    demo: bool,
 }
 
 pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
     let options = ServeOptions {
         scheduler: !args.no_scheduler,
         worker: !args.no_worker,
+        demo: args.demo,
     };
     let app = App::build(settings, options).await?;
     app.run(shutdown_signal()).await?;

@@ -73,8 +73,20 @@ pub async fn compose_due(
         report.skipped = composed.len() - report.composed;
         return Ok((report, composed));
     }
+    save_all(store, mailer, &composed, &mut report).await?;
+    Ok((report, composed))
+}
+
+/// Writes composed digests, each with its delivery; one reader's failure is logged and
+/// counted, and the others go on (that reader stays due).
+async fn save_all(
+    store: &Store,
+    mailer: &Mailer,
+    composed: &[Composed],
+    report: &mut RunReport,
+) -> anyhow::Result<()> {
     let now = Utc::now();
-    for c in &composed {
+    for c in composed {
         let archive_key = random_token()?;
         let message_id = mailer.new_message_id();
         let saved = store
@@ -124,7 +136,26 @@ pub async fn compose_due(
             }
         }
     }
-    Ok((report, composed))
+    Ok(())
+}
+
+/// Composes and writes one reader's digest for the window ending at `at`, whether or not
+/// their send instant has come (the demo's first digest). Returns how many papers it holds.
+pub async fn compose_for(
+    store: &Store,
+    mailer: &Mailer,
+    reader: &Subscriber,
+    at: DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let upto = store.max_paper_id().await?;
+    let papers = store.papers_between(reader.paper_cursor, upto).await?;
+    let composed = compose::compose(std::slice::from_ref(reader), &papers, upto, at);
+    let mut report = RunReport::default();
+    save_all(store, mailer, &composed, &mut report).await?;
+    if report.failed > 0 {
+        anyhow::bail!("the digest of reader {} could not be stored", reader.id);
+    }
+    Ok(composed.first().map(|c| c.entries.len()).unwrap_or(0))
 }
 
 /// The view of a stored digest: its top papers for the email, or all of them (`all`) for

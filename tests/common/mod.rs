@@ -510,6 +510,7 @@ pub async fn spawn_app(db: &TestDb, tweak: impl FnOnce(&mut Settings)) -> TestAp
         ServeOptions {
             scheduler: false,
             worker: false,
+            demo: false,
         },
     )
     .await
