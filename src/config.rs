@@ -104,9 +104,13 @@ impl FromStr for LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FetchSettings {
-    /// When the scheduler polls every feed (cron with seconds: `sec min hour dom mon dow`,
-    /// UTC). Conditional GETs make polls of unchanged feeds cheap.
+    /// When the scheduler polls the feeds that are not arXiv's (cron with seconds:
+    /// `sec min hour dom mon dow`, UTC): hourly, for Hugging Face's daily papers, whose
+    /// upvotes move all day. Conditional GETs make polls of unchanged feeds cheap.
     pub schedule: String,
+    /// When arXiv feeds are polled: shortly after arXiv's announcement (20:00 US Eastern,
+    /// which is 00:00 UTC in summer and 01:00 UTC in winter), Monday to Friday.
+    pub arxiv_schedule: String,
     /// Whole-request limit, body included, so a never-ending response is cut off.
     pub timeout_secs: u64,
     /// Responses larger than this are refused.
@@ -127,6 +131,7 @@ impl Default for FetchSettings {
     fn default() -> Self {
         Self {
             schedule: "0 10 * * * *".into(),
+            arxiv_schedule: "0 5 0,1 * * Mon-Fri".into(),
             timeout_secs: 30,
             max_bytes: 20 * 1024 * 1024,
             retries: 3,
@@ -349,6 +354,9 @@ impl Settings {
         if let Some(v) = get("PAPERBOY_FETCH_SCHEDULE") {
             self.fetch.schedule = v;
         }
+        if let Some(v) = get("PAPERBOY_FETCH_ARXIV_SCHEDULE") {
+            self.fetch.arxiv_schedule = v;
+        }
         if let Some(v) = get("PAPERBOY_TRUST_FORWARDED_FOR") {
             self.web.trust_forwarded_for = match v.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => true,
@@ -381,6 +389,10 @@ impl Settings {
         cron::Schedule::from_str(&self.fetch.schedule).map_err(|e| ConfigError::Invalid {
             key: "fetch.schedule",
             message: format!("{:?}: {e}", self.fetch.schedule),
+        })?;
+        cron::Schedule::from_str(&self.fetch.arxiv_schedule).map_err(|e| ConfigError::Invalid {
+            key: "fetch.arxiv_schedule",
+            message: format!("{:?}: {e}", self.fetch.arxiv_schedule),
         })?;
         if self.fetch.max_bytes == 0 || self.fetch.timeout_secs == 0 {
             return Err(ConfigError::Invalid {
@@ -495,6 +507,9 @@ mod tests {
         let err =
             Settings::load_with(None, env_of(&[("PAPERBOY_FETCH_SCHEDULE", "often")])).unwrap_err();
         assert!(err.to_string().contains("fetch.schedule"), "{err}");
+        let err = Settings::load_with(None, env_of(&[("PAPERBOY_FETCH_ARXIV_SCHEDULE", "daily")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("fetch.arxiv_schedule"), "{err}");
     }
 
     #[test]

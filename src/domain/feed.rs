@@ -25,6 +25,11 @@ pub enum FeedKind {
 impl FeedKind {
     pub const ALL: [FeedKind; 4] = [Self::ArxivRss, Self::ArxivApi, Self::HfDaily, Self::Feed];
 
+    /// arXiv's own feeds, polled on arXiv's announcement schedule.
+    pub fn is_arxiv(self) -> bool {
+        matches!(self, Self::ArxivRss | Self::ArxivApi)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ArxivRss => "arxiv-rss",

@@ -19,6 +19,7 @@ const STANDBY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Schedules {
     fetch: cron::Schedule,
+    arxiv: cron::Schedule,
     digests: cron::Schedule,
 }
 
@@ -26,8 +27,14 @@ impl Schedules {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         let fetch = cron::Schedule::from_str(&settings.fetch.schedule)
             .with_context(|| format!("fetch schedule {:?}", settings.fetch.schedule))?;
+        let arxiv = cron::Schedule::from_str(&settings.fetch.arxiv_schedule)
+            .with_context(|| format!("arXiv schedule {:?}", settings.fetch.arxiv_schedule))?;
         let digests = cron::Schedule::from_str("0 * * * * *").context("digest schedule")?;
-        Ok(Self { fetch, digests })
+        Ok(Self {
+            fetch,
+            arxiv,
+            digests,
+        })
     }
 }
 
@@ -77,16 +84,21 @@ pub async fn lead(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: 
 /// during a long job or a sleep are skipped, not run back to back (a digest due meanwhile
 /// is still due at the next tick).
 pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: Mailer) {
-    let feeds = async {
-        while let Some(next) = schedules.fetch.after(&Utc::now()).next() {
-            let wait = (next - Utc::now()).to_std().unwrap_or_default();
-            tracing::debug!(at = %next, "next feed poll");
-            tokio::time::sleep(wait).await;
-            if let Err(e) = fetch_job(&store, &fetcher).await {
-                tracing::error!(error = %format!("{e:#}"), "scheduled fetch failed");
+    let poll = |schedule: &cron::Schedule, arxiv: bool| {
+        let (schedule, store, fetcher) = (schedule.clone(), store.clone(), fetcher.clone());
+        async move {
+            while let Some(next) = schedule.after(&Utc::now()).next() {
+                let wait = (next - Utc::now()).to_std().unwrap_or_default();
+                tracing::debug!(at = %next, arxiv, "next feed poll");
+                tokio::time::sleep(wait).await;
+                if let Err(e) = fetch_job(&store, &fetcher, |kind| kind.is_arxiv() == arxiv).await {
+                    tracing::error!(error = %format!("{e:#}"), "scheduled fetch failed");
+                }
             }
         }
     };
+    let feeds = poll(&schedules.fetch, false);
+    let arxiv = poll(&schedules.arxiv, true);
     let digests = async {
         while let Some(next) = schedules.digests.after(&Utc::now()).next() {
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
@@ -103,14 +115,61 @@ pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: M
             }
         }
     };
-    tokio::join!(feeds, digests);
+    tokio::join!(feeds, arxiv, digests);
 }
 
-/// The scheduled feed poll: every feed, one report each in the log.
-pub async fn fetch_job(store: &Store, fetcher: &Fetcher) -> anyhow::Result<()> {
-    let feeds = store.list_feeds().await.context("listing feeds")?;
+/// The scheduled feed poll: every feed of the kinds `wanted` picks, one report each in the
+/// log.
+pub async fn fetch_job(
+    store: &Store,
+    fetcher: &Fetcher,
+    wanted: impl Fn(crate::domain::FeedKind) -> bool,
+) -> anyhow::Result<()> {
+    let mut feeds = store.list_feeds().await.context("listing feeds")?;
+    feeds.retain(|f| wanted(f.kind));
+    if feeds.is_empty() {
+        return Ok(());
+    }
     let reports = fetch_feeds(store, fetcher, feeds).await;
     let failed = reports.iter().filter(|r| r.failed()).count();
     tracing::info!(feeds = reports.len(), failed, "feed poll finished");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arxiv_is_polled_after_each_announcement_and_the_rest_hourly() {
+        let s = Schedules::from_settings(&Settings::default()).unwrap();
+        let friday_night = chrono::DateTime::parse_from_rfc3339("2026-11-27T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let arxiv: Vec<String> = s
+            .arxiv
+            .after(&friday_night)
+            .take(3)
+            .map(|t| t.to_rfc3339())
+            .collect();
+        assert_eq!(
+            arxiv,
+            [
+                "2026-11-30T00:05:00+00:00",
+                "2026-11-30T01:05:00+00:00",
+                "2026-12-01T00:05:00+00:00"
+            ],
+            "none on the weekend, when arXiv announces nothing"
+        );
+        let other: Vec<String> = s
+            .fetch
+            .after(&friday_night)
+            .take(2)
+            .map(|t| t.to_rfc3339())
+            .collect();
+        assert_eq!(
+            other,
+            ["2026-11-27T02:10:00+00:00", "2026-11-27T03:10:00+00:00"]
+        );
+    }
 }
