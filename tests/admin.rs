@@ -343,3 +343,39 @@ async fn a_resent_digest_arrives_again_with_the_same_content_and_a_new_message_i
         db.cleanup().await;
     }
 }
+
+#[test]
+fn long_commands_show_a_progress_bar_on_a_terminal_and_none_when_piped() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("readers.csv");
+    std::fs::write(
+        &csv,
+        "email,query,confirmed\na@example.org,diffusion,true\nb@example.org,graphs,true\n",
+    )
+    .unwrap();
+    // `script` runs the command on a pseudo-terminal.
+    let binary = env!("CARGO_BIN_EXE_paperboy");
+    let tty = std::process::Command::new("script")
+        .current_dir(dir.path())
+        .args([
+            "-qec",
+            &format!("{binary} subscribers import {}", csv.display()),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(shown.contains("importing ["), "{shown}");
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    let piped = paperboy(dir.path())
+        .args(["subscribers", "import", csv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&piped.stdout),
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert!(!all.contains("importing ["), "{all}");
+}

@@ -9,7 +9,7 @@ use crate::delivery::{Mailer, Worker};
 use crate::digest::{self, render};
 use crate::domain::EmailAddress;
 
-use super::{CliError, open_store, parse_since, print_json};
+use super::{CliError, open_store, parse_since, print_json, progress_bar};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -57,13 +57,19 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
             let delivered = if dry_run {
                 None
             } else {
+                let (depth, _) = store.queue_depth().await?;
+                let bar = progress_bar(usize::try_from(depth).unwrap_or(0), "delivering");
+                let tick = bar.clone();
                 let worker = Worker::new(
                     store.clone(),
                     mailer.clone(),
                     links,
                     settings.delivery.clone(),
-                );
-                Some(worker.drain().await?)
+                )
+                .with_progress(std::sync::Arc::new(move || tick.inc(1)));
+                let report = worker.drain().await;
+                bar.finish_and_clear();
+                Some(report?)
             };
             if json {
                 let readers: Vec<_> = composed

@@ -161,6 +161,23 @@ fn parse_since(raw: &str) -> Result<DateTime<Utc>, CliError> {
         .ok_or_else(|| CliError::Input(format!("bad date {raw:?}: use YYYY-MM-DD or RFC 3339")))
 }
 
+/// A progress bar on stderr when it is a terminal; a hidden one when piped.
+fn progress_bar(len: usize, what: &'static str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta} left)")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    bar.tick();
+    bar
+}
+
 /// Prints a value as pretty JSON on stdout.
 fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Other(e.into()))?;

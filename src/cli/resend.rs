@@ -10,7 +10,7 @@ use crate::delivery::{Mailer, Worker};
 use crate::domain::EmailAddress;
 use crate::store::DigestRecord;
 
-use super::{CliError, open_store, print_json};
+use super::{CliError, open_store, print_json, progress_bar};
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("who").required(true).args(["email", "all"])))]
@@ -87,13 +87,18 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
         queued.push(json!({ "digest": d.id, "delivery": delivery, "message_id": message_id }));
     }
     let links = links_for(&settings, &store).await?;
+    let bar = progress_bar(queued.len(), "resending");
+    let tick = bar.clone();
     let worker = Worker::new(
         store.clone(),
         mailer.clone(),
         links,
         settings.delivery.clone(),
-    );
-    let report = worker.drain().await?;
+    )
+    .with_progress(std::sync::Arc::new(move || tick.inc(1)));
+    let report = worker.drain().await;
+    bar.finish_and_clear();
+    let report = report?;
     if args.json {
         return print_json(&json!({ "queued": queued, "delivered": report }));
     }

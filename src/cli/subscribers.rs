@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::store::{ConsentText, NewReader, Store, Subscriber};
 
-use super::{CliError, open_store, print_json};
+use super::{CliError, open_store, print_json, progress_bar};
 
 /// What an operator's addition is recorded as agreeing to.
 const CLI_CONSENT: ConsentText<'static> = ConsentText {
@@ -363,7 +363,9 @@ async fn import(
         }
     }
     let mut added = 0;
+    let bar = progress_bar(readers.len(), "importing");
     for (email, p) in readers.values() {
+        bar.inc(1);
         let or = |v: &str, d: &str| {
             if v.is_empty() {
                 d.to_string()

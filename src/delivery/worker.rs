@@ -61,8 +61,12 @@ impl DrainReport {
 #[error("delivery stopped: {0}")]
 pub struct Stopped(pub String);
 
+/// Told after each delivery attempt is recorded (the CLI's progress bar).
+pub type Progress = Arc<dyn Fn() + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Worker {
+    progress: Option<Progress>,
     store: Store,
     mailer: Mailer,
     links: Links,
@@ -82,6 +86,7 @@ impl Worker {
         );
         let per_second = NonZeroU32::new(settings.messages_per_second).unwrap_or(NonZeroU32::MIN);
         Worker {
+            progress: None,
             sends: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             rate: Arc::new(RateLimiter::direct(Quota::per_second(per_second))),
             store,
@@ -90,6 +95,12 @@ impl Worker {
             settings,
             owner,
         }
+    }
+
+    /// Calls `progress` after each recorded attempt.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Delivers until `stop` turns true, then lets the sends in flight finish.
