@@ -673,3 +673,72 @@ async fn metrics_count_readers_digests_and_deliveries_in_prometheus_format() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn the_daily_clean_up_forgets_expired_links_and_readers_who_never_confirmed() {
+    for db in databases().await {
+        let store = db.store().await;
+        let kept = active_reader(&store, "kept@example.org", "", "daily", 8, "UTC").await;
+        let app = common::spawn_app(&db, |s| s.log = "warn".into()).await;
+        let form = reqwest::Client::new();
+        let page = form.get(app.url("/")).send().await.unwrap();
+        let cookie = page.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let body = page.text().await.unwrap();
+        let csrf = body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        let r = form
+            .post(app.url("/subscribe"))
+            .header("cookie", cookie)
+            .form_body(&[
+                ("email", "never@example.org"),
+                ("frequency", "daily"),
+                ("send_hour", "8"),
+                ("timezone", "UTC"),
+                ("max_papers", "15"),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // A month on, the clean-up runs: both links (the kept reader's, used, and the
+        // other's, never used) have long expired, and one reader never confirmed.
+        let later = Utc::now() + Duration::days(31);
+        let (links, readers) = store.clean_up(later).await.unwrap();
+        assert_eq!((links, readers), (2, 1), "{}", db.backend);
+        let never = paperboy::domain::EmailAddress::parse("never@example.org").unwrap();
+        assert!(store.subscriber_by_email(&never).await.unwrap().is_none());
+        assert!(
+            store.subscriber(kept.id).await.unwrap().is_some(),
+            "confirmed readers stay"
+        );
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+trait FormBody {
+    fn form_body(self, fields: &[(&str, &str)]) -> Self;
+}
+
+impl FormBody for reqwest::RequestBuilder {
+    fn form_body(self, fields: &[(&str, &str)]) -> Self {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+    }
+}

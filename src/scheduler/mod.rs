@@ -1,6 +1,6 @@
 //! The clock of the service: cron schedules for recurring jobs, each job a plain async
-//! function from the flow: polling the feeds, and every minute composing the digests that
-//! have come due.
+//! function from the flow: polling the feeds, every minute composing the digests that have
+//! come due, and a daily clean-up of expired links and readers who never confirmed.
 
 use std::str::FromStr;
 
@@ -21,6 +21,7 @@ pub struct Schedules {
     fetch: cron::Schedule,
     arxiv: cron::Schedule,
     digests: cron::Schedule,
+    cleanup: cron::Schedule,
 }
 
 impl Schedules {
@@ -30,10 +31,12 @@ impl Schedules {
         let arxiv = cron::Schedule::from_str(&settings.fetch.arxiv_schedule)
             .with_context(|| format!("arXiv schedule {:?}", settings.fetch.arxiv_schedule))?;
         let digests = cron::Schedule::from_str("0 * * * * *").context("digest schedule")?;
+        let cleanup = cron::Schedule::from_str("0 30 3 * * *").context("cleanup schedule")?;
         Ok(Self {
             fetch,
             arxiv,
             digests,
+            cleanup,
         })
     }
 }
@@ -115,7 +118,21 @@ pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: M
             }
         }
     };
-    tokio::join!(feeds, arxiv, digests);
+    let cleanup = async {
+        while let Some(next) = schedules.cleanup.after(&Utc::now()).next() {
+            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            match store.clean_up(Utc::now()).await {
+                Ok((tokens, readers)) => tracing::info!(
+                    expired_links = tokens,
+                    unconfirmed_readers = readers,
+                    "daily clean-up"
+                ),
+                Err(e) => tracing::error!(error = %e, "clean-up failed"),
+            }
+        }
+    };
+    tokio::join!(feeds, arxiv, digests, cleanup);
 }
 
 /// The scheduled feed poll: every feed of the kinds `wanted` picks, one report each in the

@@ -260,6 +260,39 @@ impl Store {
         }))
     }
 
+    /// Housekeeping: confirmation tokens expired more than a week ago, and readers who never
+    /// confirmed within 30 days (with their consent record), are deleted. Returns how many
+    /// of each.
+    #[tracing::instrument(skip_all)]
+    pub async fn clean_up(&self, now: DateTime<Utc>) -> StoreResult<(u64, u64)> {
+        let tokens_before = now - chrono::Duration::days(7);
+        let pending_before = now - chrono::Duration::days(30);
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let tokens = sqlx::query("DELETE FROM confirmation_tokens WHERE expires_at < $1")
+                .bind(tokens_before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            for sql in [
+                "DELETE FROM confirmation_tokens WHERE subscriber_id IN (SELECT id FROM subscribers WHERE status = 'pending' AND confirmed_at IS NULL AND created_at < $1)",
+                "DELETE FROM consents WHERE subscriber_id IN (SELECT id FROM subscribers WHERE status = 'pending' AND confirmed_at IS NULL AND created_at < $1)",
+            ] {
+                sqlx::query(sql).bind(pending_before).execute(&mut *tx).await?;
+            }
+            let readers = sqlx::query(
+                "DELETE FROM subscribers WHERE status = 'pending' AND confirmed_at IS NULL \
+                 AND created_at < $1",
+            )
+            .bind(pending_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            (tokens, readers)
+        }))
+    }
+
     /// Everything `stats` shows.
     pub async fn stats(&self) -> StoreResult<Stats> {
         Ok(on_pool!(self, pool => {
