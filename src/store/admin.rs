@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::subscribers::{ClientInfo, ConsentText, Subscriber, email_key, insert_consent};
+use super::subscribers::{
+    ClientInfo, ConsentText, Subscriber, email_key, insert_consent, insert_token,
+};
 use super::{BeginWrite, Store, StoreError, StoreResult, on_pool};
 use crate::domain::token::hash_token;
 use crate::domain::{EmailAddress, Preferences, SubscriberStatus};
@@ -58,70 +60,55 @@ impl Store {
             user_agent: Some("paperboy CLI".into()),
         };
         let id: i64 = on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let suppressed: Option<String> =
-                sqlx::query_scalar("SELECT reason FROM suppressions WHERE email_hash = $1")
-                    .bind(&hash)
+                    let mut tx = pool.begin_write().await?;
+                    let suppressed: Option<String> =
+                        sqlx::query_scalar("SELECT reason FROM suppressions WHERE email_hash = $1")
+                            .bind(&hash)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if suppressed.is_some() && !r.confirmed {
+                        return Err(StoreError::Conflict(format!(
+                            "{} is on the suppression list; add it with --confirmed only if its owner asked",
+                            r.email
+                        )));
+                    }
+                    sqlx::query("DELETE FROM suppressions WHERE email_hash = $1")
+                        .bind(&hash)
+                        .execute(&mut *tx)
+                        .await?;
+                    let id: Option<i64> = sqlx::query_scalar(
+                        "INSERT INTO subscribers (email, email_key, status, queries, frequency, \
+                         send_hour, timezone, max_papers, link_key, created_at, updated_at, \
+                         link_sent_at, confirmed_at, last_window_end, paper_cursor) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $11, $11, \
+                         (SELECT COALESCE(MAX(id), 0) FROM papers)) \
+                         ON CONFLICT (email_key) DO NOTHING RETURNING id",
+                    )
+                    .bind(r.email.as_str())
+                    .bind(&key)
+                    .bind(status)
+                    .bind(p.queries.to_text())
+                    .bind(p.frequency.as_code())
+                    .bind(i32::from(p.send_hour.get()))
+                    .bind(p.timezone.name())
+                    .bind(i32::from(p.max_papers.get()))
+                    .bind(r.link_key)
+                    .bind(now)
+                    .bind(r.confirmed.then_some(now))
                     .fetch_optional(&mut *tx)
                     .await?;
-            if suppressed.is_some() && !r.confirmed {
-                return Err(StoreError::Conflict(format!(
-                    "{} is on the suppression list; add it with --confirmed only if its owner asked",
-                    r.email
-                )));
-            }
-            sqlx::query("DELETE FROM suppressions WHERE email_hash = $1")
-                .bind(&hash)
-                .execute(&mut *tx)
-                .await?;
-            let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO subscribers (email, email_key, status, queries, frequency, \
-                 send_hour, timezone, max_papers, link_key, created_at, updated_at, \
-                 link_sent_at, confirmed_at, last_window_end, paper_cursor) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $11, $11, \
-                 (SELECT COALESCE(MAX(id), 0) FROM papers)) \
-                 ON CONFLICT (email_key) DO NOTHING RETURNING id",
-            )
-            .bind(r.email.as_str())
-            .bind(&key)
-            .bind(status)
-            .bind(p.queries.to_text())
-            .bind(p.frequency.as_code())
-            .bind(i32::from(p.send_hour.get()))
-            .bind(p.timezone.name())
-            .bind(i32::from(p.max_papers.get()))
-            .bind(r.link_key)
-            .bind(now)
-            .bind(r.confirmed.then_some(now))
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(id) = id else {
-                return Err(StoreError::Conflict(format!("{} is already a reader", r.email)));
-            };
-            insert_consent(&mut tx, id, "requested", now, &client, r.consent).await?;
-            if r.confirmed {
-                insert_consent(&mut tx, id, "confirmed", now, &client, r.consent).await?;
-            } else {
-                sqlx::query(
-                    "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, \
-                     expires_at, queries, frequency, send_hour, timezone, max_papers) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(r.token_hash)
-                .bind(id)
-                .bind(now)
-                .bind(now + r.token_ttl)
-                .bind(p.queries.to_text())
-                .bind(p.frequency.as_code())
-                .bind(i32::from(p.send_hour.get()))
-                .bind(p.timezone.name())
-                .bind(i32::from(p.max_papers.get()))
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            id
-        });
+                    let Some(id) = id else {
+                        return Err(StoreError::Conflict(format!("{} is already a reader", r.email)));
+                    };
+                    insert_consent(&mut tx, id, "requested", now, &client, r.consent).await?;
+                    if r.confirmed {
+                        insert_consent(&mut tx, id, "confirmed", now, &client, r.consent).await?;
+                    } else {
+        insert_token(&mut tx, r.token_hash, id, now, now + r.token_ttl, p).await?;
+                    }
+                    tx.commit().await?;
+                    id
+                });
         self.subscriber(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("reader {id} vanished")))

@@ -315,22 +315,7 @@ impl Store {
                     }
                 }
             };
-            sqlx::query(
-                "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, \
-                 expires_at, queries, frequency, send_hour, timezone, max_papers) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(req.token_hash)
-            .bind(id)
-            .bind(now)
-            .bind(now + req.token_ttl)
-            .bind(p.queries.to_text())
-            .bind(p.frequency.as_code())
-            .bind(i32::from(p.send_hour.get()))
-            .bind(p.timezone.name())
-            .bind(i32::from(p.max_papers.get()))
-            .execute(&mut *tx)
-            .await?;
+            insert_token(&mut tx, req.token_hash, id, now, now + req.token_ttl, p).await?;
             insert_consent(&mut tx, id, "requested", now, req.client, req.consent).await?;
             tx.commit().await?;
             id
@@ -592,6 +577,44 @@ where
     .bind(client.user_agent.as_deref())
     .bind(consent.version)
     .bind(consent.text)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Files a confirmation token (its hash) with the settings it will confirm.
+pub(super) async fn insert_token<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    token_hash: &str,
+    id: i64,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    p: &Preferences,
+) -> sqlx::Result<()>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut <DB as sqlx::Database>::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    sqlx::query::<DB>(
+        "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at, \
+         queries, frequency, send_hour, timezone, max_papers) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(token_hash)
+    .bind(id)
+    .bind(now)
+    .bind(expires_at)
+    .bind(p.queries.to_text())
+    .bind(p.frequency.as_code())
+    .bind(i32::from(p.send_hour.get()))
+    .bind(p.timezone.name())
+    .bind(i32::from(p.max_papers.get()))
     .execute(&mut **tx)
     .await?;
     Ok(())
