@@ -43,8 +43,9 @@ fn outbox(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A full dump of the database as text.
-fn dump(db: &TestDb) -> String {
+/// A full dump of the database as text (`sqlite3 .dump` or `pg_dump`); `None` when the
+/// tool is missing outside CI.
+fn dump(db: &TestDb) -> Option<String> {
     let url = db.url.expose();
     let out = if let Some(path) = url.strip_prefix("sqlite://") {
         std::process::Command::new("sqlite3")
@@ -53,14 +54,21 @@ fn dump(db: &TestDb) -> String {
             .output()
     } else {
         std::process::Command::new("pg_dump").arg(url).output()
-    }
-    .expect("sqlite3 or pg_dump");
+    };
+    let Ok(out) = out else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true but sqlite3 or pg_dump is missing"
+        );
+        eprintln!("sqlite3 or pg_dump not installed: the dump check is skipped");
+        return None;
+    };
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]
@@ -195,19 +203,22 @@ async fn readers_are_added_shown_exported_and_erased_without_a_trace() {
         let stats = json(&run(d, &db, &["stats", "--json"]));
         assert_eq!(stats["stats"]["papers"], 1);
 
-        assert!(dump(&db).to_lowercase().contains("erin@example.org"));
+        if let Some(before) = dump(&db) {
+            assert!(before.to_lowercase().contains("erin@example.org"));
+        }
         ok(&run(d, &db, &["subscribers", "erase", "ERIN@example.org"]));
-        let after = dump(&db).to_lowercase();
-        assert!(
-            !after.contains("erin@example.org"),
-            "{}: the address survived",
-            db.backend
-        );
-        assert!(
-            !after.contains("tri dao"),
-            "{}: their queries survived",
-            db.backend
-        );
+        if let Some(after) = dump(&db).map(|d| d.to_lowercase()) {
+            assert!(
+                !after.contains("erin@example.org"),
+                "{}: the address survived",
+                db.backend
+            );
+            assert!(
+                !after.contains("tri dao"),
+                "{}: their queries survived",
+                db.backend
+            );
+        }
         let gone = run(d, &db, &["subscribers", "erase", "erin@example.org"]);
         assert_eq!(gone.status.code(), Some(2));
         let back = run(d, &db, &["subscribers", "add", "erin@example.org"]);
