@@ -16,6 +16,23 @@ use paperboy::store::Store;
 
 const CONCURRENCY: usize = 4;
 
+/// Two `digest run --at AT --json` at once; their JSON reports.
+fn two_runs_at_once(dir: &Path, at: &str) -> [serde_json::Value; 2] {
+    let run = || {
+        paperboy(dir)
+            .args(["digest", "run", "--at", at, "--json"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (run(), run());
+    [a, b].map(|child| {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    })
+}
+
 /// Settings for the binary: the sink, short leases, and the database under test.
 fn configure(dir: &Path, db: &TestDb, port: u16) {
     std::fs::write(
@@ -184,21 +201,8 @@ async fn two_worker_processes_on_postgresql_serve_no_reader_twice() {
     .await
     .unwrap();
     assert_eq!(report.composed, n);
-    let worker = || {
-        paperboy(dir.path())
-            .args(["digest", "run", "--at", &at, "--json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (worker(), worker());
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success() && b.status.success());
-    let sent = |o: &std::process::Output| -> u64 {
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["delivered"]["sent"].as_u64().unwrap()
-    };
+    let [a, b] = two_runs_at_once(dir.path(), &at);
+    let sent = |v: &serde_json::Value| v["delivered"]["sent"].as_u64().unwrap();
     let (sa, sb) = (sent(&a), sent(&b));
     eprintln!("worker A sent {sa}, worker B sent {sb}");
     assert_eq!(sa + sb, n as u64);
@@ -295,20 +299,8 @@ async fn two_digest_runs_at_once_after_a_three_day_outage_give_one_digest_per_re
         .await;
         // Three days later, two schedulers tick at the same instant.
         let at = (chrono::Utc::now() + chrono::Duration::hours(73)).to_rfc3339();
-        let tick = || {
-            paperboy(dir.path())
-                .args(["digest", "run", "--at", &at, "--json"])
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        };
-        let (a, b) = (tick(), tick());
-        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-        assert!(a.status.success() && b.status.success());
-        let composed = |o: &std::process::Output| -> u64 {
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            v["report"]["composed"].as_u64().unwrap()
-        };
+        let [a, b] = two_runs_at_once(dir.path(), &at);
+        let composed = |v: &serde_json::Value| v["report"]["composed"].as_u64().unwrap();
         assert_eq!(composed(&a) + composed(&b), 3, "{}", db.backend);
         for i in 0..3 {
             let reader = store

@@ -679,40 +679,7 @@ async fn the_daily_clean_up_forgets_expired_links_and_readers_who_never_confirme
     for db in databases().await {
         let store = db.store().await;
         let kept = active_reader(&store, "kept@example.org", "", "daily", 8, "UTC").await;
-        let app = common::spawn_app(&db, |s| s.log = "warn".into()).await;
-        let form = reqwest::Client::new();
-        let page = form.get(app.url("/")).send().await.unwrap();
-        let cookie = page.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let body = page.text().await.unwrap();
-        let csrf = body
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_string();
-        let r = form
-            .post(app.url("/subscribe"))
-            .header("cookie", cookie)
-            .form_body(&[
-                ("email", "never@example.org"),
-                ("frequency", "daily"),
-                ("send_hour", "8"),
-                ("timezone", "UTC"),
-                ("max_papers", "15"),
-                ("csrf", &csrf),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        common::pending_reader(&store, "never@example.org", "", "daily", 8, "UTC").await;
         // A month on, the clean-up runs: both links (the kept reader's, used, and the
         // other's, never used) have long expired, and one reader never confirmed.
         let later = Utc::now() + Duration::days(31);
@@ -724,21 +691,31 @@ async fn the_daily_clean_up_forgets_expired_links_and_readers_who_never_confirme
             store.subscriber(kept.id).await.unwrap().is_some(),
             "confirmed readers stay"
         );
-        app.stop().await;
         db.cleanup().await;
     }
 }
 
-trait FormBody {
-    fn form_body(self, fields: &[(&str, &str)]) -> Self;
-}
-
-impl FormBody for reqwest::RequestBuilder {
-    fn form_body(self, fields: &[(&str, &str)]) -> Self {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        self.header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
+#[tokio::test]
+async fn the_worker_reports_each_recorded_attempt_to_its_progress_callback() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let store = db.store().await;
+        let mailer = outbox_mailer(dir.path());
+        queue_digests(&store, &mailer, 3).await;
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        let worker = Worker::new(store.clone(), mailer, links(), fast_delivery()).with_progress(
+            std::sync::Arc::new(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+        );
+        assert_eq!(worker.drain().await.unwrap().sent, 3);
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "{}",
+            db.backend
+        );
+        db.cleanup().await;
     }
 }

@@ -801,13 +801,13 @@ async fn one_click_unsubscribe_follows_rfc_8058_in_both_encodings() {
         );
 
         // urlencoded, as mail providers send it: no cookie, no CSRF token.
-        let r = http
-            .post(&one)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("List-Unsubscribe=One-Click")
-            .send()
-            .await
-            .unwrap();
+        let one_click = |url: String| {
+            http.post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("List-Unsubscribe=One-Click")
+                .send()
+        };
+        let r = one_click(one.clone()).await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         assert!(r.headers().get("location").is_none());
         assert!(r.text().await.unwrap().contains("Subscribe again"));
@@ -837,13 +837,7 @@ async fn one_click_unsubscribe_follows_rfc_8058_in_both_encodings() {
             SubscriberStatus::Unsubscribed
         );
         // Again: still 200, still unsubscribed.
-        let r = http
-            .post(&one)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("List-Unsubscribe=One-Click")
-            .send()
-            .await
-            .unwrap();
+        let r = one_click(one.clone()).await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         app.stop().await;
         db.cleanup().await;

@@ -5,11 +5,11 @@ use serde_json::json;
 
 use crate::app::links_for;
 use crate::config::Settings;
-use crate::delivery::{Mailer, Worker};
+use crate::delivery::Mailer;
 use crate::digest::{self, render};
 use crate::domain::EmailAddress;
 
-use super::{CliError, open_store, parse_since, print_json, progress_bar};
+use super::{CliError, deliver_now, open_store, parse_since, print_json};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -43,7 +43,6 @@ pub enum Format {
 
 pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
     let store = open_store(&settings).await?;
-    let links = links_for(&settings, &store).await?;
     match cmd {
         Command::Run { at, dry_run, json } => {
             let at = at
@@ -58,18 +57,8 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
                 None
             } else {
                 let (depth, _) = store.queue_depth().await?;
-                let bar = progress_bar(usize::try_from(depth).unwrap_or(0), "delivering");
-                let tick = bar.clone();
-                let worker = Worker::new(
-                    store.clone(),
-                    mailer.clone(),
-                    links,
-                    settings.delivery.clone(),
-                )
-                .with_progress(std::sync::Arc::new(move || tick.inc(1)));
-                let report = worker.drain().await;
-                bar.finish_and_clear();
-                Some(report?)
+                let expected = usize::try_from(depth).unwrap_or(0);
+                Some(deliver_now(&settings, &store, &mailer, expected, "delivering").await?)
             };
             if json {
                 let readers: Vec<_> = composed
@@ -140,6 +129,7 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
                 .map(parse_since)
                 .transpose()?
                 .unwrap_or_else(chrono::Utc::now);
+            let links = links_for(&settings, &store).await?;
             let view = digest::preview(&store, &links, &reader, at).await?;
             let (html, text) = render::bodies(&view).map_err(|e| CliError::Other(e.into()))?;
             match format {

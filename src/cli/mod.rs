@@ -178,6 +178,29 @@ fn progress_bar(len: usize, what: &'static str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Delivers everything due now, with a progress bar of `expected` sends on a terminal.
+async fn deliver_now(
+    settings: &Settings,
+    store: &Store,
+    mailer: &crate::delivery::Mailer,
+    expected: usize,
+    what: &'static str,
+) -> Result<crate::delivery::DrainReport, CliError> {
+    let links = crate::app::links_for(settings, store).await?;
+    let bar = progress_bar(expected, what);
+    let tick = bar.clone();
+    let worker = crate::delivery::Worker::new(
+        store.clone(),
+        mailer.clone(),
+        links,
+        settings.delivery.clone(),
+    )
+    .with_progress(std::sync::Arc::new(move || tick.inc(1)));
+    let report = worker.drain().await;
+    bar.finish_and_clear();
+    Ok(report?)
+}
+
 /// Prints a value as pretty JSON on stdout.
 fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Other(e.into()))?;

@@ -4,13 +4,12 @@
 use chrono::{NaiveDate, Utc};
 use serde_json::json;
 
-use crate::app::links_for;
 use crate::config::Settings;
-use crate::delivery::{Mailer, Worker};
+use crate::delivery::Mailer;
 use crate::domain::EmailAddress;
 use crate::store::DigestRecord;
 
-use super::{CliError, open_store, print_json, progress_bar};
+use super::{CliError, deliver_now, open_store, print_json};
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("who").required(true).args(["email", "all"])))]
@@ -86,19 +85,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
         tracing::info!(digest = d.id, delivery, message_id = %message_id, "resend queued: same content, new delivery");
         queued.push(json!({ "digest": d.id, "delivery": delivery, "message_id": message_id }));
     }
-    let links = links_for(&settings, &store).await?;
-    let bar = progress_bar(queued.len(), "resending");
-    let tick = bar.clone();
-    let worker = Worker::new(
-        store.clone(),
-        mailer.clone(),
-        links,
-        settings.delivery.clone(),
-    )
-    .with_progress(std::sync::Arc::new(move || tick.inc(1)));
-    let report = worker.drain().await;
-    bar.finish_and_clear();
-    let report = report?;
+    let report = deliver_now(&settings, &store, &mailer, queued.len(), "resending").await?;
     if args.json {
         return print_json(&json!({ "queued": queued, "delivered": report }));
     }

@@ -166,7 +166,7 @@ impl Worker {
             let stopping = stop.is_some_and(|s| *s.borrow());
             if stopping || fatal.is_some() {
                 // Not attempted: back to the queue as it was.
-                self.finish(&c, Outcome::Released).await?;
+                self.finish(&c, Outcome::Released).await;
                 report.count(&Outcome::Released);
                 continue;
             }
@@ -194,14 +194,14 @@ impl Worker {
             // Collect finished sends as we go so a fatal error stops further claims.
             while let Some(done) = tasks.try_join_next() {
                 let (c, outcome) = done.context("a send task panicked")?;
-                if let Some(reason) = self.record(&c, outcome, &mut report).await? {
+                if let Some(reason) = self.record(&c, outcome, &mut report).await {
                     fatal = Some(reason);
                 }
             }
         }
         while let Some(done) = tasks.join_next().await {
             let (c, outcome) = done.context("a send task panicked")?;
-            if let Some(reason) = self.record(&c, outcome, &mut report).await? {
+            if let Some(reason) = self.record(&c, outcome, &mut report).await {
                 fatal = Some(reason);
             }
         }
@@ -217,34 +217,41 @@ impl Worker {
         c: &Claimed,
         outcome: Result<Outcome, String>,
         report: &mut DrainReport,
-    ) -> anyhow::Result<Option<String>> {
-        match outcome {
-            Ok(outcome) => {
-                report.count(&outcome);
-                self.finish(c, outcome).await?;
-                Ok(None)
-            }
-            Err(reason) => {
-                report.count(&Outcome::Released);
-                self.finish(c, Outcome::Released).await?;
-                Ok(Some(reason))
-            }
-        }
+    ) -> Option<String> {
+        let (outcome, stop) = match outcome {
+            Ok(outcome) => (outcome, None),
+            Err(reason) => (Outcome::Released, Some(reason)),
+        };
+        report.count(&outcome);
+        self.finish(c, outcome).await;
+        stop
     }
 
-    async fn finish(&self, c: &Claimed, outcome: Outcome) -> anyhow::Result<()> {
-        let held = self
+    /// Records an outcome. A database that fails here is logged, not fatal to the round:
+    /// the delivery keeps its lease and is claimed again when the lease runs out.
+    async fn finish(&self, c: &Claimed, outcome: Outcome) {
+        if let Some(progress) = &self.progress {
+            progress();
+        }
+        match self
             .store
             .finish_delivery(c.id, &self.owner, &outcome, Utc::now())
             .await
-            .context("recording a delivery")?;
-        if !held {
-            tracing::warn!(
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    delivery = c.id,
+                    "lease lost before the outcome was recorded"
+                )
+            }
+            Err(e) => tracing::error!(
                 delivery = c.id,
-                "lease lost before the outcome was recorded"
-            );
+                error = %e,
+                outcome = ?outcome,
+                "could not record a delivery; it is retried after its lease"
+            ),
         }
-        Ok(())
     }
 
     /// Sends one delivery. `Err` carries the reason the whole worker must stop.

@@ -147,15 +147,28 @@ pub async fn compose_for(
     reader: &Subscriber,
     at: DateTime<Utc>,
 ) -> anyhow::Result<usize> {
-    let upto = store.max_paper_id().await?;
-    let papers = store.papers_between(reader.paper_cursor, upto).await?;
-    let composed = compose::compose(std::slice::from_ref(reader), &papers, upto, at);
+    let (composed, _) = compose_one(store, reader, at).await?;
     let mut report = RunReport::default();
-    save_all(store, mailer, &composed, &mut report).await?;
+    save_all(store, mailer, std::slice::from_ref(&composed), &mut report).await?;
     if report.failed > 0 {
         anyhow::bail!("the digest of reader {} could not be stored", reader.id);
     }
-    Ok(composed.first().map(|c| c.entries.len()).unwrap_or(0))
+    Ok(composed.entries.len())
+}
+
+/// One reader's digest for the window ending at `at`, with the window's papers.
+async fn compose_one(
+    store: &Store,
+    reader: &Subscriber,
+    at: DateTime<Utc>,
+) -> anyhow::Result<(Composed, Vec<(crate::store::StoredPaper, i64)>)> {
+    let upto = store.max_paper_id().await?;
+    let papers = store.papers_between(reader.paper_cursor, upto).await?;
+    let composed = compose::compose(std::slice::from_ref(reader), &papers, upto, at)
+        .into_iter()
+        .next()
+        .context("composition returned no digest")?;
+    Ok((composed, papers))
 }
 
 /// The view of a stored digest: its top papers for the email, or all of them (`all`) for
@@ -236,13 +249,7 @@ pub async fn preview(
     reader: &Subscriber,
     at: DateTime<Utc>,
 ) -> anyhow::Result<DigestView> {
-    let upto = store.max_paper_id().await?;
-    let papers = store.papers_between(reader.paper_cursor, upto).await?;
-    let composed = compose::compose(std::slice::from_ref(reader), &papers, upto, at);
-    let c = composed
-        .into_iter()
-        .next()
-        .context("composition returned no digest")?;
+    let (c, papers) = compose_one(store, reader, at).await?;
     let shown = usize::from(reader.preferences.max_papers.get());
     let by_id: std::collections::HashMap<i64, &crate::store::StoredPaper> =
         papers.iter().map(|(p, _)| (p.id, p)).collect();

@@ -10,7 +10,7 @@ use super::subscribers::{
 };
 use super::{BeginWrite, Store, StoreError, StoreResult, on_pool};
 use crate::domain::token::hash_token;
-use crate::domain::{EmailAddress, Preferences, SubscriberStatus};
+use crate::domain::{EmailAddress, Preferences};
 
 /// A reader added from the CLI.
 #[derive(Debug, Clone)]
@@ -114,31 +114,6 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("reader {id} vanished")))
     }
 
-    /// Every reader, or those in one status, by id.
-    pub async fn list_subscribers(
-        &self,
-        status: Option<SubscriberStatus>,
-    ) -> StoreResult<Vec<Subscriber>> {
-        let ids: Vec<i64> = on_pool!(self, pool => {
-            match status {
-                Some(s) => sqlx::query_scalar("SELECT id FROM subscribers WHERE status = $1 ORDER BY id")
-                    .bind(s.as_str())
-                    .fetch_all(pool)
-                    .await?,
-                None => sqlx::query_scalar("SELECT id FROM subscribers ORDER BY id")
-                    .fetch_all(pool)
-                    .await?,
-            }
-        });
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(s) = self.subscriber(id).await? {
-                out.push(s);
-            }
-        }
-        Ok(out)
-    }
-
     /// Removes a reader and everything held on them (tokens, consent record, digests,
     /// deliveries), keeping only a hash of the address on the suppression list. Returns
     /// whether there was such a reader.
@@ -152,23 +127,14 @@ impl Store {
         let hash = suppression_hash(email);
         let erased = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM subscribers WHERE email_key = $1")
+            // Tokens, the consent record, digests with their papers and deliveries go with
+            // the reader: every table that holds a reader's data cascades from theirs.
+            let erased = sqlx::query("DELETE FROM subscribers WHERE email_key = $1")
                 .bind(&key)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(id) = id {
-                // Children first, so the erase does not depend on the schema's cascades.
-                for sql in [
-                    "DELETE FROM deliveries WHERE subscriber_id = $1",
-                    "DELETE FROM digest_papers WHERE digest_id IN (SELECT id FROM digests WHERE subscriber_id = $1)",
-                    "DELETE FROM digests WHERE subscriber_id = $1",
-                    "DELETE FROM confirmation_tokens WHERE subscriber_id = $1",
-                    "DELETE FROM consents WHERE subscriber_id = $1",
-                    "DELETE FROM subscribers WHERE id = $1",
-                ] {
-                    sqlx::query(sql).bind(id).execute(&mut *tx).await?;
-                }
-            }
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
             sqlx::query(
                 "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'erased', $2) \
                  ON CONFLICT (email_hash) DO NOTHING",
@@ -178,7 +144,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            id.is_some()
+            erased
         });
         Ok(erased)
     }
@@ -261,12 +227,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            for sql in [
-                "DELETE FROM confirmation_tokens WHERE subscriber_id IN (SELECT id FROM subscribers WHERE status = 'pending' AND confirmed_at IS NULL AND created_at < $1)",
-                "DELETE FROM consents WHERE subscriber_id IN (SELECT id FROM subscribers WHERE status = 'pending' AND confirmed_at IS NULL AND created_at < $1)",
-            ] {
-                sqlx::query(sql).bind(pending_before).execute(&mut *tx).await?;
-            }
+            // Their tokens and consent record go with them (the tables cascade).
             let readers = sqlx::query(
                 "DELETE FROM subscribers WHERE status = 'pending' AND confirmed_at IS NULL \
                  AND created_at < $1",

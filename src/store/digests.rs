@@ -96,8 +96,15 @@ pub enum Outcome {
     Released,
 }
 
-const SELECT_DIGEST: &str = "SELECT id, subscriber_id, window_start, window_end, papers_after, \
-     papers_upto, status, total, shown, trending, archive_key, created_at FROM digests ";
+macro_rules! select_digests {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, subscriber_id, window_start, window_end, papers_after, papers_upto, ",
+            "status, total, shown, trending, archive_key, created_at FROM digests ",
+            $rest
+        )
+    };
+}
 
 impl Store {
     /// Writes a digest for a reader's window, moving the window on in the same
@@ -202,7 +209,7 @@ impl Store {
 
     pub async fn digest(&self, id: i64) -> StoreResult<Option<DigestRecord>> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_DIGEST} WHERE id = $1")))
+            sqlx::query_as(select_digests!("WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(pool)
                 .await?
@@ -214,9 +221,9 @@ impl Store {
         let from = date.and_time(chrono::NaiveTime::MIN).and_utc();
         let to = from + Duration::days(1);
         Ok(on_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "{SELECT_DIGEST} WHERE window_end >= $1 AND window_end < $2 ORDER BY id"
-            )))
+            sqlx::query_as(select_digests!(
+                "WHERE window_end >= $1 AND window_end < $2 ORDER BY id"
+            ))
             .bind(from)
             .bind(to)
             .fetch_all(pool)
@@ -227,9 +234,9 @@ impl Store {
     /// A reader's digests, newest first.
     pub async fn digests_of(&self, subscriber_id: i64) -> StoreResult<Vec<DigestRecord>> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "{SELECT_DIGEST} WHERE subscriber_id = $1 ORDER BY window_end DESC, id DESC"
-            )))
+            sqlx::query_as(select_digests!(
+                "WHERE subscriber_id = $1 ORDER BY window_end DESC, id DESC"
+            ))
             .bind(subscriber_id)
             .fetch_all(pool)
             .await?

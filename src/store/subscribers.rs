@@ -65,8 +65,10 @@ pub enum RequestOutcome {
     /// The reader is already confirmed; their settings are unchanged. Send them the link to
     /// their preferences.
     AlreadySubscribed(Subscriber),
-    /// A link went to this address a short while ago: nothing changes, nothing is sent.
-    TooSoon,
+    /// Nothing changes and nothing is sent: a link went to this address a short while
+    /// ago (or another request for it is being handled right now), or the address bounced
+    /// or was erased.
+    NothingToSend,
 }
 
 /// A subscription request: a new token (already hashed) to file if a link goes out.
@@ -215,6 +217,26 @@ impl Store {
             .collect())
     }
 
+    /// Every reader, or those in one status, oldest first.
+    #[tracing::instrument(skip_all)]
+    pub async fn list_subscribers(
+        &self,
+        status: Option<SubscriberStatus>,
+    ) -> StoreResult<Vec<Subscriber>> {
+        let rows: Vec<SubscriberRow> = on_pool!(self, pool => {
+            match status {
+                Some(s) => sqlx::query_as(select_subscribers!("WHERE status = $1 ORDER BY id"))
+                    .bind(s.as_str())
+                    .fetch_all(pool)
+                    .await?,
+                None => sqlx::query_as(select_subscribers!("ORDER BY id"))
+                    .fetch_all(pool)
+                    .await?,
+            }
+        });
+        rows.into_iter().map(Subscriber::try_from).collect()
+    }
+
     #[tracing::instrument(skip_all, fields(email = %email.masked()))]
     pub async fn subscriber_by_email(
         &self,
@@ -254,7 +276,7 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             if suppressed.is_some() {
-                return Ok(RequestOutcome::TooSoon);
+                return Ok(RequestOutcome::NothingToSend);
             }
             let existing: Option<SubscriberRow> = sqlx::query_as(pool.locking(
                 select_subscribers!("WHERE email_key = $1"),
@@ -264,9 +286,9 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let id = match existing {
-                Some(row) if row.status == "bounced" => return Ok(RequestOutcome::TooSoon),
+                Some(row) if row.status == "bounced" => return Ok(RequestOutcome::NothingToSend),
                 Some(row) if too_soon(&row, req.resend_after, now) => {
-                    return Ok(RequestOutcome::TooSoon);
+                    return Ok(RequestOutcome::NothingToSend);
                 }
                 Some(row) if row.status == "active" || row.status == "paused" => {
                     sqlx::query("UPDATE subscribers SET link_sent_at = $2 WHERE id = $1")
@@ -311,7 +333,7 @@ impl Store {
                     .await?;
                     match inserted {
                         Some(id) => id,
-                        None => return Ok(RequestOutcome::TooSoon),
+                        None => return Ok(RequestOutcome::NothingToSend),
                     }
                 }
             };

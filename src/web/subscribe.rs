@@ -167,8 +167,8 @@ async fn submit(
                 subscriber,
             )?)
         }
-        RequestOutcome::TooSoon => {
-            tracing::info!(email = %email.masked(), "a link went out minutes ago: nothing sent");
+        RequestOutcome::NothingToSend => {
+            tracing::info!(email = %email.masked(), "nothing sent (a link went out recently, or the address bounced or was erased)");
             None
         }
     };

@@ -638,19 +638,19 @@ pub fn arxiv_paper(
     p
 }
 
-/// A confirmed reader: `frequency` as stored (`daily`, `weekdays`, `weekly:mon`), at
-/// `hour` in `tz`.
-pub async fn active_reader(
+/// A reader who asked and has not confirmed: `frequency` as stored (`daily`, `weekdays`,
+/// `weekly:mon`), at `hour` in `tz`. Returns their confirmation token.
+pub async fn pending_reader(
     store: &Store,
     email: &str,
     queries: &str,
     frequency: &str,
     hour: i64,
     tz: &str,
-) -> paperboy::store::Subscriber {
+) -> String {
     use paperboy::domain::token::{hash_token, random_token};
     use paperboy::domain::{EmailAddress, MaxPapers, Preferences, QueryList, SendHour};
-    use paperboy::store::{ClientInfo, ConsentText, SubscriptionRequest};
+    use paperboy::store::{ClientInfo, SubscriptionRequest};
     let email = EmailAddress::parse(email).unwrap();
     let preferences = Preferences {
         queries: QueryList::parse(queries).unwrap(),
@@ -660,12 +660,7 @@ pub async fn active_reader(
         max_papers: MaxPapers::DEFAULT,
     };
     let token = random_token().unwrap();
-    let consent = ConsentText {
-        version: "test",
-        text: "test consent",
-    };
     let link_key = random_token().unwrap();
-    let now = chrono::Utc::now();
     store
         .request_subscription(
             &SubscriptionRequest {
@@ -676,14 +671,38 @@ pub async fn active_reader(
                 resend_after: chrono::Duration::zero(),
                 link_key: &link_key,
                 client: &ClientInfo::default(),
-                consent,
+                consent: TEST_CONSENT,
             },
-            now,
+            chrono::Utc::now(),
         )
         .await
         .unwrap();
+    token
+}
+
+const TEST_CONSENT: paperboy::store::ConsentText<'static> = paperboy::store::ConsentText {
+    version: "test",
+    text: "test consent",
+};
+
+/// A confirmed reader, as [`pending_reader`] then the link opened.
+pub async fn active_reader(
+    store: &Store,
+    email: &str,
+    queries: &str,
+    frequency: &str,
+    hour: i64,
+    tz: &str,
+) -> paperboy::store::Subscriber {
+    use paperboy::domain::token::hash_token;
+    let token = pending_reader(store, email, queries, frequency, hour, tz).await;
     store
-        .confirm(&hash_token(&token), &ClientInfo::default(), consent, now)
+        .confirm(
+            &hash_token(&token),
+            &paperboy::store::ClientInfo::default(),
+            TEST_CONSENT,
+            chrono::Utc::now(),
+        )
         .await
         .unwrap()
         .expect("confirmed")
