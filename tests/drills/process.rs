@@ -1,0 +1,5 @@
+//! Reliability drills: process.
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "report.rs"]
+mod report;
