@@ -18,7 +18,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::TlsParameters;
 use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
 
-use super::smtp::{DirectPool, SendError, Sender};
+use super::smtp::{DEFAULT_TIMEOUT, DirectPool, SendError, Sender};
 use crate::config::Settings;
 use crate::domain::EmailAddress;
 
@@ -413,7 +413,9 @@ fn list_headers(list: &ListHeaders) -> Result<Vec<(&'static str, String)>, MailE
 }
 
 /// `smtp://user:pass@host:587` (STARTTLS required), `smtps://host:465` (TLS from the
-/// start), `smtp://host:25?tls=none` (a local relay, no encryption).
+/// start), `smtp://host:25?tls=none` (a local relay, no encryption). `timeout=SECS`
+/// bounds each connection attempt and each message exchange (30 s by default): a relay
+/// that stops answering costs a retry, not a stuck worker.
 fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
     let url = url::Url::parse(raw).map_err(|e| MailError::Config(format!("SMTP URL: {e}")))?;
     let host = url
@@ -433,6 +435,17 @@ fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
                 "SMTP URL: scheme {scheme:?} with tls={tls:?} is not understood; use smtp://, smtps:// or smtp://…?tls=none"
             )));
         }
+    };
+    let timeout = match url.query_pairs().find(|(k, _)| k == "timeout") {
+        None => DEFAULT_TIMEOUT,
+        Some((_, v)) => match v.parse::<u64>() {
+            Ok(secs @ 1..=3600) => Duration::from_secs(secs),
+            _ => {
+                return Err(MailError::Config(format!(
+                    "SMTP URL: timeout={v:?} is not a number of seconds between 1 and 3600"
+                )));
+            }
+        },
     };
     let plain = tls.as_deref() == Some("none");
     let default_port = if implicit {
@@ -463,7 +476,7 @@ fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
             .map_err(|e| MailError::Config(format!("SMTP relay {host}: {e}")))?
             .port(port)
-            .timeout(Some(Duration::from_secs(30)));
+            .timeout(Some(timeout));
         if let Some(c) = credentials {
             builder = builder.credentials(c);
         }
@@ -478,7 +491,7 @@ fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
         )
     };
     Ok((
-        Sender::Direct(DirectPool::new(host, port, tls, credentials)),
+        Sender::Direct(DirectPool::new(host, port, tls, credentials, timeout)),
         relay,
     ))
 }
@@ -512,5 +525,8 @@ mod tests {
         assert!(smtp_transport("smtp://mail.example.org?tls=maybe").is_err());
         assert!(smtp_transport("smtp://u:p@mail.example.org?tls=none").is_err());
         assert!(smtp_transport("smtp://u:p@127.0.0.1:25?tls=none").is_ok());
+        assert!(smtp_transport("smtp://127.0.0.1:25?tls=none&timeout=5").is_ok());
+        assert!(smtp_transport("smtp://127.0.0.1:25?tls=none&timeout=0").is_err());
+        assert!(smtp_transport("smtp://127.0.0.1:25?timeout=soon").is_err());
     }
 }

@@ -15,8 +15,9 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-/// How long one connection attempt, or one whole message exchange, may take.
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one connection attempt, one NOOP check or one whole message exchange may
+/// take, unless the SMTP URL says otherwise (`?timeout=SECS`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept for reuse.
 const MAX_IDLE: usize = 16;
 /// A connection idle longer than this is checked with NOOP before it is used again.
@@ -69,6 +70,7 @@ pub struct DirectPool {
     tls: Option<TlsParameters>,
     credentials: Option<Credentials>,
     hello: ClientId,
+    timeout: Duration,
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
 }
 
@@ -78,6 +80,7 @@ impl DirectPool {
         port: u16,
         tls: Option<TlsParameters>,
         credentials: Option<Credentials>,
+        timeout: Duration,
     ) -> Self {
         DirectPool {
             host,
@@ -85,13 +88,14 @@ impl DirectPool {
             tls,
             credentials,
             hello: ClientId::default(),
+            timeout,
             idle: Mutex::new(Vec::new()),
         }
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
         let tcp = tokio::time::timeout(
-            TIMEOUT,
+            self.timeout,
             tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
         )
         .await
@@ -110,22 +114,32 @@ impl DirectPool {
             }
             Ok::<_, lettre::transport::smtp::Error>(conn)
         };
-        tokio::time::timeout(TIMEOUT, setup)
+        tokio::time::timeout(self.timeout, setup)
             .await
             .map_err(|_| SendError::Timeout)?
             .map_err(SendError::Setup)
     }
 
     /// An idle connection that still works: one used a moment ago as it is, an older one
-    /// after a NOOP (relays close idle connections).
+    /// after a NOOP (relays close idle connections). A NOOP left unanswered is bounded by
+    /// the timeout like every other exchange: a relay that froze must not hold the send
+    /// (and its lease) forever.
     async fn take_idle(&self) -> Option<AsyncSmtpConnection> {
         loop {
             let (mut conn, since) = self.idle.lock().ok().and_then(|mut idle| idle.pop())?;
             if conn.has_broken() {
                 continue;
             }
-            if since.elapsed() < CHECK_AFTER || conn.test_connected().await {
+            if since.elapsed() < CHECK_AFTER {
                 return Some(conn);
+            }
+            match tokio::time::timeout(self.timeout, conn.test_connected()).await {
+                Ok(true) => return Some(conn),
+                // Closed by the relay: the next idle one may still be open.
+                Ok(false) => continue,
+                // The relay does not answer: the other idle connections would wait as
+                // long, so a new connection (with its own timeout) is tried instead.
+                Err(_) => return None,
             }
         }
     }
@@ -146,7 +160,7 @@ impl DirectPool {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        match tokio::time::timeout(TIMEOUT, conn.send(envelope, bytes)).await {
+        match tokio::time::timeout(self.timeout, conn.send(envelope, bytes)).await {
             Ok(Ok(response)) => {
                 self.put_idle(conn);
                 Ok(response)
