@@ -176,7 +176,7 @@ impl Fetcher {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return Err(self.transport(e)),
+                Err(e) => return Err(self.broken_body(e)),
             }
         }
         Ok(Fetched::Response {
@@ -203,6 +203,21 @@ impl Fetcher {
         } else {
             Attempt::Final(FeedError::Request(error_chain(e)))
         }
+    }
+}
+
+impl Fetcher {
+    /// A body that broke off mid-transfer (the connection reset or closed before the
+    /// announced length) is as passing as a failed connection, so it is tried again.
+    /// reqwest reports it as a decode error wrapping the cause, which [`Self::transport`]
+    /// would take for final.
+    fn broken_body(&self, e: reqwest::Error) -> Attempt {
+        let error = if e.is_timeout() {
+            FeedError::Timeout(self.settings.timeout_secs)
+        } else {
+            FeedError::Request(error_chain(e))
+        };
+        Attempt::Retry { error, after: None }
     }
 }
 
@@ -256,6 +271,40 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_fetched_again() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let seen = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                // 100 bytes announced, 10 sent, then the connection closes.
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n<rss versi")
+                    .await;
+            }
+        });
+        let settings = FetchSettings {
+            retries: 2,
+            backoff_ms: 1,
+            host_interval_ms: 0,
+            ..FetchSettings::default()
+        };
+        let fetcher = Fetcher::new(settings, "test").unwrap();
+        let err = fetcher
+            .get(&format!("http://{addr}/feed"), None, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FeedError::Request(_)), "{err}");
+        assert_eq!(connections.load(Ordering::SeqCst), 3, "tried three times");
     }
 
     #[test]
