@@ -42,11 +42,19 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
             println!("{report}");
         }
     }
-    let failed = reports.iter().filter(|r| r.failed()).count();
-    if failed > 0 {
+    // The reasons go to stderr too: with --json stdout holds only JSON, and an operator
+    // reading the error (a full disk, a read-only database) should not need the log.
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| r.failed())
+        .map(|r| r.to_string())
+        .collect();
+    if !failed.is_empty() {
         return Err(CliError::Other(anyhow!(
-            "{failed} of {} feed(s) failed",
-            reports.len()
+            "{} of {} feed(s) failed: {}",
+            failed.len(),
+            reports.len(),
+            failed.join("; ")
         )));
     }
     Ok(())

@@ -86,7 +86,19 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Input(msg) => f.write_str(msg),
-            CliError::Other(e) => write!(f, "{e:#}"),
+            CliError::Other(e) => {
+                // Each cause once: store and sqlx errors already quote their source in their
+                // own message, so the plain chain would repeat it for every level.
+                let mut shown = e.to_string();
+                for cause in e.chain().skip(1) {
+                    let cause = cause.to_string();
+                    if !shown.contains(&cause) {
+                        shown.push_str(": ");
+                        shown.push_str(&cause);
+                    }
+                }
+                f.write_str(&shown)
+            }
         }
     }
 }
@@ -216,6 +228,25 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_error_names_each_cause_once() {
+        let store = StoreError::Database(sqlx::Error::Protocol("bad reply".into()));
+        let e = CliError::Other(anyhow::Error::new(store).context("opening the database"));
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("opening the database: database error: "),
+            "{shown}"
+        );
+        assert_eq!(shown.matches("bad reply").count(), 1, "{shown}");
+        let chained = anyhow::anyhow!("disk full")
+            .context("storing")
+            .context("fetching");
+        assert_eq!(
+            CliError::Other(chained).to_string(),
+            "fetching: storing: disk full"
+        );
     }
 
     #[test]

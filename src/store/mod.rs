@@ -179,7 +179,9 @@ impl Store {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+            .map_err(|e| {
+                StoreError::Open(format!("{}: {e}{}", path.display(), write_problem(&path)))
+            })?;
         Ok(Store::Sqlite(pool))
     }
 
@@ -241,6 +243,36 @@ impl Store {
 
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Why SQLite may have failed to open `path`, which it reports only as "unable to open
+/// database file": the file, or the folder where it keeps its journal, cannot be written
+/// (a read-only mount, permissions). Empty when both can.
+fn write_problem(path: &std::path::Path) -> String {
+    if path.exists()
+        && let Err(e) = std::fs::OpenOptions::new().append(true).open(path)
+    {
+        return format!(" ({} cannot be written: {e})", path.display());
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let probe = dir.join(format!(".paperboy-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            String::new()
+        }
+        Err(e) => format!(
+            " (the folder {} cannot be written, and SQLite keeps its journal there: {e})",
+            dir.display()
+        ),
     }
 }
 
