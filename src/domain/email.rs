@@ -27,9 +27,18 @@ impl EmailAddress {
             )));
         }
         if s.chars().any(|c| {
-            c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';' | '"')
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(c, '<' | '>' | ',' | ';' | '"' | char::REPLACEMENT_CHARACTER)
         }) {
             return Err(Invalid::new(format!("{s:?} is not an email address")));
+        }
+        // An RFC 2047 encoded word (`=?utf-8?q?…?=`) never belongs in an address; mail
+        // programs that decode it anyway would show the reader text we never checked.
+        if s.find("=?").is_some_and(|at| s[at + 2..].contains("?=")) {
+            return Err(Invalid::new(format!(
+                "{s:?} is not an email address (it holds an encoded word)"
+            )));
         }
         let address = lettre::Address::from_str(s)
             .map_err(|_| Invalid::new(format!("{s:?} is not an email address")))?;
@@ -95,6 +104,9 @@ mod tests {
             "a@example.org, b@example.org",
             "a b@example.org",
             "\"quoted\"@example.org",
+            "=?utf-8?q?eve=0D=0ABcc=3A_x=40example.net?=@example.org",
+            "=?utf-8?b?QmNjOiB4QGV4YW1wbGUubmV0?=@example.org",
+            "ev\u{FFFD}e@example.org",
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
         }

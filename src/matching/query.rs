@@ -130,6 +130,9 @@ impl Query {
                 format!("the query is longer than {MAX_QUERY_CHARS} characters"),
             ));
         }
+        if let Some((i, c)) = text.chars().enumerate().find(|&(_, c)| unwritable(c)) {
+            return Err(QueryError::new(i + 1, unwritable_problem(c)));
+        }
         let tokens = lex(text)?;
         let mut parser = Parser {
             tokens,
@@ -363,6 +366,21 @@ fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
         }
     }
     Ok(tokens)
+}
+
+/// Characters no one types into a query: control characters other than tab (a NUL cannot
+/// even be stored in PostgreSQL; a CR or an escape sequence would reach terminals and
+/// forms), and U+FFFD, which stands where bytes that were not UTF-8 were replaced.
+fn unwritable(c: char) -> bool {
+    (c.is_control() && c != '\t') || c == char::REPLACEMENT_CHARACTER
+}
+
+fn unwritable_problem(c: char) -> String {
+    if c == char::REPLACEMENT_CHARACTER {
+        "U+FFFD (left where the text was not valid UTF-8) is not allowed".to_string()
+    } else {
+        format!("control character U+{:04X} is not allowed", u32::from(c))
+    }
 }
 
 fn field_named(name: &str, at: usize) -> Result<Field, QueryError> {
@@ -711,5 +729,26 @@ impl fmt::Display for Node {
             }
             Node::Not(inner) => write!(f, "NOT {inner}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_and_replaced_bytes_are_refused_with_their_position() {
+        for (text, position, code) in [
+            ("diffusion\0", 10, "U+0000"),
+            ("diffusion\rBcc x", 10, "U+000D"),
+            ("diff\u{1b}[2J", 5, "U+001B"),
+            ("  a\u{7}", 4, "U+0007"),
+            ("diff\u{FFFD}usion", 5, "U+FFFD"),
+        ] {
+            let e = Query::parse(text).unwrap_err();
+            assert_eq!(e.position, position, "{text:?}: {e}");
+            assert!(e.problem.contains(code), "{text:?}: {e}");
+        }
+        assert!(Query::parse("state\tspace").is_ok(), "a tab is a blank");
     }
 }
