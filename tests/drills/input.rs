@@ -777,6 +777,35 @@ async fn hostile_form() {
             refused_4xx += 1;
         }
 
+        // The form's live preview: every query answered with JSON, bad ones with a position.
+        let previews: Vec<(String, bool)> = vec![
+            (nested(10_000), false),
+            ("diffusion+".repeat(1_000), false),
+            ("diffusion%00".into(), false),
+            ("diff%FFusion".into(), false),
+            ("diffusion%0D%0ABcc:+x".into(), false),
+            ("%22%3E%3Cimg+src%3Dx+onerror%3Dalert(1)%3E".into(), false),
+            ("%3Cscript%3Ealert(1)%3C%2Fscript%3E".into(), true),
+            ("diffusion+-survey".into(), true),
+        ];
+        for (q, good) in &previews {
+            let answer = visitor
+                .http
+                .get(format!("{}/preview?q={q}", app.base))
+                .send()
+                .await
+                .expect("GET /preview");
+            assert_eq!(answer.status(), StatusCode::OK, "preview {q:.40}");
+            let v: serde_json::Value =
+                serde_json::from_str(&answer.text().await.expect("preview body"))
+                    .expect("preview JSON");
+            assert_eq!(v["ok"], json!(*good), "preview {q:.40}: {v}");
+            if !good {
+                assert!(v["position"].as_u64().is_some_and(|p| p >= 1), "{v}");
+                assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+            }
+        }
+
         // The database holds exactly what was accepted.
         let stored = stored_readers(&app.store).await;
         let got: BTreeMap<String, Vec<String>> = stored
@@ -853,6 +882,7 @@ async fn hostile_form() {
                 "stored": got.len(),
                 "emails": messages.len(),
                 "pages_checked": pages_checked,
+                "previews": previews.len(),
                 "duplicates": duplicates,
             }),
         );
