@@ -446,42 +446,57 @@ const TOPICS: [&str; 4] = ["diffusion", "transformer", "graph", "bandit"];
 /// Papers per topic in the digest drills.
 const PER_TOPIC: usize = 6;
 
-/// Adds `n` confirmed daily readers, reader `i` asking for `TOPICS[i % 4]`, then the
-/// papers of every topic. Returns the emails.
-async fn readers_and_papers(store: &Store, n: usize) -> Vec<String> {
+/// A confirmed daily reader at 08:00 UTC asking for `query`, added as `subscribers add
+/// --confirmed` does.
+async fn add_reader(store: &Store, email: &str, query: &str) {
     use paperboy::domain::token::random_token;
     use paperboy::domain::{EmailAddress, MaxPapers, Preferences, QueryList, SendHour};
     use paperboy::store::{ConsentText, NewReader};
-    let mut emails = Vec::with_capacity(n);
-    for i in 0..n {
-        let email = format!("reader{i}@example.org");
-        let preferences = Preferences {
-            queries: QueryList::parse(TOPICS[i % TOPICS.len()]).expect("query"),
-            frequency: "daily".parse().expect("frequency"),
-            send_hour: SendHour::new(8).expect("hour"),
-            timezone: "UTC".parse().expect("time zone"),
-            max_papers: MaxPapers::DEFAULT,
-        };
-        let link_key = random_token().expect("token");
-        store
-            .add_reader(
-                &NewReader {
-                    email: &EmailAddress::parse(&email).expect("email"),
-                    preferences: &preferences,
-                    confirmed: true,
-                    link_key: &link_key,
-                    token_hash: "",
-                    token_ttl: chrono::Duration::hours(48),
-                    consent: ConsentText {
-                        version: "drill",
-                        text: "drill consent",
-                    },
+    let preferences = Preferences {
+        queries: QueryList::parse(query).expect("query"),
+        frequency: "daily".parse().expect("frequency"),
+        send_hour: SendHour::new(8).expect("hour"),
+        timezone: "UTC".parse().expect("time zone"),
+        max_papers: MaxPapers::DEFAULT,
+    };
+    let link_key = random_token().expect("token");
+    store
+        .add_reader(
+            &NewReader {
+                email: &EmailAddress::parse(email).expect("email"),
+                preferences: &preferences,
+                confirmed: true,
+                link_key: &link_key,
+                token_hash: "",
+                token_ttl: chrono::Duration::hours(48),
+                consent: ConsentText {
+                    version: "drill",
+                    text: "drill consent",
                 },
-                chrono::Utc::now(),
-            )
-            .await
-            .expect("add reader");
-        emails.push(email);
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("add reader");
+}
+
+/// Adds `n` confirmed daily readers, reader `i` asking for `TOPICS[i % 4]`, then the
+/// papers of every topic. Returns the emails.
+async fn readers_and_papers(store: &Store, n: usize) -> Vec<String> {
+    let emails: Vec<String> = (0..n).map(|i| format!("reader{i}@example.org")).collect();
+    // Four writers at once: PostgreSQL takes them in parallel, SQLite queues them.
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..4 {
+        let store = store.clone();
+        let emails = emails.clone();
+        tasks.spawn(async move {
+            for (i, email) in emails.iter().enumerate().skip(lane).step_by(4) {
+                add_reader(&store, email, TOPICS[i % TOPICS.len()]).await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("adding readers");
     }
     let mut papers = Vec::new();
     for (t, topic) in TOPICS.iter().enumerate() {
@@ -720,6 +735,7 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let ok = std::process::Command::new("umount")
             .arg(&self.path)
+            .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
@@ -935,4 +951,404 @@ async fn sigkill_while_storing_a_feed_then_a_rerun_stores_every_paper_once() {
         store.close().await;
         db.cleanup().await;
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. SIGKILL while composing digests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_composing_digests_then_a_rerun_gives_each_reader_one_digest() {
+    let _serial = SERIAL.lock().await;
+    for db in databases().await {
+        let n = if db.backend == "sqlite" { 2000 } else { 600 };
+        let mut rng = Rng::new("sigkill_compose", db.backend);
+        // Kill once this many digests are stored: between 10% and 70% of them.
+        let kill_at = rng.range(n as u64 / 10, n as u64 * 7 / 10) as i64;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let Some(sink) = SmtpSink::start(dir.path()) else {
+            return;
+        };
+        configure(dir.path(), db.url.expose(), Some(sink.port));
+        let store = db.store().await;
+        let setup = Instant::now();
+        let emails = readers_and_papers(&store, n).await;
+        eprintln!("{}: {n} readers added in {:?}", db.backend, setup.elapsed());
+        let at = tomorrow();
+
+        let mut child = spawn_quiet(dir.path(), &["digest", "run", "--at", &at]);
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("digest run ended ({status}) before the kill");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "composition never got far enough"
+            );
+            if count(&store, "SELECT COUNT(*) FROM digests").await >= kill_at {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        kill9(&mut child);
+        let at_kill = digests_whole(&store).await;
+        let sent_at_kill = sink.received_files().len();
+        eprintln!(
+            "{}: killed with {at_kill} of {n} digests stored, {sent_at_kill} sent",
+            db.backend
+        );
+        assert!(
+            at_kill > 0 && at_kill < n as i64,
+            "the kill came outside composition"
+        );
+        assert_eq!(sent_at_kill, 0, "delivery starts once composition is done");
+
+        let rerun_started = Instant::now();
+        let rerun = run(dir.path(), &["digest", "run", "--at", &at, "--json"]);
+        eprintln!("{}: rerun took {:?}", db.backend, rerun_started.elapsed());
+        assert!(rerun.status.success(), "{}", text(&rerun));
+        let report: serde_json::Value = serde_json::from_slice(&rerun.stdout).expect("JSON");
+        assert_eq!(
+            report["report"]["composed"].as_i64(),
+            Some(n as i64 - at_kill),
+            "the rerun composes exactly the readers the kill left: {report}"
+        );
+        assert_eq!(report["delivered"]["sent"].as_u64(), Some(n as u64));
+        // A third run finds nothing left to do.
+        let again = run(dir.path(), &["digest", "run", "--at", &at, "--json"]);
+        assert!(again.status.success(), "{}", text(&again));
+        let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+        assert_eq!(again["report"]["composed"].as_u64(), Some(0), "{again}");
+        assert_eq!(again["delivered"]["sent"].as_u64(), Some(0), "{again}");
+
+        let entries = one_digest_each(&store, &emails).await;
+        all_sent(&store, n).await;
+        settle(&sink, n);
+        let (messages, duplicates, in_flight) = mail_once_each(&sink, &emails);
+        assert_eq!(
+            (messages, duplicates, in_flight),
+            (n, 0, 0),
+            "nothing was in flight"
+        );
+        report::report(
+            "process.sigkill_compose",
+            json!({
+                "backend": db.backend,
+                "seed": seed(),
+                "readers": n,
+                "killed_after": {"digests_stored": at_kill, "messages_sent": sent_at_kill},
+                "checked": {"digests": n, "digest_papers": entries, "messages": messages},
+                "duplicates": duplicates,
+                "in_flight_duplicates": in_flight,
+            }),
+        );
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. SIGKILL while delivering
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_delivering_then_a_rerun_delivers_each_digest_once() {
+    let _serial = SERIAL.lock().await;
+    for db in databases().await {
+        let n = if db.backend == "sqlite" { 800 } else { 400 };
+        let mut rng = Rng::new("sigkill_deliver", db.backend);
+        // Kill once this many messages arrived: between 10% and 70% of them.
+        let kill_at = rng.range(n as u64 / 10, n as u64 * 7 / 10) as usize;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let Some(sink) = SmtpSink::start(dir.path()) else {
+            return;
+        };
+        configure(dir.path(), db.url.expose(), Some(sink.port));
+        let store = db.store().await;
+        let setup = Instant::now();
+        let emails = readers_and_papers(&store, n).await;
+        eprintln!("{}: {n} readers added in {:?}", db.backend, setup.elapsed());
+        let at = tomorrow();
+
+        let mut child = spawn_quiet(dir.path(), &["digest", "run", "--at", &at]);
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("digest run ended ({status}) before the kill");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "delivery never got far enough"
+            );
+            if sink.received_files().len() >= kill_at {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        kill9(&mut child);
+        // Messages the relay was still taking in at the kill land a moment later.
+        std::thread::sleep(Duration::from_millis(200));
+        let sent_at_kill = sink.received_files().len();
+        let counts = named_counts(
+            &store,
+            "SELECT status, COUNT(*) FROM deliveries GROUP BY status",
+        )
+        .await;
+        eprintln!(
+            "{}: killed after {sent_at_kill} of {n} messages; deliveries {counts:?}",
+            db.backend
+        );
+        assert!(
+            sent_at_kill < n,
+            "the kill came after every message was sent"
+        );
+
+        // The leases of the sends in flight run out (2 s); the rerun takes them over.
+        std::thread::sleep(Duration::from_millis(2500));
+        let rerun_started = Instant::now();
+        let rerun = run(dir.path(), &["digest", "run", "--at", &at, "--json"]);
+        eprintln!("{}: rerun took {:?}", db.backend, rerun_started.elapsed());
+        assert!(rerun.status.success(), "{}", text(&rerun));
+        let report: serde_json::Value = serde_json::from_slice(&rerun.stdout).expect("JSON");
+        assert_eq!(
+            report["report"]["composed"].as_u64(),
+            Some(0),
+            "no window composed twice: {report}"
+        );
+        let resent = report["delivered"]["sent"].as_u64().unwrap_or(0) as usize;
+
+        let entries = one_digest_each(&store, &emails).await;
+        all_sent(&store, n).await;
+        settle(&sink, n);
+        let (messages, duplicates, in_flight) = mail_once_each(&sink, &emails);
+        assert_eq!(duplicates, 0, "a reader got two different messages");
+        assert_eq!(messages, n + in_flight);
+        // Only sends in flight at the kill repeat: at most one per connection.
+        assert!(in_flight <= 4, "{in_flight} messages repeated");
+        report::report(
+            "process.sigkill_deliver",
+            json!({
+                "backend": db.backend,
+                "seed": seed(),
+                "readers": n,
+                "killed_after": {"messages_received": sent_at_kill},
+                "resent_by_rerun": resent,
+                "checked": {"digests": n, "digest_papers": entries, "messages": messages},
+                "duplicates": duplicates,
+                "in_flight_duplicates": in_flight,
+            }),
+        );
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 4 and 5. The database's disk fills up, or turns read-only, under a write
+
+/// The feeds of the disk drills: a small one stored before the fault, a large one whose
+/// write meets it.
+async fn disk_feeds() -> Feeds {
+    Feeds::serve(vec![
+        ("small", (20_000..20_300).collect()),
+        ("large", (30_000..33_000).collect()),
+    ])
+    .await
+}
+
+/// Where a drill's database lives: a SQLite file on the tmpfs, or a PostgreSQL test
+/// database whose tables are in a tablespace on it. Fields drop in reverse order: the
+/// tablespace before the mount.
+struct SmallDisk {
+    url: paperboy::config::DatabaseUrl,
+    disk: Tmpfs,
+    _tablespace: Option<Tablespace>,
+}
+
+async fn small_disk(db: &TestDb, mount: &Path) -> Option<SmallDisk> {
+    if db.backend == "sqlite" {
+        let disk = Tmpfs::mount(mount, "8m", "")?;
+        let url = format!("sqlite://{}", mount.join("paperboy.db").display());
+        Some(SmallDisk {
+            url: paperboy::config::DatabaseUrl::new(url),
+            disk,
+            _tablespace: None,
+        })
+    } else {
+        let (uid, gid) = postgres_owner();
+        let disk = Tmpfs::mount(mount, "8m", &format!(",mode=0700,uid={uid},gid={gid}"))?;
+        let tablespace = Tablespace::create(&postgres_base(), db, mount).await;
+        Some(SmallDisk {
+            url: db.url.clone(),
+            disk,
+            _tablespace: Some(tablespace),
+        })
+    }
+}
+
+/// The error as the operator sees it: the `error:` line the binary ends with on stderr
+/// (the log lines before it aside), lower-cased.
+fn error_line(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {}", text(out)))
+        .to_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_write_with_a_clear_error_and_a_rerun_recovers() {
+    let _serial = SERIAL.lock().await;
+    let feeds = disk_feeds().await;
+    for db in databases().await {
+        let dir = open_tempdir();
+        let Some(disk) = small_disk(&db, &dir.path().join("disk")).await else {
+            return;
+        };
+        configure(dir.path(), disk.url.expose(), None);
+        let store = Store::open(&disk.url).await.expect("open store");
+        feeds.register(&store).await;
+        let first = run(dir.path(), &["fetch", "--feed", "small"]);
+        assert!(first.status.success(), "{}", text(&first));
+        let (before, _) = papers_state(&store, &feeds).await;
+        assert_eq!(before, ["small"]);
+
+        let leave = 256 * 1024;
+        let filler = disk.disk.fill(leave);
+        let full = run(dir.path(), &["fetch"]);
+        let error = error_line(&full);
+        assert_eq!(full.status.code(), Some(1), "{}", text(&full));
+        assert!(
+            error.contains("full") || error.contains("no space left"),
+            "the error says the disk is full: {}",
+            text(&full)
+        );
+        assert!(!text(&full).contains("panicked"), "{}", text(&full));
+        let check = integrity(&store).await;
+        assert_eq!(check, "ok", "{}: database damaged", db.backend);
+        let (during, _) = papers_state(&store, &feeds).await;
+        assert_eq!(during, ["small"], "nothing lost, nothing half-stored");
+
+        std::fs::remove_file(&filler).expect("remove the filler");
+        let rerun = run(dir.path(), &["fetch", "--json"]);
+        assert!(rerun.status.success(), "{}", text(&rerun));
+        assert_eq!(fetched(&rerun, "new"), 3000, "{}", text(&rerun));
+        let (after, stored) = papers_state(&store, &feeds).await;
+        assert_eq!(after.len(), 2);
+        assert_eq!(stored, feeds.all_ids());
+        assert_eq!(integrity(&store).await, "ok");
+        report::report(
+            "process.disk_full",
+            json!({
+                "backend": db.backend,
+                "fault": format!("8 MiB tmpfs filled to {} KiB free", leave / 1024),
+                "killed_after": null,
+                "exit_code": full.status.code(),
+                "error": error,
+                "integrity": check,
+                "checked": stored.len(),
+                "duplicates": 0,
+                "in_flight_duplicates": 0,
+            }),
+        );
+        store.close().await;
+        drop(disk);
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_fails_the_write_with_a_clear_error_and_a_rerun_recovers() {
+    let _serial = SERIAL.lock().await;
+    let feeds = disk_feeds().await;
+    for db in databases().await {
+        let dir = open_tempdir();
+        let sqlite = db.backend == "sqlite";
+        let disk = if sqlite {
+            match small_disk(&db, &dir.path().join("disk")).await {
+                Some(disk) => Some(disk),
+                None => return,
+            }
+        } else {
+            None
+        };
+        let url = disk.as_ref().map_or(db.url.clone(), |d| d.url.clone());
+        configure(dir.path(), url.expose(), None);
+        let store = Store::open(&url).await.expect("open store");
+        feeds.register(&store).await;
+        let first = run(dir.path(), &["fetch", "--feed", "small"]);
+        assert!(first.status.success(), "{}", text(&first));
+
+        let database = url::Url::parse(url.expose())
+            .expect("url")
+            .path()
+            .trim_start_matches('/')
+            .to_string();
+        let fault = if let Some(disk) = &disk {
+            // Nothing may hold the file open for writing while the file system turns
+            // read-only.
+            store.close().await;
+            disk.disk.remount("ro");
+            "file system remounted read-only"
+        } else {
+            alter_database(&database, "SET default_transaction_read_only = on").await;
+            "default_transaction_read_only = on"
+        };
+        let refused = run(dir.path(), &["fetch"]);
+        let error = error_line(&refused);
+        if let Some(disk) = &disk {
+            disk.disk.remount("rw");
+        } else {
+            alter_database(&database, "RESET default_transaction_read_only").await;
+        }
+        assert_ne!(refused.status.code(), Some(0), "{}", text(&refused));
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+        assert!(
+            error.contains("read-only") || error.contains("readonly"),
+            "the error says the database is read-only: {}",
+            text(&refused)
+        );
+        assert!(!text(&refused).contains("panicked"), "{}", text(&refused));
+
+        let store = Store::open(&url).await.expect("open store");
+        let (during, _) = papers_state(&store, &feeds).await;
+        assert_eq!(during, ["small"], "nothing lost, nothing half-stored");
+        let rerun = run(dir.path(), &["fetch", "--json"]);
+        assert!(rerun.status.success(), "{}", text(&rerun));
+        assert_eq!(fetched(&rerun, "new"), 3000, "{}", text(&rerun));
+        let (after, stored) = papers_state(&store, &feeds).await;
+        assert_eq!(after.len(), 2);
+        assert_eq!(stored, feeds.all_ids());
+        let check = integrity(&store).await;
+        assert_eq!(check, "ok");
+        report::report(
+            "process.read_only",
+            json!({
+                "backend": db.backend,
+                "fault": fault,
+                "killed_after": null,
+                "exit_code": refused.status.code(),
+                "error": error,
+                "integrity": check,
+                "checked": stored.len(),
+                "duplicates": 0,
+                "in_flight_duplicates": 0,
+            }),
+        );
+        store.close().await;
+        drop(disk);
+        db.cleanup().await;
+    }
+}
+
+/// `ALTER DATABASE <database> <change>`, from a connection to the server's base database.
+async fn alter_database(database: &str, change: &str) {
+    let mut conn = sqlx::PgConnection::connect(&postgres_base())
+        .await
+        .expect("connect to PostgreSQL");
+    let sql = format!("ALTER DATABASE {database} {change}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
