@@ -297,7 +297,8 @@ async fn named_counts(store: &Store, sql: &str) -> HashMap<String, i64> {
 
 /// Tells whether another process is writing to the database right now: on SQLite someone
 /// holds the write lock (a `BEGIN IMMEDIATE` that may not wait fails); on PostgreSQL some
-/// session holds the papers advisory lock, which a paper upsert holds from start to commit.
+/// session is in a transaction that has written, or holds the papers advisory lock, which
+/// a paper upsert takes before its first write and keeps until it commits.
 enum Probe {
     Sqlite(sqlx::SqliteConnection),
     Postgres(sqlx::PgConnection),
@@ -341,16 +342,20 @@ impl Probe {
                 false
             }
             Probe::Postgres(conn) => {
-                // The key 0x7062706170657273 ("pbpapers") as pg_locks shows a bigint lock.
-                let held: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                // A session of this database in a transaction that has written (it has a
+                // transaction id), or holding the papers lock: the key 0x7062706170657273
+                // ("pbpapers") as pg_locks shows a bigint lock.
+                let busy: i64 = sqlx::query_scalar(
+                    "SELECT (SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL) \
+                     + (SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
                      AND classid = 1885499489 AND objid = 1885696627 \
-                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
                 )
                 .fetch_one(&mut *conn)
                 .await
-                .expect("read pg_locks");
-                held > 0
+                .expect("read pg_stat_activity and pg_locks");
+                busy > 0
             }
         }
     }
@@ -960,10 +965,12 @@ async fn sigkill_while_storing_a_feed_then_a_rerun_stores_every_paper_once() {
 async fn sigkill_while_composing_digests_then_a_rerun_gives_each_reader_one_digest() {
     let _serial = SERIAL.lock().await;
     for db in databases().await {
-        let n = if db.backend == "sqlite" { 2000 } else { 600 };
+        let n = if db.backend == "sqlite" { 2000 } else { 800 };
         let mut rng = Rng::new("sigkill_compose", db.backend);
-        // Kill once this many digests are stored: between 10% and 70% of them.
+        // Kill once this many digests are stored (between 10% and 70% of them),
+        // then `delay` ms into the next write.
         let kill_at = rng.range(n as u64 / 10, n as u64 * 7 / 10) as i64;
+        let delay = rng.range(0, 20);
         let dir = tempfile::tempdir().expect("temp dir");
         let Some(sink) = SmtpSink::start(dir.path()) else {
             return;
@@ -974,6 +981,7 @@ async fn sigkill_while_composing_digests_then_a_rerun_gives_each_reader_one_dige
         let emails = readers_and_papers(&store, n).await;
         eprintln!("{}: {n} readers added in {:?}", db.backend, setup.elapsed());
         let at = tomorrow();
+        let mut probe = Probe::open(&db).await;
 
         let mut child = spawn_quiet(dir.path(), &["digest", "run", "--at", &at]);
         let started = Instant::now();
@@ -990,7 +998,20 @@ async fn sigkill_while_composing_digests_then_a_rerun_gives_each_reader_one_dige
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        // Then into the write of the next digests.
+        while !probe.writer_busy().await {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("digest run ended ({status}) before the kill");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no next write"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let in_write = probe.writer_busy().await;
         kill9(&mut child);
+        drop(probe);
         let at_kill = digests_whole(&store).await;
         let sent_at_kill = sink.received_files().len();
         eprintln!(
@@ -1036,7 +1057,12 @@ async fn sigkill_while_composing_digests_then_a_rerun_gives_each_reader_one_dige
                 "backend": db.backend,
                 "seed": seed(),
                 "readers": n,
-                "killed_after": {"digests_stored": at_kill, "messages_sent": sent_at_kill},
+                "killed_after": {
+                    "digests_stored": at_kill,
+                    "ms_into_write": delay,
+                    "messages_sent": sent_at_kill,
+                    "write_in_progress": in_write,
+                },
                 "checked": {"digests": n, "digest_papers": entries, "messages": messages},
                 "duplicates": duplicates,
                 "in_flight_duplicates": in_flight,
