@@ -9,7 +9,7 @@
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use paperboy::config::{Secret, Settings};
@@ -23,6 +23,9 @@ use paperboy::domain::{
 use paperboy::matching::{BatchStats, Doc, Query, rank};
 use paperboy::store::{StoredEntry, StoredPaper, Subscriber};
 use tokio::sync::Semaphore;
+
+mod support;
+use support::Sink;
 
 const CONCURRENCY: usize = 8;
 const RENDERS: usize = 5_000;
@@ -129,54 +132,6 @@ fn email_for(
 ) -> paperboy::delivery::Email {
     let view = digest_view(links, entries, i);
     digest::email(links, &reader(i), &view, &mailer.new_message_id()).expect("render")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// Postfix's smtp-sink on a free port, discarding what it receives; killed on drop.
-struct Sink(std::process::Child, u16);
-
-impl Sink {
-    fn start() -> Option<Sink> {
-        let port = free_port();
-        let mut cmd = Command::new("smtp-sink");
-        // As root it must drop to a user; the Postfix package creates `postfix`.
-        if std::env::var("USER").is_ok_and(|u| u == "root") || is_root() {
-            cmd.args(["-u", "postfix"]);
-        }
-        let child = cmd
-            .args([&format!("127.0.0.1:{port}"), "1024"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(Sink(child, port));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"))
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn main() {

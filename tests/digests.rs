@@ -719,3 +719,88 @@ async fn the_worker_reports_each_recorded_attempt_to_its_progress_callback() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_batch_of_digests_is_written_whole_or_not_at_all() {
+    use paperboy::store::{DigestEntry, NewDigest};
+    for db in databases().await {
+        let store = db.store().await;
+        let a = active_reader(&store, "a@example.org", "diffusion", "daily", 8, "UTC").await;
+        let b = active_reader(&store, "b@example.org", "diffusion", "daily", 8, "UTC").await;
+        store_full_papers(
+            &store,
+            vec![arxiv_paper("2401.00010", "Diffusion", "diffusion", None)],
+        )
+        .await;
+        let paper = store.max_paper_id().await.unwrap();
+        let at = tomorrow();
+        let entry = |paper_id| {
+            vec![DigestEntry {
+                paper_id,
+                score: 1.0,
+                explanation: Default::default(),
+            }]
+        };
+        let (good, missing_paper) = (entry(paper), entry(paper + 1_000));
+        let digest = |r: &paperboy::store::Subscriber, entries, message_id| NewDigest {
+            subscriber_id: r.id,
+            window_start: r.confirmed_at.unwrap(),
+            window_end: at,
+            papers_after: r.paper_cursor,
+            papers_upto: paper,
+            entries,
+            shown: 15,
+            trending: false,
+            archive_key: "key",
+            message_id,
+        };
+
+        // One digest that cannot be written (its paper does not exist) fails the batch, and
+        // nothing of the batch stays: both windows are where they were.
+        let bad = [
+            digest(&a, &good, "a1@example.org"),
+            digest(&b, &missing_paper, "b1@example.org"),
+        ];
+        assert!(store.save_digests(&bad, Utc::now()).await.is_err());
+        assert!(
+            store.digests_of(a.id).await.unwrap().is_empty(),
+            "{}",
+            db.backend
+        );
+        let a_now = store.subscriber(a.id).await.unwrap().unwrap();
+        assert_eq!(a_now.paper_cursor, a.paper_cursor);
+        assert!(statuses(&store).await.is_empty());
+
+        // Written whole; the second attempt finds both windows moved and writes nothing.
+        let ok = [
+            digest(&a, &good, "a2@example.org"),
+            digest(&b, &[], "b2@example.org"),
+        ];
+        let ids = store.save_digests(&ok, Utc::now()).await.unwrap();
+        assert!(ids.iter().all(Option::is_some), "{ids:?}");
+        assert_eq!(
+            store
+                .digest_entries(ids[0].unwrap(), None)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            statuses(&store).await.get("queued"),
+            Some(&1),
+            "only a's has papers"
+        );
+        assert_eq!(store.digests_of(b.id).await.unwrap()[0].status, "skipped");
+        let again = store.save_digests(&ok, Utc::now()).await.unwrap();
+        assert_eq!(again, vec![None, None]);
+        // A reader twice in one batch is refused before anything is written.
+        assert!(
+            store
+                .save_digests(&[ok[0].clone(), ok[0].clone()], Utc::now())
+                .await
+                .is_err()
+        );
+        db.cleanup().await;
+    }
+}

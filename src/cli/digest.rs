@@ -21,6 +21,11 @@ pub enum Command {
         /// Compose and report, but store and send nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Compose and store the digests, and leave sending them to the delivery workers
+        /// (`serve`, or a later `digest run`).
+        #[arg(long, conflicts_with = "dry_run")]
+        no_deliver: bool,
+        /// Print the report as JSON; with --dry-run, also what each reader would get.
         #[arg(long)]
         json: bool,
     },
@@ -44,7 +49,12 @@ pub enum Format {
 pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
     let store = open_store(&settings).await?;
     match cmd {
-        Command::Run { at, dry_run, json } => {
+        Command::Run {
+            at,
+            dry_run,
+            no_deliver,
+            json,
+        } => {
             let at = at
                 .as_deref()
                 .map(parse_since)
@@ -52,8 +62,12 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
                 .unwrap_or_else(chrono::Utc::now);
             let mailer =
                 Mailer::from_settings(&settings).map_err(|e| CliError::Input(e.to_string()))?;
-            let (report, composed) = digest::compose_due(&store, &mailer, at, dry_run).await?;
-            let delivered = if dry_run {
+            let (report, mut composed) = digest::compose_due(&store, &mailer, at, dry_run).await?;
+            if !dry_run {
+                // Stored: the workers read each digest back, so the composition can go.
+                composed = Vec::new();
+            }
+            let delivered = if dry_run || no_deliver {
                 None
             } else {
                 let (depth, _) = store.queue_depth().await?;
@@ -71,13 +85,16 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
                         })
                     })
                     .collect();
-                print_json(&json!({
+                let mut out = json!({
                     "at": at,
                     "dry_run": dry_run,
                     "report": report,
                     "delivered": delivered,
-                    "readers": readers,
-                }))?;
+                });
+                if dry_run {
+                    out["readers"] = readers.into();
+                }
+                print_json(&out)?;
             } else {
                 println!(
                     "{}: {} due, {} composed, {} skipped (nothing matched), {} already done, {} papers looked at",

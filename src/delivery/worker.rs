@@ -5,6 +5,7 @@
 //! delivery is too old; 5xx bounces and suppresses the reader; a refused login or TLS
 //! stops the worker with the queue intact.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -20,7 +21,7 @@ use crate::config::DeliverySettings;
 use crate::digest;
 use crate::domain::SubscriberStatus;
 use crate::domain::token::Links;
-use crate::store::{Claimed, Outcome, Store};
+use crate::store::{Claimed, DigestRecord, Outcome, Store, StoredEntry, Subscriber};
 
 /// What a drain delivered.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -54,6 +55,13 @@ impl DrainReport {
             Outcome::Suppressed(_) => self.suppressed += 1,
         }
     }
+}
+
+/// What a claimed delivery is rendered from.
+struct Ready {
+    subscriber: Subscriber,
+    digest: DigestRecord,
+    entries: Vec<StoredEntry>,
 }
 
 /// The relay cannot be used until the operator acts (login or TLS refused).
@@ -146,6 +154,11 @@ impl Worker {
     }
 
     /// One claim and its sends. Returns the outcomes and how many were claimed.
+    ///
+    /// The round's readers, digests and papers are read in a few queries, and every write
+    /// (leases, outcomes) is made from this loop, one at a time; the send tasks only
+    /// render and talk to the relay, so the sends of a round never queue for the
+    /// database.
     async fn round(
         &self,
         stop: Option<&watch::Receiver<bool>>,
@@ -160,16 +173,61 @@ impl Worker {
             .context("claiming deliveries")?;
         let n = claimed.len();
         let mut report = DrainReport::default();
+        if n == 0 {
+            return Ok((report, 0));
+        }
+        let mut prepared = match self.prepare(&claimed).await {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                // The database failed us: every claimed delivery tries again later.
+                let reason = format!("{e:#}");
+                for c in &claimed {
+                    let outcome = self.retry_or_fail(c, reason.clone());
+                    self.record(c, Ok(outcome), &mut report).await;
+                }
+                return Ok((report, n));
+            }
+        };
+        // Only while the leases are still ours: a delivery another worker took over after
+        // our lease ran out is theirs to send.
+        let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        let held = match self
+            .store
+            .renew_leases(&ids, &self.owner, Utc::now() + lease)
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                let reason = format!("renewing the leases: {e}");
+                for c in &claimed {
+                    let outcome = self.retry_or_fail(c, reason.clone());
+                    self.record(c, Ok(outcome), &mut report).await;
+                }
+                return Ok((report, n));
+            }
+        };
         let mut tasks = JoinSet::new();
         let mut fatal: Option<String> = None;
         for c in claimed {
             let stopping = stop.is_some_and(|s| *s.borrow());
-            if stopping || fatal.is_some() {
-                // Not attempted: back to the queue as it was.
+            if stopping || fatal.is_some() || !held.contains(&c.id) {
+                // Not attempted: back to the queue as it was (or already another's).
                 self.finish(&c, Outcome::Released).await;
                 report.count(&Outcome::Released);
                 continue;
             }
+            let ready = match prepared.remove(&c.id) {
+                Some(Ok(ready)) => ready,
+                Some(Err(outcome)) => {
+                    self.record(&c, Ok(outcome), &mut report).await;
+                    continue;
+                }
+                None => {
+                    let outcome = self.retry_or_fail(&c, "not prepared".into());
+                    self.record(&c, Ok(outcome), &mut report).await;
+                    continue;
+                }
+            };
             let permit = self
                 .sends
                 .clone()
@@ -183,11 +241,11 @@ impl Worker {
                 // and not the round.
                 let inner = me.clone();
                 let claimed = c.clone();
-                let outcome = match tokio::spawn(async move { inner.attempt(&claimed).await }).await
-                {
-                    Ok(outcome) => outcome,
-                    Err(e) => Ok(Outcome::Failed(format!("internal error: {e}"))),
-                };
+                let outcome =
+                    match tokio::spawn(async move { inner.send(&claimed, ready).await }).await {
+                        Ok(outcome) => outcome,
+                        Err(e) => Ok(Outcome::Failed(format!("internal error: {e}"))),
+                    };
                 drop(permit);
                 (c, outcome)
             });
@@ -209,6 +267,55 @@ impl Worker {
             return Err(Stopped(reason).into());
         }
         Ok((report, n))
+    }
+
+    /// Reads what the claimed deliveries need, in a few queries, and decides for each
+    /// whether it may be sent: the reader must still exist and be active (suppression is
+    /// checked here, as the delivery is claimed). The outcome instead of a send otherwise.
+    async fn prepare(
+        &self,
+        claimed: &[Claimed],
+    ) -> anyhow::Result<HashMap<i64, Result<Ready, Outcome>>> {
+        let reader_ids: Vec<i64> = claimed.iter().map(|c| c.subscriber_id).collect();
+        let digest_ids: Vec<i64> = claimed.iter().map(|c| c.digest_id).collect();
+        let mut readers: HashMap<i64, Subscriber> = self
+            .store
+            .subscribers_by_ids(&reader_ids)
+            .await
+            .context("reading the readers")?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
+        let mut digests: HashMap<i64, (DigestRecord, Vec<StoredEntry>)> = self
+            .store
+            .digests_for_sending(&digest_ids)
+            .await
+            .context("reading the digests")?
+            .into_iter()
+            .map(|(d, entries)| (d.id, (d, entries)))
+            .collect();
+        let mut prepared = HashMap::new();
+        for c in claimed {
+            let ready = match readers.get(&c.subscriber_id) {
+                None => Err(Outcome::Suppressed("the reader was erased".into())),
+                Some(s) if s.status != SubscriberStatus::Active => {
+                    Err(Outcome::Suppressed(format!("the reader is {}", s.status)))
+                }
+                Some(_) => match digests.remove(&c.digest_id) {
+                    None => Err(self.retry_or_fail(c, "the digest is gone".into())),
+                    Some((digest, entries)) => Ok(Ready {
+                        // A reader appears once per round: one delivery each.
+                        subscriber: readers.remove(&c.subscriber_id).ok_or_else(|| {
+                            anyhow::anyhow!("reader {} twice in one round", c.subscriber_id)
+                        })?,
+                        digest,
+                        entries,
+                    }),
+                },
+            };
+            prepared.insert(c.id, ready);
+        }
+        Ok(prepared)
     }
 
     /// Stores an outcome; returns the reason when it means the worker must stop.
@@ -254,32 +361,11 @@ impl Worker {
         }
     }
 
-    /// Sends one delivery. `Err` carries the reason the whole worker must stop.
-    async fn attempt(&self, c: &Claimed) -> Result<Outcome, String> {
-        // Only while the lease is still ours: a delivery another worker took over after
-        // our lease ran out is theirs to send.
-        let lease = Duration::seconds(i64::try_from(self.settings.lease_secs).unwrap_or(300));
-        match self
-            .store
-            .renew_lease(c.id, &self.owner, Utc::now() + lease)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return Ok(Outcome::Released),
-            Err(e) => return Ok(self.retry_or_fail(c, format!("renewing the lease: {e}"))),
-        }
-        let subscriber = match self.store.subscriber(c.subscriber_id).await {
-            Ok(Some(s)) => s,
-            Ok(None) => return Ok(Outcome::Suppressed("the reader was erased".into())),
-            Err(e) => return Ok(self.retry_or_fail(c, format!("reading the reader: {e}"))),
-        };
-        if subscriber.status != SubscriberStatus::Active {
-            return Ok(Outcome::Suppressed(format!(
-                "the reader is {}",
-                subscriber.status
-            )));
-        }
-        let email = match self.render(c, &subscriber).await {
+    /// Renders and sends one delivery. `Err` carries the reason the whole worker must stop.
+    async fn send(&self, c: &Claimed, ready: Ready) -> Result<Outcome, String> {
+        let subscriber = &ready.subscriber;
+        let view = digest::view_of_record(&ready.digest, &ready.entries, subscriber, &self.links);
+        let email = match digest::email(&self.links, subscriber, &view, &c.message_id) {
             Ok(email) => email,
             Err(e) => return Ok(self.retry_or_fail(c, format!("{e:#}"))),
         };
@@ -318,21 +404,6 @@ impl Worker {
                 }
             },
         }
-    }
-
-    async fn render(
-        &self,
-        c: &Claimed,
-        subscriber: &crate::store::Subscriber,
-    ) -> anyhow::Result<super::Email> {
-        let digest = self
-            .store
-            .digest(c.digest_id)
-            .await?
-            .context("the digest is gone")?;
-        let view =
-            digest::stored_view(&self.store, &self.links, &digest, subscriber, false).await?;
-        digest::email(&self.links, subscriber, &view, &c.message_id)
     }
 
     /// The next attempt after a temporary failure, or failed when the delivery is too old.

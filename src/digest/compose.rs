@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::matching::{BatchStats, Doc, Percolator, Query, rank};
+use crate::matching::{BatchStats, Doc, Percolator, Query, TermStats, rank};
 use crate::store::{DigestEntry, StoredPaper, Subscriber};
 
 /// How many papers a trending digest keeps (its archive page shows them all).
@@ -46,7 +46,9 @@ pub fn compose(
         .iter()
         .map(|r| r.preferences.queries.compile())
         .collect();
-    let mut percolator = Percolator::new();
+    // Queries are filed under their rarest key in this very batch, so each paper looks at
+    // as few candidate queries as possible.
+    let mut percolator = Percolator::with_stats(TermStats::from_docs(&docs));
     for (i, queries) in compiled.iter().enumerate() {
         if !queries.is_empty() {
             percolator.set_reader(i as i64, queries.iter());

@@ -6,6 +6,8 @@ pub mod compose;
 pub mod render;
 pub mod schedule;
 
+use std::time::Instant;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -32,6 +34,21 @@ pub struct RunReport {
     pub failed: usize,
     /// The papers looked at.
     pub papers: usize,
+    /// Where the run's time went.
+    pub seconds: StageSeconds,
+}
+
+/// Seconds spent in each stage of a digest run.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct StageSeconds {
+    /// Listing the readers and choosing those due.
+    pub due: f64,
+    /// Reading the papers of the windows.
+    pub papers: f64,
+    /// Matching the papers against every due reader's queries and ranking each digest.
+    pub matching: f64,
+    /// Writing the digests and their deliveries.
+    pub store: f64,
 }
 
 /// Composes the digest of every reader due at `at` and, unless `dry_run`, writes each with
@@ -43,6 +60,7 @@ pub async fn compose_due(
     at: DateTime<Utc>,
     dry_run: bool,
 ) -> anyhow::Result<(RunReport, Vec<Composed>)> {
+    let started = Instant::now();
     let readers = store
         .active_subscribers()
         .await
@@ -55,9 +73,11 @@ pub async fn compose_due(
         due: due.len(),
         ..RunReport::default()
     };
+    report.seconds.due = started.elapsed().as_secs_f64();
     let Some(lowest) = due.iter().map(|r| r.paper_cursor).min() else {
         return Ok((report, Vec::new()));
     };
+    let started = Instant::now();
     let upto = store
         .max_paper_id()
         .await
@@ -67,18 +87,28 @@ pub async fn compose_due(
         .await
         .context("reading the window's papers")?;
     report.papers = papers.len();
+    report.seconds.papers = started.elapsed().as_secs_f64();
+    let started = Instant::now();
     let composed = compose::compose(&due, &papers, upto, at);
+    drop(papers);
+    report.seconds.matching = started.elapsed().as_secs_f64();
     if dry_run {
         report.composed = composed.iter().filter(|c| !c.entries.is_empty()).count();
         report.skipped = composed.len() - report.composed;
         return Ok((report, composed));
     }
+    let started = Instant::now();
     save_all(store, mailer, &composed, &mut report).await?;
+    report.seconds.store = started.elapsed().as_secs_f64();
     Ok((report, composed))
 }
 
-/// Writes composed digests, each with its delivery; one reader's failure is logged and
-/// counted, and the others go on (that reader stays due).
+/// How many digests are written per transaction.
+const SAVE_BATCH: usize = 500;
+
+/// Writes composed digests, each with its delivery, a batch per transaction. A batch that
+/// fails is written again one digest at a time, so one reader's failure is logged and
+/// counted and the others go on (that reader stays due).
 async fn save_all(
     store: &Store,
     mailer: &Mailer,
@@ -86,57 +116,75 @@ async fn save_all(
     report: &mut RunReport,
 ) -> anyhow::Result<()> {
     let now = Utc::now();
-    for c in composed {
-        let archive_key = random_token()?;
-        let message_id = mailer.new_message_id();
-        let saved = store
-            .save_digest(
-                &NewDigest {
-                    subscriber_id: c.subscriber.id,
-                    window_start: c.window_start,
-                    window_end: c.window_end,
-                    papers_after: c.papers_after,
-                    papers_upto: c.papers_upto,
-                    entries: &c.entries,
-                    shown: usize::from(c.subscriber.preferences.max_papers.get()),
-                    trending: c.trending,
-                    archive_key: &archive_key,
-                    message_id: &message_id,
-                },
-                now,
-            )
-            .await;
-        match saved {
-            // One reader's failure is logged and the others go on; the reader is still due
-            // at the next run.
+    for batch in composed.chunks(SAVE_BATCH) {
+        let keys = batch
+            .iter()
+            .map(|_| Ok((random_token()?, mailer.new_message_id())))
+            .collect::<anyhow::Result<Vec<(String, String)>>>()?;
+        let digests: Vec<NewDigest<'_>> = batch
+            .iter()
+            .zip(&keys)
+            .map(|(c, (archive_key, message_id))| NewDigest {
+                subscriber_id: c.subscriber.id,
+                window_start: c.window_start,
+                window_end: c.window_end,
+                papers_after: c.papers_after,
+                papers_upto: c.papers_upto,
+                entries: &c.entries,
+                shown: usize::from(c.subscriber.preferences.max_papers.get()),
+                trending: c.trending,
+                archive_key,
+                message_id,
+            })
+            .collect();
+        match store.save_digests(&digests, now).await {
+            Ok(ids) => {
+                for (c, id) in batch.iter().zip(ids) {
+                    tally(c, Ok(id), report);
+                }
+            }
             Err(e) => {
-                report.failed += 1;
-                tracing::error!(subscriber = c.subscriber.id, error = %e, "could not store a digest");
-            }
-            Ok(None) => report.already_done += 1,
-            Ok(Some(_)) if c.entries.is_empty() => {
-                report.skipped += 1;
-                crate::metrics::global()
-                    .digests
-                    .with_label_values(&["skipped"])
-                    .inc();
-            }
-            Ok(Some(id)) => {
-                report.composed += 1;
-                crate::metrics::global()
-                    .digests
-                    .with_label_values(&["composed"])
-                    .inc();
-                tracing::info!(
-                    digest = id,
-                    subscriber = c.subscriber.id,
-                    papers = c.entries.len(),
-                    "digest composed"
-                );
+                tracing::warn!(error = %e, digests = batch.len(), "a batch of digests could not be stored at once; storing them one by one");
+                for (c, d) in batch.iter().zip(&digests) {
+                    tally(c, store.save_digest(d, now).await, report);
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Counts (and logs) how writing one digest went.
+fn tally(c: &Composed, saved: crate::store::StoreResult<Option<i64>>, report: &mut RunReport) {
+    match saved {
+        // One reader's failure is logged and the others go on; the reader is still due at
+        // the next run.
+        Err(e) => {
+            report.failed += 1;
+            tracing::error!(subscriber = c.subscriber.id, error = %e, "could not store a digest");
+        }
+        Ok(None) => report.already_done += 1,
+        Ok(Some(_)) if c.entries.is_empty() => {
+            report.skipped += 1;
+            crate::metrics::global()
+                .digests
+                .with_label_values(&["skipped"])
+                .inc();
+        }
+        Ok(Some(id)) => {
+            report.composed += 1;
+            crate::metrics::global()
+                .digests
+                .with_label_values(&["composed"])
+                .inc();
+            tracing::debug!(
+                digest = id,
+                subscriber = c.subscriber.id,
+                papers = c.entries.len(),
+                "digest composed"
+            );
+        }
+    }
 }
 
 /// Composes and writes one reader's digest for the window ending at `at`, whether or not
@@ -185,15 +233,25 @@ pub async fn stored_view(
         .digest_entries(digest.id, limit)
         .await
         .context("reading the digest's papers")?;
-    Ok(view_of(
-        &entries,
+    Ok(view_of_record(digest, &entries, subscriber, links))
+}
+
+/// The view of a stored digest with the papers it lists, read already.
+pub fn view_of_record(
+    digest: &DigestRecord,
+    entries: &[StoredEntry],
+    subscriber: &Subscriber,
+    links: &Links,
+) -> DigestView {
+    view_of(
+        entries,
         usize::try_from(digest.total).unwrap_or(0),
         digest.trending,
         (digest.window_start, digest.window_end),
         subscriber,
         links.archive(digest.id, &digest.archive_key),
         links,
-    ))
+    )
 }
 
 fn view_of(

@@ -62,6 +62,14 @@ pub struct StoredEntry {
 }
 
 #[derive(sqlx::FromRow)]
+struct BatchEntryRow {
+    digest_id: i64,
+    paper_id: i64,
+    score: f64,
+    explanation: String,
+}
+
+#[derive(sqlx::FromRow)]
 struct EntryRow {
     paper_id: i64,
     score: f64,
@@ -207,6 +215,145 @@ impl Store {
         Ok(id)
     }
 
+    /// Writes many readers' digests in one transaction, as [`Store::save_digest`] does for
+    /// one: each reader's window moves on by compare-and-set, and only the readers whose
+    /// window moved get a digest (`None` for the others, in input order). All or nothing:
+    /// an error leaves every window where it was, and the caller may retry one by one.
+    /// Each reader may appear once.
+    #[tracing::instrument(skip_all, fields(digests = digests.len()))]
+    pub async fn save_digests(
+        &self,
+        digests: &[NewDigest<'_>],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Option<i64>>> {
+        let mut readers: Vec<i64> = digests.iter().map(|d| d.subscriber_id).collect();
+        readers.sort_unstable();
+        readers.dedup();
+        if readers.len() != digests.len() {
+            return Err(StoreError::Conflict(
+                "a reader appears twice in one batch of digests".into(),
+            ));
+        }
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: std::collections::HashMap<i64, i64> = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            // Move every window from where it stood, forward in time, for readers still
+            // active; those that did not move were taken by another run.
+            let mut q = sqlx::QueryBuilder::new(
+                "UPDATE subscribers SET paper_cursor = v.column3, last_window_end = v.column4 \
+                 FROM (",
+            );
+            q.push_values(digests, |mut row, d| {
+                row.push_bind(d.subscriber_id)
+                    .push_bind(d.papers_after)
+                    .push_bind(d.papers_upto)
+                    .push_bind(d.window_end);
+            });
+            q.push(
+                ") AS v WHERE subscribers.id = v.column1 AND subscribers.paper_cursor = v.column2 \
+                 AND subscribers.status = 'active' \
+                 AND (subscribers.last_window_end IS NULL OR subscribers.last_window_end < v.column4) \
+                 RETURNING subscribers.id",
+            );
+            let moved: std::collections::HashSet<i64> = q
+                .build_query_scalar::<i64>()
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+            let writing: Vec<&NewDigest<'_>> = digests
+                .iter()
+                .filter(|d| moved.contains(&d.subscriber_id))
+                .collect();
+            let mut ids = std::collections::HashMap::new();
+            if !writing.is_empty() {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO digests (subscriber_id, window_start, window_end, papers_after, \
+                     papers_upto, status, total, shown, trending, archive_key, created_at) ",
+                );
+                q.push_values(&writing, |mut row, d| {
+                    let status = if d.entries.is_empty() { "skipped" } else { "composed" };
+                    row.push_bind(d.subscriber_id)
+                        .push_bind(d.window_start)
+                        .push_bind(d.window_end)
+                        .push_bind(d.papers_after)
+                        .push_bind(d.papers_upto)
+                        .push_bind(status)
+                        .push_bind(i32::try_from(d.entries.len()).unwrap_or(i32::MAX))
+                        .push_bind(i32::try_from(d.shown.min(d.entries.len())).unwrap_or(i32::MAX))
+                        .push_bind(d.trending)
+                        .push_bind(d.archive_key)
+                        .push_bind(now);
+                });
+                q.push(" ON CONFLICT (subscriber_id, window_end) DO NOTHING RETURNING subscriber_id, id");
+                let rows: Vec<(i64, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                ids.extend(rows);
+                if let Some(d) = writing.iter().find(|d| !ids.contains_key(&d.subscriber_id)) {
+                    // The window just moved for us, so nobody else can have written it.
+                    return Err(StoreError::Conflict(format!(
+                        "reader {} already has a digest ending at {}",
+                        d.subscriber_id, d.window_end
+                    )));
+                }
+            }
+            // Their papers, a few thousand rows per statement.
+            let mut rows: Vec<(i64, i32, &DigestEntry)> = Vec::new();
+            for d in &writing {
+                let id = ids[&d.subscriber_id];
+                for (i, e) in d.entries.iter().enumerate() {
+                    rows.push((id, i32::try_from(i + 1).unwrap_or(i32::MAX), e));
+                }
+            }
+            for chunk in rows.chunks(2_000) {
+                let mut explanations = Vec::with_capacity(chunk.len());
+                for (_, _, e) in chunk {
+                    explanations.push(
+                        serde_json::to_string(&e.explanation)
+                            .map_err(|err| StoreError::Corrupt(format!("explanation: {err}")))?,
+                    );
+                }
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO digest_papers (digest_id, rank, paper_id, score, explanation) ",
+                );
+                q.push_values(chunk.iter().zip(explanations), |mut row, ((id, rank, e), x)| {
+                    row.push_bind(*id)
+                        .push_bind(*rank)
+                        .push_bind(e.paper_id)
+                        .push_bind(e.score)
+                        .push_bind(x);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            // And a delivery for each digest that has papers.
+            let queued: Vec<&&NewDigest<'_>> =
+                writing.iter().filter(|d| !d.entries.is_empty()).collect();
+            for chunk in queued.chunks(1_000) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO deliveries (digest_id, subscriber_id, message_id, status, \
+                     next_attempt_at, created_at, updated_at) ",
+                );
+                q.push_values(chunk, |mut row, d| {
+                    row.push_bind(ids[&d.subscriber_id])
+                        .push_bind(d.subscriber_id)
+                        .push_bind(d.message_id)
+                        .push_bind("queued")
+                        .push_bind(now)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            ids
+        });
+        Ok(digests
+            .iter()
+            .map(|d| ids.get(&d.subscriber_id).copied())
+            .collect())
+    }
+
     pub async fn digest(&self, id: i64) -> StoreResult<Option<DigestRecord>> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(select_digests!("WHERE id = $1"))
@@ -279,6 +426,99 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The digests with these ids that exist, each with the papers its email lists (its
+    /// top `shown`, best first): what a worker renders a round of deliveries from, read in
+    /// a few queries whatever the round's size.
+    pub async fn digests_for_sending(
+        &self,
+        ids: &[i64],
+    ) -> StoreResult<Vec<(DigestRecord, Vec<StoredEntry>)>> {
+        let mut digests: Vec<DigestRecord> = Vec::with_capacity(ids.len());
+        let mut rows: Vec<BatchEntryRow> = Vec::new();
+        for chunk in ids.chunks(500) {
+            on_pool!(self, pool => {
+                let mut q = sqlx::QueryBuilder::new(select_digests!("WHERE id IN ("));
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                digests.extend(q.build_query_as::<DigestRecord>().fetch_all(pool).await?);
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT dp.digest_id, dp.paper_id, dp.score, dp.explanation \
+                     FROM digest_papers dp JOIN digests d ON d.id = dp.digest_id \
+                     WHERE dp.rank <= d.shown AND dp.digest_id IN (",
+                );
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(") ORDER BY dp.digest_id, dp.rank");
+                rows.extend(q.build_query_as::<BatchEntryRow>().fetch_all(pool).await?);
+            });
+        }
+        let mut paper_ids: Vec<i64> = rows.iter().map(|r| r.paper_id).collect();
+        paper_ids.sort_unstable();
+        paper_ids.dedup();
+        let papers: std::collections::HashMap<i64, StoredPaper> = self
+            .papers_by_ids(&paper_ids)
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p))
+            .collect();
+        let mut entries: std::collections::HashMap<i64, Vec<StoredEntry>> =
+            std::collections::HashMap::new();
+        for r in rows {
+            let paper = papers.get(&r.paper_id).cloned().ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "digest {}: paper {} missing",
+                    r.digest_id, r.paper_id
+                ))
+            })?;
+            let explanation = serde_json::from_str(&r.explanation).map_err(|e| {
+                StoreError::Corrupt(format!("digest {}: explanation: {e}", r.digest_id))
+            })?;
+            entries.entry(r.digest_id).or_default().push(StoredEntry {
+                paper,
+                score: r.score,
+                explanation,
+            });
+        }
+        Ok(digests
+            .into_iter()
+            .map(|d| {
+                let listed = entries.remove(&d.id).unwrap_or_default();
+                (d, listed)
+            })
+            .collect())
+    }
+
+    /// Extends the leases `owner` still holds among `ids`; returns those it holds.
+    pub async fn renew_leases(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<std::collections::HashSet<i64>> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let held: Vec<i64> = on_pool!(self, pool => {
+            let mut q = sqlx::QueryBuilder::new("UPDATE deliveries SET lease_until = ");
+            q.push_bind(until)
+                .push(" WHERE lease_owner = ")
+                .push_bind(owner)
+                .push(" AND status = 'sending' AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in ids {
+                sep.push_bind(*id);
+            }
+            q.push(") RETURNING id");
+            q.build_query_scalar().fetch_all(pool).await?
+        });
+        Ok(held.into_iter().collect())
     }
 
     /// Takes up to `limit` deliveries that are due (queued, or to retry now, or sending

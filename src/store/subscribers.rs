@@ -198,6 +198,26 @@ impl Store {
         row.map(Subscriber::try_from).transpose()
     }
 
+    /// The readers with these ids that exist, in no particular order.
+    pub async fn subscribers_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Subscriber>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let rows: Vec<SubscriberRow> = on_pool!(self, pool => {
+                let mut q = sqlx::QueryBuilder::new(select_subscribers!("WHERE id IN ("));
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(pool).await?
+            });
+            for row in rows {
+                found.push(Subscriber::try_from(row)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Every confirmed reader whose digests are on. A row that no longer reads as a
     /// reader is logged and left out, so it cannot stop everyone else's digest.
     #[tracing::instrument(skip_all)]
