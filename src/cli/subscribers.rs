@@ -364,8 +364,8 @@ async fn import(
     }
     let mut added = 0;
     let bar = progress_bar(readers.len(), "importing");
+    let mut confirmed: Vec<(usize, &EmailAddress, Preferences)> = Vec::new();
     for (email, p) in readers.values() {
-        bar.inc(1);
         let or = |v: &str, d: &str| {
             if v.is_empty() {
                 d.to_string()
@@ -383,13 +383,76 @@ async fn import(
         ) {
             Ok(prefs) => prefs,
             Err(e) => {
+                bar.inc(1);
                 problems.push(format!("line {}: {email}: {e}", p.line));
                 continue;
             }
         };
-        match add(settings, store, email, &prefs, p.confirmed).await {
+        if p.confirmed {
+            confirmed.push((p.line, email, prefs));
+            continue;
+        }
+        // A pending reader gets a confirmation email, one at a time.
+        bar.inc(1);
+        match add(settings, store, email, &prefs, false).await {
             Ok(_) => added += 1,
             Err(e) => problems.push(format!("line {}: {email}: {e}", p.line)),
+        }
+    }
+    // Confirmed readers are written a few hundred per transaction.
+    for batch in confirmed.chunks(500) {
+        let keys = batch
+            .iter()
+            .map(|_| random_token())
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(|e| CliError::Other(e.into()))?;
+        let new: Vec<NewReader<'_>> = batch
+            .iter()
+            .zip(&keys)
+            .map(|((_, email, prefs), link_key)| NewReader {
+                email,
+                preferences: prefs,
+                confirmed: true,
+                link_key,
+                token_hash: "",
+                token_ttl: chrono::Duration::zero(),
+                consent: CLI_CONSENT,
+            })
+            .collect();
+        let results = match store.add_readers(&new, Utc::now()).await {
+            Ok(results) => results.into_iter().map(|r| r.map(|_| ())).collect(),
+            // The batch failed as a whole: one at a time, so each reader's fate is its own.
+            Err(_) => {
+                let mut one_by_one = Vec::with_capacity(batch.len());
+                for (_, email, prefs) in batch {
+                    one_by_one.push(
+                        store
+                            .add_reader(
+                                &NewReader {
+                                    email,
+                                    preferences: prefs,
+                                    confirmed: true,
+                                    link_key: &random_token()
+                                        .map_err(|e| CliError::Other(e.into()))?,
+                                    token_hash: "",
+                                    token_ttl: chrono::Duration::zero(),
+                                    consent: CLI_CONSENT,
+                                },
+                                Utc::now(),
+                            )
+                            .await
+                            .map(|_| ()),
+                    );
+                }
+                one_by_one
+            }
+        };
+        for ((line, email, _), result) in batch.iter().zip(results) {
+            bar.inc(1);
+            match result {
+                Ok(()) => added += 1,
+                Err(e) => problems.push(format!("line {line}: {email}: {}", CliError::from(e))),
+            }
         }
     }
     println!(

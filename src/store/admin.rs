@@ -51,67 +51,93 @@ impl Store {
         r: &NewReader<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<Subscriber> {
-        let key = email_key(r.email);
-        let hash = suppression_hash(r.email);
-        let p = r.preferences;
-        let status = if r.confirmed { "active" } else { "pending" };
+        let id = self
+            .add_readers(std::slice::from_ref(r), now)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::NotFound("no reader was added".into())))?;
+        self.subscriber(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("reader {id} vanished")))
+    }
+
+    /// Adds many readers in one transaction, each as [`Store::add_reader`] does: the
+    /// result of each, in order (its id, or why it was refused). A database error fails
+    /// the whole batch and adds nobody.
+    #[tracing::instrument(skip_all, fields(readers = readers.len()))]
+    pub async fn add_readers(
+        &self,
+        readers: &[NewReader<'_>],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<i64>>> {
         let client = ClientInfo {
             ip: None,
             user_agent: Some("paperboy CLI".into()),
         };
-        let id: i64 = on_pool!(self, pool => {
-                    let mut tx = pool.begin_write().await?;
-                    let suppressed: Option<String> =
-                        sqlx::query_scalar("SELECT reason FROM suppressions WHERE email_hash = $1")
-                            .bind(&hash)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    if suppressed.is_some() && !r.confirmed {
-                        return Err(StoreError::Conflict(format!(
-                            "{} is on the suppression list; add it with --confirmed only if its owner asked",
-                            r.email
-                        )));
-                    }
-                    sqlx::query("DELETE FROM suppressions WHERE email_hash = $1")
+        let mut results = Vec::with_capacity(readers.len());
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for r in readers {
+                let key = email_key(r.email);
+                let hash = suppression_hash(r.email);
+                let p = r.preferences;
+                let status = if r.confirmed { "active" } else { "pending" };
+                let suppressed: Option<String> =
+                    sqlx::query_scalar("SELECT reason FROM suppressions WHERE email_hash = $1")
                         .bind(&hash)
-                        .execute(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await?;
-                    let id: Option<i64> = sqlx::query_scalar(
-                        "INSERT INTO subscribers (email, email_key, status, queries, frequency, \
-                         send_hour, timezone, max_papers, link_key, created_at, updated_at, \
-                         link_sent_at, confirmed_at, last_window_end, paper_cursor) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $11, $11, \
-                         (SELECT COALESCE(MAX(id), 0) FROM papers)) \
-                         ON CONFLICT (email_key) DO NOTHING RETURNING id",
-                    )
-                    .bind(r.email.as_str())
-                    .bind(&key)
-                    .bind(status)
-                    .bind(p.queries.to_text())
-                    .bind(p.frequency.as_code())
-                    .bind(i32::from(p.send_hour.get()))
-                    .bind(p.timezone.name())
-                    .bind(i32::from(p.max_papers.get()))
-                    .bind(r.link_key)
-                    .bind(now)
-                    .bind(r.confirmed.then_some(now))
-                    .fetch_optional(&mut *tx)
+                if suppressed.is_some() && !r.confirmed {
+                    results.push(Err(StoreError::Conflict(format!(
+                        "{} is on the suppression list; add it with --confirmed only if its owner asked",
+                        r.email
+                    ))));
+                    continue;
+                }
+                let id: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO subscribers (email, email_key, status, queries, frequency, \
+                     send_hour, timezone, max_papers, link_key, created_at, updated_at, \
+                     link_sent_at, confirmed_at, last_window_end, paper_cursor) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $11, $11, \
+                     (SELECT COALESCE(MAX(id), 0) FROM papers)) \
+                     ON CONFLICT (email_key) DO NOTHING RETURNING id",
+                )
+                .bind(r.email.as_str())
+                .bind(&key)
+                .bind(status)
+                .bind(p.queries.to_text())
+                .bind(p.frequency.as_code())
+                .bind(i32::from(p.send_hour.get()))
+                .bind(p.timezone.name())
+                .bind(i32::from(p.max_papers.get()))
+                .bind(r.link_key)
+                .bind(now)
+                .bind(r.confirmed.then_some(now))
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(id) = id else {
+                    results.push(Err(StoreError::Conflict(format!(
+                        "{} is already a reader",
+                        r.email
+                    ))));
+                    continue;
+                };
+                // Confirmed by the operator: the address may be mailed again.
+                sqlx::query("DELETE FROM suppressions WHERE email_hash = $1")
+                    .bind(&hash)
+                    .execute(&mut *tx)
                     .await?;
-                    let Some(id) = id else {
-                        return Err(StoreError::Conflict(format!("{} is already a reader", r.email)));
-                    };
-                    insert_consent(&mut tx, id, "requested", now, &client, r.consent).await?;
-                    if r.confirmed {
-                        insert_consent(&mut tx, id, "confirmed", now, &client, r.consent).await?;
-                    } else {
-        insert_token(&mut tx, r.token_hash, id, now, now + r.token_ttl, p).await?;
-                    }
-                    tx.commit().await?;
-                    id
-                });
-        self.subscriber(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("reader {id} vanished")))
+                insert_consent(&mut tx, id, "requested", now, &client, r.consent).await?;
+                if r.confirmed {
+                    insert_consent(&mut tx, id, "confirmed", now, &client, r.consent).await?;
+                } else {
+                    insert_token(&mut tx, r.token_hash, id, now, now + r.token_ttl, p).await?;
+                }
+                results.push(Ok(id));
+            }
+            tx.commit().await?;
+        });
+        Ok(results)
     }
 
     /// Removes a reader and everything held on them (tokens, consent record, digests,
