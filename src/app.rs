@@ -9,6 +9,7 @@ use chrono::Utc;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::delivery::worker::Stopped;
 use crate::delivery::{Mailer, Worker};
 use crate::domain::token::{LinkKeys, Links, random_token};
 use crate::feeds::Fetcher;
@@ -133,6 +134,7 @@ impl App {
             &self.settings,
         );
         let guard = state.guard.clone();
+        let delivery_stopped = state.delivery_stopped.clone();
         let sweeper = tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
             loop {
@@ -148,7 +150,17 @@ impl App {
                 self.links.clone(),
                 self.settings.delivery.clone(),
             );
-            tokio::spawn(worker.run(worker_stop))
+            tokio::spawn(async move {
+                let ran = worker.run(worker_stop).await;
+                if let Err(e) = &ran
+                    && e.downcast_ref::<Stopped>().is_some()
+                    && let Ok(mut slot) = delivery_stopped.lock()
+                {
+                    // /healthz turns unavailable, so a supervisor or an alert sees it.
+                    *slot = Some(format!("{e:#}"));
+                }
+                ran
+            })
         });
         let router = web::router(state, self.settings.web.max_body_bytes);
         let served = axum::serve(

@@ -45,6 +45,24 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             );
         }
     };
+    let stopped = state
+        .delivery_stopped
+        .lock()
+        .ok()
+        .and_then(|slot| slot.clone());
+    if let Some(reason) = stopped {
+        // Mail is not leaving until the operator fixes the relay settings and restarts.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "database": "ok",
+                "delivery": "stopped",
+                "delivery_error": reason,
+                "feeds": feeds,
+            })),
+        );
+    }
     (
         StatusCode::OK,
         Json(json!({ "status": "ok", "database": "ok", "feeds": feeds })),

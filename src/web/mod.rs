@@ -40,6 +40,9 @@ pub struct AppState {
     pub preview: Arc<subscribe::PreviewCache>,
     /// The least time between two links mailed to one address.
     pub resend_after: chrono::Duration,
+    /// Why this instance's delivery worker stopped (a refused login or TLS), for
+    /// `/healthz`; `None` while it runs or when this instance has none.
+    pub delivery_stopped: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
                 .ok()
                 .and_then(chrono::Duration::try_seconds)
                 .unwrap_or(chrono::Duration::days(1)),
+            delivery_stopped: Arc::default(),
         }
     }
 }

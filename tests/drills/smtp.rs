@@ -109,20 +109,22 @@ fn tomorrow() -> DateTime<Utc> {
 struct Serve {
     child: Child,
     log: PathBuf,
+    port: u16,
 }
 
 impl Serve {
     fn start(dir: &Path, name: &str) -> Serve {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("serve log");
+        let port = free_port();
         let child = paperboy(dir)
-            .env("PAPERBOY_BIND", format!("127.0.0.1:{}", free_port()))
+            .env("PAPERBOY_BIND", format!("127.0.0.1:{port}"))
             .args(["serve", "--no-scheduler"])
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
             .spawn()
             .expect("start paperboy serve");
-        Serve { child, log }
+        Serve { child, log, port }
     }
 
     fn log(&self) -> String {
@@ -747,6 +749,21 @@ async fn a_relay_refusing_tls_stops_the_worker_loudly_and_keeps_the_queue() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(serve.log().contains("TLS"), "{}", serve.log());
+        // A supervisor or an alert sees it: /healthz turns unavailable and says why.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let health = reqwest::get(format!("http://127.0.0.1:{}/healthz", serve.port))
+            .await
+            .expect("healthz");
+        assert_eq!(health.status().as_u16(), 503, "{}", db.backend);
+        let body: serde_json::Value =
+            serde_json::from_str(&health.text().await.expect("healthz body")).expect("json");
+        assert_eq!(body["delivery"], "stopped", "{body}");
+        assert!(
+            body["delivery_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("TLS")),
+            "{body}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         serve.stop().await;
         assert_intact(&counts(&store).await, n);
