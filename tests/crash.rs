@@ -251,6 +251,9 @@ async fn sigterm_lets_the_send_in_flight_finish_before_serve_exits() {
             assert!(started.elapsed() < Duration::from_secs(30), "{counts:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Claimed; a moment more and it is with the relay, which takes 2 s to answer.
+        // (A delivery claimed but not yet handed to the relay is released on SIGTERM.)
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let pid = serve.id().to_string();
         assert!(
             std::process::Command::new("kill")

@@ -57,6 +57,9 @@ impl DrainReport {
     }
 }
 
+/// How many rounds of concurrent sends one claim covers.
+const ROUND_SENDS: usize = 4;
+
 /// What a claimed delivery is rendered from.
 struct Ready {
     subscriber: Subscriber,
@@ -163,8 +166,10 @@ impl Worker {
         &self,
         stop: Option<&watch::Receiver<bool>>,
     ) -> anyhow::Result<(DrainReport, usize)> {
-        // No more than can be sent at once, so no claimed delivery waits out its lease.
-        let batch = self.settings.concurrency.max(1);
+        // A few times what can be sent at once, so the round's reads and the wait for its
+        // slowest send are shared by many messages; each waits for a free slot only as
+        // long as a few sends take, far inside its lease.
+        let batch = self.settings.concurrency.max(1) * ROUND_SENDS;
         let lease = Duration::seconds(i64::try_from(self.settings.lease_secs).unwrap_or(300));
         let claimed = self
             .store

@@ -2,10 +2,15 @@
 //! queries, ranked by the matching engine; for a reader without queries, the window's most
 //! popular papers. Pure computation over papers and readers handed in.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::matching::{BatchStats, Doc, Percolator, Query, TermStats, rank};
 use crate::store::{DigestEntry, StoredPaper, Subscriber};
+
+/// How many query-paper shares of a score are kept for reuse before starting afresh.
+const SHARES_KEPT: usize = 200_000;
 
 /// How many papers a trending digest keeps (its archive page shows them all).
 pub const TRENDING_KEEP: usize = 100;
@@ -64,6 +69,8 @@ pub fn compose(
             *slot = m.papers;
         }
     }
+    // A query's share of a paper's score, shared by the readers who hold that query.
+    let mut shares: HashMap<(&str, usize), rank::QueryScore> = HashMap::new();
     readers
         .iter()
         .enumerate()
@@ -77,17 +84,22 @@ pub fn compose(
                     .map(|&(idx, mask)| (idx as usize, mask))
                     .filter(|&(idx, _)| fresh(idx))
                     .map(|(idx, mask)| {
-                        let matched: Vec<&Query> = compiled[i]
+                        let parts: Vec<rank::QueryScore> = compiled[i]
                             .iter()
                             .enumerate()
                             .filter(|(q, _)| mask & (1 << q) != 0)
-                            .map(|(_, q)| q)
+                            .map(|(_, q)| {
+                                shares
+                                    .entry((q.text(), idx))
+                                    .or_insert_with(|| rank::query_score(q, &docs[idx], &stats))
+                                    .clone()
+                            })
                             .collect();
+                        if shares.len() > SHARES_KEPT {
+                            shares.clear();
+                        }
                         let paper = &papers[idx].0.paper;
-                        (
-                            idx,
-                            rank::score(&matched, &docs[idx], paper.upvotes, &stats),
-                        )
+                        (idx, rank::combine(&parts, paper.upvotes))
                     })
                     .collect();
                 scored.sort_by(|(a, sa), (b, sb)| {

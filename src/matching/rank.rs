@@ -90,35 +90,67 @@ pub struct Scored {
 
 /// Scores a paper that matched `queries` (the reader's matching queries).
 pub fn score(queries: &[&Query], doc: &Doc, upvotes: Option<i64>, stats: &BatchStats) -> Scored {
+    let parts: Vec<QueryScore> = queries.iter().map(|q| query_score(q, doc, stats)).collect();
+    combine(&parts, upvotes)
+}
+
+/// One query's share of a paper's score: the weight of its words found in the paper, and
+/// where they were found. It depends on the query and the paper only, so readers who hold
+/// the same query share it.
+#[derive(Debug, Clone)]
+pub struct QueryScore {
+    score: f64,
+    matched: MatchedQuery,
+    title_spans: Vec<Range<usize>>,
+    abstract_spans: Vec<Range<usize>>,
+}
+
+pub fn query_score(query: &Query, doc: &Doc, stats: &BatchStats) -> QueryScore {
     let evidence = Indexed(doc);
-    let mut total = 0.0;
-    let mut explanation = Explanation::default();
-    for query in queries {
-        let mut fields: Vec<Field> = Vec::new();
-        for term in positive_terms(query.root()) {
-            let idf = stats.term_idf(term);
-            for &field in term.field.concrete() {
-                if !in_field(term, field, &evidence) {
-                    continue;
-                }
-                total += idf * weight(field);
-                if !fields.contains(&field) {
-                    fields.push(field);
-                }
-                match field {
-                    Field::Title => explanation.title_spans.extend(spans(term, &doc.title)),
-                    Field::Abstract => explanation
-                        .abstract_spans
-                        .extend(spans(term, &doc.abstract_text)),
-                    _ => {}
-                }
+    let mut part = QueryScore {
+        score: 0.0,
+        matched: MatchedQuery {
+            query: query.text().to_string(),
+            fields: Vec::new(),
+        },
+        title_spans: Vec::new(),
+        abstract_spans: Vec::new(),
+    };
+    for term in positive_terms(query.root()) {
+        let idf = stats.term_idf(term);
+        for &field in term.field.concrete() {
+            if !in_field(term, field, &evidence) {
+                continue;
+            }
+            part.score += idf * weight(field);
+            if !part.matched.fields.contains(&field) {
+                part.matched.fields.push(field);
+            }
+            match field {
+                Field::Title => part.title_spans.extend(spans(term, &doc.title)),
+                Field::Abstract => part.abstract_spans.extend(spans(term, &doc.abstract_text)),
+                _ => {}
             }
         }
-        fields.sort();
-        explanation.queries.push(MatchedQuery {
-            query: query.text().to_string(),
-            fields,
-        });
+    }
+    part.matched.fields.sort();
+    part
+}
+
+/// A paper's score for a reader from the shares of the reader's queries that matched it,
+/// plus its popularity.
+pub fn combine(parts: &[QueryScore], upvotes: Option<i64>) -> Scored {
+    let mut total = 0.0;
+    let mut explanation = Explanation::default();
+    for part in parts {
+        total += part.score;
+        explanation.queries.push(part.matched.clone());
+        explanation
+            .title_spans
+            .extend(part.title_spans.iter().cloned());
+        explanation
+            .abstract_spans
+            .extend(part.abstract_spans.iter().cloned());
     }
     total += POPULARITY_WEIGHT * (1.0 + upvotes.unwrap_or(0).max(0) as f64).ln();
     explanation.title_spans = merge(explanation.title_spans);

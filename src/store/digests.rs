@@ -549,20 +549,25 @@ impl Store {
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
-            let mut claimed = Vec::with_capacity(ids.len());
-            for id in ids {
-                let row: Claimed = sqlx::query_as(
-                    "UPDATE deliveries SET status = 'sending', lease_owner = $2, lease_until = $3, \
-                     attempts = attempts + 1, updated_at = $4 WHERE id = $1 \
-                     RETURNING id, digest_id, subscriber_id, message_id, attempts, created_at",
-                )
-                .bind(id)
-                .bind(owner)
-                .bind(now + lease)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                claimed.push(row);
+            let mut claimed: Vec<Claimed> = Vec::with_capacity(ids.len());
+            if !ids.is_empty() {
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE deliveries SET status = 'sending', lease_owner = ",
+                );
+                q.push_bind(owner)
+                    .push(", lease_until = ")
+                    .push_bind(now + lease)
+                    .push(", attempts = attempts + 1, updated_at = ")
+                    .push_bind(now)
+                    .push(" WHERE id IN (");
+                let mut sep = q.separated(", ");
+                for id in &ids {
+                    sep.push_bind(*id);
+                }
+                q.push(") RETURNING id, digest_id, subscriber_id, message_id, attempts, created_at");
+                claimed = q.build_query_as().fetch_all(&mut *tx).await?;
+                // In the order they were chosen: oldest first.
+                claimed.sort_by_key(|c| ids.iter().position(|id| *id == c.id));
             }
             tx.commit().await?;
             claimed
