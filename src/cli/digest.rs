@@ -62,11 +62,8 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
                 .unwrap_or_else(chrono::Utc::now);
             let mailer =
                 Mailer::from_settings(&settings).map_err(|e| CliError::Input(e.to_string()))?;
-            let (report, mut composed) = digest::compose_due(&store, &mailer, at, dry_run).await?;
-            if !dry_run {
-                // Stored: the workers read each digest back, so the composition can go.
-                composed = Vec::new();
-            }
+            // The digests come back only from a dry run; a real one has stored them.
+            let (report, composed) = digest::compose_due(&store, &mailer, at, dry_run).await?;
             let delivered = if dry_run || no_deliver {
                 None
             } else {
