@@ -211,25 +211,46 @@ impl Worker {
                 return Ok((report, n));
             }
         };
+        // Outcomes are written by a recorder of their own, a few per transaction, while
+        // this loop goes on handing messages to the relay.
+        let (outcomes, mut queue) = tokio::sync::mpsc::unbounded_channel::<(Claimed, Outcome)>();
+        let recorder = {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut batch = Vec::new();
+                while queue.recv_many(&mut batch, 64).await > 0 {
+                    me.finish_all(&batch).await;
+                    batch.clear();
+                }
+            })
+        };
+        let note = |c: &Claimed, outcome: Result<Outcome, String>, report: &mut DrainReport| {
+            let (outcome, stop) = match outcome {
+                Ok(outcome) => (outcome, None),
+                Err(reason) => (Outcome::Released, Some(reason)),
+            };
+            report.count(&outcome);
+            let _ = outcomes.send((c.clone(), outcome));
+            stop
+        };
         let mut tasks = JoinSet::new();
         let mut fatal: Option<String> = None;
         for c in claimed {
             let stopping = stop.is_some_and(|s| *s.borrow());
             if stopping || fatal.is_some() || !held.contains(&c.id) {
                 // Not attempted: back to the queue as it was (or already another's).
-                self.finish(&c, Outcome::Released).await;
-                report.count(&Outcome::Released);
+                note(&c, Ok(Outcome::Released), &mut report);
                 continue;
             }
             let ready = match prepared.remove(&c.id) {
                 Some(Ok(ready)) => ready,
                 Some(Err(outcome)) => {
-                    self.record(&c, Ok(outcome), &mut report).await;
+                    note(&c, Ok(outcome), &mut report);
                     continue;
                 }
                 None => {
                     let outcome = self.retry_or_fail(&c, "not prepared".into());
-                    self.record(&c, Ok(outcome), &mut report).await;
+                    note(&c, Ok(outcome), &mut report);
                     continue;
                 }
             };
@@ -257,16 +278,21 @@ impl Worker {
             // Collect finished sends as we go so a fatal error stops further claims.
             while let Some(done) = tasks.try_join_next() {
                 let (c, outcome) = done.context("a send task panicked")?;
-                if let Some(reason) = self.record(&c, outcome, &mut report).await {
+                if let Some(reason) = note(&c, outcome, &mut report) {
                     fatal = Some(reason);
                 }
             }
         }
         while let Some(done) = tasks.join_next().await {
             let (c, outcome) = done.context("a send task panicked")?;
-            if let Some(reason) = self.record(&c, outcome, &mut report).await {
+            if let Some(reason) = note(&c, outcome, &mut report) {
                 fatal = Some(reason);
             }
+        }
+        // Every outcome of the round is written before the round ends.
+        drop(outcomes);
+        if let Err(e) = recorder.await {
+            tracing::error!(error = %e, "the delivery recorder panicked; those deliveries are retried after their lease");
         }
         if let Some(reason) = fatal {
             return Err(Stopped(reason).into());
@@ -339,31 +365,47 @@ impl Worker {
         stop
     }
 
-    /// Records an outcome. A database that fails here is logged, not fatal to the round:
-    /// the delivery keeps its lease and is claimed again when the lease runs out.
-    async fn finish(&self, c: &Claimed, outcome: Outcome) {
+    /// Records outcomes, in one transaction. A database that fails here is logged, not
+    /// fatal to the round: those deliveries keep their lease and are claimed again when
+    /// it runs out.
+    async fn finish_all(&self, done: &[(Claimed, Outcome)]) {
         if let Some(progress) = &self.progress {
-            progress();
+            for _ in done {
+                progress();
+            }
         }
+        let outcomes: Vec<(i64, &Outcome)> = done.iter().map(|(c, o)| (c.id, o)).collect();
         match self
             .store
-            .finish_delivery(c.id, &self.owner, &outcome, Utc::now())
+            .finish_deliveries(&outcomes, &self.owner, Utc::now())
             .await
         {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(
-                    delivery = c.id,
-                    "lease lost before the outcome was recorded"
-                )
+            Ok(held) => {
+                for ((c, _), held) in done.iter().zip(held) {
+                    if !held {
+                        tracing::warn!(
+                            delivery = c.id,
+                            "lease lost before the outcome was recorded"
+                        );
+                    }
+                }
             }
-            Err(e) => tracing::error!(
-                delivery = c.id,
-                error = %e,
-                outcome = ?outcome,
-                "could not record a delivery; it is retried after its lease"
-            ),
+            Err(e) => {
+                for (c, outcome) in done {
+                    tracing::error!(
+                        delivery = c.id,
+                        error = %e,
+                        outcome = ?outcome,
+                        "could not record a delivery; it is retried after its lease"
+                    );
+                }
+            }
         }
+    }
+
+    /// Records one outcome, as [`Worker::finish_all`] does.
+    async fn finish(&self, c: &Claimed, outcome: Outcome) {
+        self.finish_all(&[(c.clone(), outcome)]).await;
     }
 
     /// Renders and sends one delivery. `Err` carries the reason the whole worker must stop.

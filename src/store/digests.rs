@@ -585,56 +585,76 @@ impl Store {
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let (status, error, reply, next): (
-            &str,
-            Option<&str>,
-            Option<&str>,
-            Option<DateTime<Utc>>,
-        ) = match outcome {
-            Outcome::Sent(reply) => ("sent", None, Some(reply.as_str()), None),
-            Outcome::Retry { error, at } => ("retry", Some(error.as_str()), None, Some(*at)),
-            Outcome::Failed(e) => ("failed", Some(e.as_str()), None, None),
-            Outcome::Bounced(e) => ("bounced", Some(e.as_str()), None, None),
-            Outcome::Suppressed(e) => ("suppressed", Some(e.as_str()), None, None),
-            Outcome::Released => ("retry", None, None, Some(now)),
-        };
-        let held = on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let held = sqlx::query(
-                "UPDATE deliveries SET status = $3, last_error = COALESCE($4, last_error), \
-                 reply = COALESCE($5, reply), next_attempt_at = COALESCE($6, next_attempt_at), \
-                 sent_at = CASE WHEN $3 = 'sent' THEN $7 ELSE sent_at END, \
-                 attempts = CASE WHEN $8 THEN attempts - 1 ELSE attempts END, \
-                 lease_owner = NULL, lease_until = NULL, updated_at = $7 \
-                 WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(status)
-            .bind(error)
-            .bind(reply)
-            .bind(next)
-            .bind(now)
-            .bind(matches!(outcome, Outcome::Released))
-            .execute(&mut *tx)
+        Ok(self
+            .finish_deliveries(&[(id, outcome)], owner, now)
             .await?
-            .rows_affected()
-                > 0;
-            if held && matches!(outcome, Outcome::Bounced(_)) {
-                sqlx::query(
-                    "UPDATE subscribers SET status = 'bounced', updated_at = $2 \
-                     WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = $1) \
-                     AND status IN ('pending', 'active', 'paused')",
+            .first()
+            .copied()
+            .unwrap_or(false))
+    }
+
+    /// Records how several attempts ended, in one transaction, as
+    /// [`Store::finish_delivery`] does for one; whether `owner` held each, in order.
+    #[tracing::instrument(skip_all, fields(deliveries = outcomes.len()))]
+    pub async fn finish_deliveries(
+        &self,
+        outcomes: &[(i64, &Outcome)],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<bool>> {
+        let mut held_each = Vec::with_capacity(outcomes.len());
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for (id, outcome) in outcomes {
+                let (status, error, reply, next): (
+                    &str,
+                    Option<&str>,
+                    Option<&str>,
+                    Option<DateTime<Utc>>,
+                ) = match outcome {
+                    Outcome::Sent(reply) => ("sent", None, Some(reply.as_str()), None),
+                    Outcome::Retry { error, at } => ("retry", Some(error.as_str()), None, Some(*at)),
+                    Outcome::Failed(e) => ("failed", Some(e.as_str()), None, None),
+                    Outcome::Bounced(e) => ("bounced", Some(e.as_str()), None, None),
+                    Outcome::Suppressed(e) => ("suppressed", Some(e.as_str()), None, None),
+                    Outcome::Released => ("retry", None, None, Some(now)),
+                };
+                let held = sqlx::query(
+                    "UPDATE deliveries SET status = $3, last_error = COALESCE($4, last_error), \
+                     reply = COALESCE($5, reply), next_attempt_at = COALESCE($6, next_attempt_at), \
+                     sent_at = CASE WHEN $3 = 'sent' THEN $7 ELSE sent_at END, \
+                     attempts = CASE WHEN $8 THEN attempts - 1 ELSE attempts END, \
+                     lease_owner = NULL, lease_until = NULL, updated_at = $7 \
+                     WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
                 )
                 .bind(id)
+                .bind(owner)
+                .bind(status)
+                .bind(error)
+                .bind(reply)
+                .bind(next)
                 .bind(now)
+                .bind(matches!(outcome, Outcome::Released))
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected()
+                    > 0;
+                if held && matches!(outcome, Outcome::Bounced(_)) {
+                    sqlx::query(
+                        "UPDATE subscribers SET status = 'bounced', updated_at = $2 \
+                         WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = $1) \
+                         AND status IN ('pending', 'active', 'paused')",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                held_each.push(held);
             }
             tx.commit().await?;
-            held
         });
-        Ok(held)
+        Ok(held_each)
     }
 
     /// Extends `owner`'s lease on a delivery about to be sent; `false` when the lease was
