@@ -13,7 +13,7 @@ use std::time::Duration as StdDuration;
 use anyhow::Context;
 use chrono::{Duration, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::mailer::{Mailer, SmtpClass};
@@ -56,6 +56,9 @@ impl DrainReport {
         }
     }
 }
+
+/// A delivery's outcome on its way to the recorder, with the send slot it frees.
+type Done = (Claimed, Outcome, Option<OwnedSemaphorePermit>);
 
 /// How many rounds of concurrent sends one claim covers.
 const ROUND_SENDS: usize = 4;
@@ -212,26 +215,28 @@ impl Worker {
             }
         };
         // Outcomes are written by a recorder of their own, a few per transaction, while
-        // this loop goes on handing messages to the relay.
-        let (outcomes, mut queue) = tokio::sync::mpsc::unbounded_channel::<(Claimed, Outcome)>();
+        // this loop goes on handing messages to the relay. A send's slot is freed only once
+        // its outcome is written, so a crash can repeat at most `concurrency` messages.
+        let (outcomes, mut queue) = tokio::sync::mpsc::unbounded_channel::<Done>();
         let recorder = {
             let me = self.clone();
             tokio::spawn(async move {
                 let mut batch = Vec::new();
                 while queue.recv_many(&mut batch, 64).await > 0 {
-                    me.finish_all(&batch).await;
-                    batch.clear();
+                    let (done, slots): (Vec<(Claimed, Outcome)>, Vec<_>) = batch
+                        .drain(..)
+                        .map(|(c, outcome, slot)| ((c, outcome), slot))
+                        .unzip();
+                    me.finish_all(&done).await;
+                    // Written: these sends' slots are free for the next messages.
+                    drop(slots);
                 }
             })
         };
-        let note = |c: &Claimed, outcome: Result<Outcome, String>, report: &mut DrainReport| {
-            let (outcome, stop) = match outcome {
-                Ok(outcome) => (outcome, None),
-                Err(reason) => (Outcome::Released, Some(reason)),
-            };
+        // An outcome decided here, without a send.
+        let note = |c: &Claimed, outcome: Outcome, report: &mut DrainReport| {
             report.count(&outcome);
-            let _ = outcomes.send((c.clone(), outcome));
-            stop
+            let _ = outcomes.send((c.clone(), outcome, None));
         };
         let mut tasks = JoinSet::new();
         let mut fatal: Option<String> = None;
@@ -239,18 +244,18 @@ impl Worker {
             let stopping = stop.is_some_and(|s| *s.borrow());
             if stopping || fatal.is_some() || !held.contains(&c.id) {
                 // Not attempted: back to the queue as it was (or already another's).
-                note(&c, Ok(Outcome::Released), &mut report);
+                note(&c, Outcome::Released, &mut report);
                 continue;
             }
             let ready = match prepared.remove(&c.id) {
                 Some(Ok(ready)) => ready,
                 Some(Err(outcome)) => {
-                    note(&c, Ok(outcome), &mut report);
+                    note(&c, outcome, &mut report);
                     continue;
                 }
                 None => {
                     let outcome = self.retry_or_fail(&c, "not prepared".into());
-                    note(&c, Ok(outcome), &mut report);
+                    note(&c, outcome, &mut report);
                     continue;
                 }
             };
@@ -262,6 +267,7 @@ impl Worker {
                 .context("send slots closed")?;
             self.rate.until_ready().await;
             let me = self.clone();
+            let recorder = outcomes.clone();
             tasks.spawn(async move {
                 // Run in a task of its own, so that a bug that panics fails this delivery
                 // and not the round.
@@ -272,21 +278,28 @@ impl Worker {
                         Ok(outcome) => outcome,
                         Err(e) => Ok(Outcome::Failed(format!("internal error: {e}"))),
                     };
-                drop(permit);
-                (c, outcome)
+                let (outcome, stop) = match outcome {
+                    Ok(outcome) => (outcome, None),
+                    Err(reason) => (Outcome::Released, Some(reason)),
+                };
+                // The slot goes with the outcome and is freed once it is written.
+                let _ = recorder.send((c, outcome.clone(), Some(permit)));
+                (outcome, stop)
             });
             // Collect finished sends as we go so a fatal error stops further claims.
             while let Some(done) = tasks.try_join_next() {
-                let (c, outcome) = done.context("a send task panicked")?;
-                if let Some(reason) = note(&c, outcome, &mut report) {
-                    fatal = Some(reason);
+                let (outcome, stop) = done.context("a send task panicked")?;
+                report.count(&outcome);
+                if stop.is_some() {
+                    fatal = stop;
                 }
             }
         }
         while let Some(done) = tasks.join_next().await {
-            let (c, outcome) = done.context("a send task panicked")?;
-            if let Some(reason) = note(&c, outcome, &mut report) {
-                fatal = Some(reason);
+            let (outcome, stop) = done.context("a send task panicked")?;
+            report.count(&outcome);
+            if stop.is_some() {
+                fatal = stop;
             }
         }
         // Every outcome of the round is written before the round ends.
