@@ -7,7 +7,6 @@
 //! Run: `cargo bench --bench delivery` (needs Postfix's smtp-sink and smtp-source;
 //! `MESSAGES=10000` for a shorter run).
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -221,29 +220,7 @@ fn main() {
     drop(rt);
 
     // smtp-source: the same count, size and concurrency into the same sink.
-    let started = Instant::now();
-    let status = Command::new("smtp-source")
-        .args([
-            "-c",
-            "-m",
-            &messages.to_string(),
-            "-s",
-            &CONCURRENCY.to_string(),
-        ])
-        .args(["-l", &message_bytes.to_string()])
-        .args([
-            "-f",
-            "digest@papers.example.org",
-            "-t",
-            "reader@example.org",
-        ])
-        .arg(format!("127.0.0.1:{}", sink.1))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("smtp-source");
-    let source_s = started.elapsed().as_secs_f64();
-    assert!(status.success(), "smtp-source failed");
+    let source_s = support::smtp_source(sink.1, messages, CONCURRENCY, message_bytes);
 
     let paperboy_rate = messages as f64 / paperboy_s;
     let source_rate = messages as f64 / source_s;

@@ -153,15 +153,7 @@ fn generate(readers: usize) -> Day {
     let corpus = Corpus::new(&mut rng);
     let yesterday: Vec<GenPaper> = (0..PAPERS).map(|_| corpus.paper(&mut rng)).collect();
     let today: Vec<GenPaper> = (0..PAPERS).map(|_| corpus.paper(&mut rng)).collect();
-    let mut seen = std::collections::HashSet::new();
-    let mut texts = Vec::with_capacity(DISTINCT_QUERIES);
-    while texts.len() < DISTINCT_QUERIES {
-        let q = corpus.query(&mut rng, &yesterday);
-        if seen.insert(q.clone()) {
-            texts.push(q);
-        }
-    }
-    drop(seen);
+    let texts = corpus.distinct_queries(&mut rng, &yesterday, DISTINCT_QUERIES);
     let popularity = Zipf::new(DISTINCT_QUERIES, 0.6);
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record([
@@ -505,28 +497,12 @@ async fn run(
         store.close().await;
 
         let total_concurrency = CONCURRENCY * workers;
-        let source_started = Instant::now();
-        let status = Command::new("smtp-source")
-            .args([
-                "-m",
-                &sent.to_string(),
-                "-s",
-                &total_concurrency.to_string(),
-            ])
-            .args(["-l", &bytes.to_string()])
-            .args([
-                "-f",
-                "digest@papers.example.org",
-                "-t",
-                "reader@example.org",
-            ])
-            .arg(format!("127.0.0.1:{}", sink.1))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("smtp-source");
-        let source_s = source_started.elapsed().as_secs_f64();
-        assert!(status.success(), "smtp-source failed");
+        let source_s = support::smtp_source(
+            sink.1,
+            usize::try_from(sent).unwrap_or(0),
+            total_concurrency,
+            bytes,
+        );
         let rate = sent as f64 / deliver_s;
         let source_rate = sent as f64 / source_s;
         result["render_and_deliver"] = serde_json::json!({

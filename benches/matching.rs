@@ -7,7 +7,6 @@
 //!
 //! Run: `cargo bench --bench matching` (`-- --readers N --naive-sample M` for a smaller run).
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use paperboy::matching::{Doc, Percolator, Query, TermStats, naive_matches};
@@ -33,15 +32,7 @@ fn main() {
     let docs: Vec<Doc> = today.iter().map(to_doc).collect();
     let analyse_s = analyse_started.elapsed().as_secs_f64();
 
-    let mut seen = HashSet::new();
-    let mut texts = Vec::with_capacity(DISTINCT_QUERIES);
-    while texts.len() < DISTINCT_QUERIES {
-        let q = corpus.query(&mut rng, &yesterday);
-        if seen.insert(q.clone()) {
-            texts.push(q);
-        }
-    }
-    drop(seen);
+    let texts = corpus.distinct_queries(&mut rng, &yesterday, DISTINCT_QUERIES);
     let parse_started = Instant::now();
     let queries: Vec<Query> = texts
         .iter()

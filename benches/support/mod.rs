@@ -329,3 +329,40 @@ impl Drop for Sink {
         let _ = self.0.wait();
     }
 }
+
+impl Corpus {
+    /// `n` distinct query strings, drawn as [`Corpus::query`] draws them.
+    pub fn distinct_queries(&self, rng: &mut Rng, sample: &[GenPaper], n: usize) -> Vec<String> {
+        let mut seen = HashSet::new();
+        let mut texts = Vec::with_capacity(n);
+        while texts.len() < n {
+            let q = self.query(rng, sample);
+            if seen.insert(q.clone()) {
+                texts.push(q);
+            }
+        }
+        texts
+    }
+}
+
+/// Postfix's `smtp-source` sending `messages` of `bytes` each, `concurrency` at a time,
+/// into the sink on `port`; returns the seconds it took.
+pub fn smtp_source(port: u16, messages: usize, concurrency: usize, bytes: usize) -> f64 {
+    let started = std::time::Instant::now();
+    let status = Command::new("smtp-source")
+        .args(["-m", &messages.to_string(), "-s", &concurrency.to_string()])
+        .args(["-l", &bytes.to_string()])
+        .args([
+            "-f",
+            "digest@papers.example.org",
+            "-t",
+            "reader@example.org",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("smtp-source");
+    assert!(status.success(), "smtp-source failed");
+    started.elapsed().as_secs_f64()
+}
