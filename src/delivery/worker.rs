@@ -189,10 +189,7 @@ impl Worker {
             Err(e) => {
                 // The database failed us: every claimed delivery tries again later.
                 let reason = format!("{e:#}");
-                for c in &claimed {
-                    let outcome = self.retry_or_fail(c, reason.clone());
-                    self.record(c, Ok(outcome), &mut report).await;
-                }
+                self.retry_all(&claimed, &reason, &mut report).await;
                 return Ok((report, n));
             }
         };
@@ -207,10 +204,7 @@ impl Worker {
             Ok(held) => held,
             Err(e) => {
                 let reason = format!("renewing the leases: {e}");
-                for c in &claimed {
-                    let outcome = self.retry_or_fail(c, reason.clone());
-                    self.record(c, Ok(outcome), &mut report).await;
-                }
+                self.retry_all(&claimed, &reason, &mut report).await;
                 return Ok((report, n));
             }
         };
@@ -362,20 +356,17 @@ impl Worker {
         Ok(prepared)
     }
 
-    /// Stores an outcome; returns the reason when it means the worker must stop.
-    async fn record(
-        &self,
-        c: &Claimed,
-        outcome: Result<Outcome, String>,
-        report: &mut DrainReport,
-    ) -> Option<String> {
-        let (outcome, stop) = match outcome {
-            Ok(outcome) => (outcome, None),
-            Err(reason) => (Outcome::Released, Some(reason)),
-        };
-        report.count(&outcome);
-        self.finish(c, outcome).await;
-        stop
+    /// Puts every claimed delivery back to try again later (or gives it up when too old),
+    /// in one transaction: the round could not go on.
+    async fn retry_all(&self, claimed: &[Claimed], reason: &str, report: &mut DrainReport) {
+        let done: Vec<(Claimed, Outcome)> = claimed
+            .iter()
+            .map(|c| (c.clone(), self.retry_or_fail(c, reason.to_string())))
+            .collect();
+        for (_, outcome) in &done {
+            report.count(outcome);
+        }
+        self.finish_all(&done).await;
     }
 
     /// Records outcomes, in one transaction. A database that fails here is logged, not
@@ -414,11 +405,6 @@ impl Worker {
                 }
             }
         }
-    }
-
-    /// Records one outcome, as [`Worker::finish_all`] does.
-    async fn finish(&self, c: &Claimed, outcome: Outcome) {
-        self.finish_all(&[(c.clone(), outcome)]).await;
     }
 
     /// Renders and sends one delivery. `Err` carries the reason the whole worker must stop.

@@ -657,29 +657,6 @@ impl Store {
         Ok(held_each)
     }
 
-    /// Extends `owner`'s lease on a delivery about to be sent; `false` when the lease was
-    /// lost (it ran out and another worker took the delivery), and it must not be sent.
-    pub async fn renew_lease(
-        &self,
-        id: i64,
-        owner: &str,
-        until: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE deliveries SET lease_until = $3 \
-                 WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(until)
-            .execute(pool)
-            .await?
-            .rows_affected()
-                > 0
-        }))
-    }
-
     /// How many deliveries are in each state.
     pub async fn delivery_counts(&self) -> StoreResult<Vec<(String, i64)>> {
         Ok(on_pool!(self, pool => {
