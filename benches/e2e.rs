@@ -277,7 +277,20 @@ impl Run<'_> {
     fn spawn(&mut self, args: &[&str]) -> (std::process::Child, PathBuf) {
         self.n += 1;
         let out = self.dir.join(format!("step{}.out", self.n));
-        let child = Command::new(env!("CARGO_BIN_EXE_paperboy"))
+        // `PAPERBOY_E2E_PERF=DIR` records each stage with `perf` into DIR/stepN.data (its
+        // times and memory are then perf's as well: for finding where time goes only).
+        let mut command = match std::env::var_os("PAPERBOY_E2E_PERF") {
+            Some(perf_dir) => {
+                let mut c = Command::new("perf");
+                c.args(["record", "-F", "499", "-g", "-o"])
+                    .arg(Path::new(&perf_dir).join(format!("step{}.data", self.n)))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_paperboy"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_paperboy")),
+        };
+        let child = command
             .current_dir(self.dir)
             .env("PAPERBOY_LOG", "warn")
             .args(args)

@@ -5,9 +5,10 @@
 //! delivery is too old; 5xx bounces and suppresses the reader; a refused login or TLS
 //! stops the worker with the queue intact.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::Duration as StdDuration;
 
 use anyhow::Context;
@@ -34,6 +35,14 @@ pub struct DrainReport {
 }
 
 impl DrainReport {
+    fn add(&mut self, other: &DrainReport) {
+        self.sent += other.sent;
+        self.retry += other.retry;
+        self.failed += other.failed;
+        self.bounced += other.bounced;
+        self.suppressed += other.suppressed;
+    }
+
     fn count(&mut self, outcome: &Outcome) {
         let label = match outcome {
             Outcome::Sent(_) => "sent",
@@ -59,6 +68,26 @@ impl DrainReport {
 
 /// A delivery's outcome on its way to the recorder, with the send slot it frees.
 type Done = (Claimed, Outcome, Option<OwnedSemaphorePermit>);
+
+/// Claimed deliveries with what each is sent from (or its outcome without a send).
+type Batch = (Vec<Claimed>, HashMap<i64, Result<Ready, Outcome>>);
+
+/// What a send task returns: its outcome, and the reason to stop everything if any.
+type Sent = Result<(Outcome, Option<String>), tokio::task::JoinError>;
+
+/// Counts a finished send; a relay that refused us for good halts the claims.
+fn collect(done: Sent, report: &mut DrainReport, fatal: &mut Option<String>, halted: &AtomicBool) {
+    let (outcome, stop) = match done {
+        Ok(done) => done,
+        // The send task itself cannot panic (the send runs in a task of its own).
+        Err(e) => (Outcome::Failed(format!("internal error: {e}")), None),
+    };
+    report.count(&outcome);
+    if stop.is_some() {
+        *fatal = stop;
+        halted.store(true, AtomicOrdering::SeqCst);
+    }
+}
 
 /// How many rounds of concurrent sends one claim covers.
 const ROUND_SENDS: usize = 4;
@@ -124,9 +153,8 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
-            match self.round(Some(&stop)).await {
-                Ok((_, 0)) => {}
-                Ok(_) => continue,
+            match self.deliver(Some(&stop)).await {
+                Ok(_) => {}
                 Err(e) if e.downcast_ref::<Stopped>().is_some() => {
                     tracing::error!(error = %format!("{e:#}"), "DELIVERY STOPPED: fix the SMTP settings and restart; the queue is kept");
                     return Err(e);
@@ -143,74 +171,36 @@ impl Worker {
         Ok(())
     }
 
-    /// Delivers everything due now, round after round, until nothing is due.
+    /// Delivers everything due now, until nothing is due.
     pub async fn drain(&self) -> anyhow::Result<DrainReport> {
-        let mut total = DrainReport::default();
-        loop {
-            let (report, claimed) = self.round(None).await?;
-            total.sent += report.sent;
-            total.retry += report.retry;
-            total.failed += report.failed;
-            total.bounced += report.bounced;
-            total.suppressed += report.suppressed;
-            if claimed == 0 {
-                return Ok(total);
-            }
-        }
+        Ok(self.deliver(None).await?.0)
     }
 
-    /// One claim and its sends. Returns the outcomes and how many were claimed.
+    /// Claims and sends until nothing is due (or `stop` turns true). Returns the outcomes
+    /// and how many deliveries were claimed.
     ///
-    /// The round's readers, digests and papers are read in a few queries, and every write
-    /// (leases, outcomes) is made from this loop, one at a time; the send tasks only
-    /// render and talk to the relay, so the sends of a round never queue for the
-    /// database.
-    async fn round(
+    /// Claims are a pipeline: while one batch is being sent, the next is claimed and its
+    /// readers, digests and papers read (a few queries per batch), so the relay never
+    /// waits for the database between batches. Every write (claims, leases, outcomes) is
+    /// made outside the send tasks, which only render and talk to the relay.
+    async fn deliver(
         &self,
         stop: Option<&watch::Receiver<bool>>,
     ) -> anyhow::Result<(DrainReport, usize)> {
-        // A few times what can be sent at once, so the round's reads and the wait for its
-        // slowest send are shared by many messages; each waits for a free slot only as
-        // long as a few sends take, far inside its lease.
+        // A few times what can be sent at once, so a batch's reads are shared by many
+        // messages; a batch waits for free slots only as long as a few sends take, far
+        // inside its lease, and its leases are renewed as its sends begin.
         let batch = self.settings.concurrency.max(1) * ROUND_SENDS;
         let lease = Duration::seconds(i64::try_from(self.settings.lease_secs).unwrap_or(300));
-        let claimed = self
-            .store
-            .claim_deliveries(&self.owner, batch, lease, Utc::now())
-            .await
-            .context("claiming deliveries")?;
-        let n = claimed.len();
-        let mut report = DrainReport::default();
-        if n == 0 {
-            return Ok((report, 0));
-        }
-        let mut prepared = match self.prepare(&claimed).await {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                // The database failed us: every claimed delivery tries again later.
-                let reason = format!("{e:#}");
-                self.retry_all(&claimed, &reason, &mut report).await;
-                return Ok((report, n));
-            }
-        };
-        // Only while the leases are still ours: a delivery another worker took over after
-        // our lease ran out is theirs to send.
-        let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
-        let held = match self
-            .store
-            .renew_leases(&ids, &self.owner, Utc::now() + lease)
-            .await
-        {
-            Ok(held) => held,
-            Err(e) => {
-                let reason = format!("renewing the leases: {e}");
-                self.retry_all(&claimed, &reason, &mut report).await;
-                return Ok((report, n));
-            }
-        };
+        // Set when the relay refused us for good: claim nothing more.
+        let halted = AtomicBool::new(false);
+        let stopping = || stop.is_some_and(|s| *s.borrow()) || halted.load(AtomicOrdering::SeqCst);
+        // One batch is prepared ahead of the one being sent.
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<Batch>(1);
+
         // Outcomes are written by a recorder of their own, a few per transaction, while
-        // this loop goes on handing messages to the relay. A send's slot is freed only once
-        // its outcome is written, so a crash can repeat at most `concurrency` messages.
+        // the sends go on. A send's slot is freed only once its outcome is written, so a
+        // crash can repeat at most `concurrency` messages.
         let (outcomes, mut queue) = tokio::sync::mpsc::unbounded_channel::<Done>();
         let recorder = {
             let me = self.clone();
@@ -227,76 +217,133 @@ impl Worker {
                 }
             })
         };
-        // An outcome decided here, without a send.
-        let note = |c: &Claimed, outcome: Outcome, report: &mut DrainReport| {
-            report.count(&outcome);
-            let _ = outcomes.send((c.clone(), outcome, None));
+
+        let feeder = async move {
+            let mut claimed_total = 0;
+            let mut report = DrainReport::default();
+            while !stopping() {
+                let claimed = self
+                    .store
+                    .claim_deliveries(&self.owner, batch, lease, Utc::now())
+                    .await
+                    .context("claiming deliveries")?;
+                if claimed.is_empty() {
+                    break;
+                }
+                claimed_total += claimed.len();
+                match self.prepare(&claimed).await {
+                    Ok(prepared) => {
+                        if let Err(refused) = ready_tx.send((claimed, prepared)).await {
+                            // The sending side has stopped: back to the queue.
+                            let (claimed, _) = refused.0;
+                            self.release_all(&claimed, &mut report).await;
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        // The database failed us: these deliveries try again later.
+                        let reason = format!("{e:#}");
+                        self.retry_all(&claimed, &reason, &mut report).await;
+                    }
+                }
+            }
+            anyhow::Ok((claimed_total, report))
         };
-        let mut tasks = JoinSet::new();
-        let mut fatal: Option<String> = None;
-        for c in claimed {
-            let stopping = stop.is_some_and(|s| *s.borrow());
-            if stopping || fatal.is_some() || !held.contains(&c.id) {
-                // Not attempted: back to the queue as it was (or already another's).
-                note(&c, Outcome::Released, &mut report);
-                continue;
-            }
-            let ready = match prepared.remove(&c.id) {
-                Some(Ok(ready)) => ready,
-                Some(Err(outcome)) => {
-                    note(&c, outcome, &mut report);
-                    continue;
-                }
-                None => {
-                    let outcome = self.retry_or_fail(&c, "not prepared".into());
-                    note(&c, outcome, &mut report);
-                    continue;
-                }
-            };
-            let permit = self
-                .sends
-                .clone()
-                .acquire_owned()
-                .await
-                .context("send slots closed")?;
-            self.rate.until_ready().await;
-            let me = self.clone();
-            let recorder = outcomes.clone();
-            tasks.spawn(async move {
-                // Run in a task of its own, so that a bug that panics fails this delivery
-                // and not the round.
-                let inner = me.clone();
-                let claimed = c.clone();
-                let outcome =
-                    match tokio::spawn(async move { inner.send(&claimed, ready).await }).await {
-                        Ok(outcome) => outcome,
-                        Err(e) => Ok(Outcome::Failed(format!("internal error: {e}"))),
-                    };
-                let (outcome, stop) = match outcome {
-                    Ok(outcome) => (outcome, None),
-                    Err(reason) => (Outcome::Released, Some(reason)),
-                };
-                // The slot goes with the outcome and is freed once it is written.
-                let _ = recorder.send((c, outcome.clone(), Some(permit)));
-                (outcome, stop)
-            });
-            // Collect finished sends as we go so a fatal error stops further claims.
-            while let Some(done) = tasks.try_join_next() {
-                let (outcome, stop) = done.context("a send task panicked")?;
+
+        let sender = async {
+            let mut report = DrainReport::default();
+            // An outcome decided here, without a send.
+            let note = |c: &Claimed, outcome: Outcome, report: &mut DrainReport| {
                 report.count(&outcome);
-                if stop.is_some() {
-                    fatal = stop;
+                let _ = outcomes.send((c.clone(), outcome, None));
+            };
+            let mut tasks = JoinSet::new();
+            let mut fatal: Option<String> = None;
+            let mut broken: Option<anyhow::Error> = None;
+            while let Some((claimed, mut prepared)) = ready_rx.recv().await {
+                // Only while the leases are still ours: a delivery another worker took over
+                // after our lease ran out is theirs to send.
+                let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+                let held = if stopping() {
+                    HashSet::new()
+                } else {
+                    match self
+                        .store
+                        .renew_leases(&ids, &self.owner, Utc::now() + lease)
+                        .await
+                    {
+                        Ok(held) => held,
+                        Err(e) => {
+                            let reason = format!("renewing the leases: {e}");
+                            self.retry_all(&claimed, &reason, &mut report).await;
+                            continue;
+                        }
+                    }
+                };
+                for c in claimed {
+                    if stopping() || !held.contains(&c.id) {
+                        // Not attempted: back to the queue as it was (or already another's).
+                        note(&c, Outcome::Released, &mut report);
+                        continue;
+                    }
+                    let ready = match prepared.remove(&c.id) {
+                        Some(Ok(ready)) => ready,
+                        Some(Err(outcome)) => {
+                            note(&c, outcome, &mut report);
+                            continue;
+                        }
+                        None => {
+                            let outcome = self.retry_or_fail(&c, "not prepared".into());
+                            note(&c, outcome, &mut report);
+                            continue;
+                        }
+                    };
+                    let permit = match self.sends.clone().acquire_owned().await {
+                        Ok(permit) => permit,
+                        Err(e) => {
+                            broken = Some(anyhow::Error::new(e).context("send slots closed"));
+                            halted.store(true, AtomicOrdering::SeqCst);
+                            note(&c, Outcome::Released, &mut report);
+                            continue;
+                        }
+                    };
+                    self.rate.until_ready().await;
+                    let me = self.clone();
+                    let recorder = outcomes.clone();
+                    tasks.spawn(async move {
+                        // Run in a task of its own, so that a bug that panics fails this
+                        // delivery and not the others.
+                        let inner = me.clone();
+                        let claimed = c.clone();
+                        let outcome =
+                            match tokio::spawn(async move { inner.send(&claimed, ready).await })
+                                .await
+                            {
+                                Ok(outcome) => outcome,
+                                Err(e) => Ok(Outcome::Failed(format!("internal error: {e}"))),
+                            };
+                        let (outcome, stop) = match outcome {
+                            Ok(outcome) => (outcome, None),
+                            Err(reason) => (Outcome::Released, Some(reason)),
+                        };
+                        // The slot goes with the outcome and is freed once it is written.
+                        let _ = recorder.send((c, outcome.clone(), Some(permit)));
+                        (outcome, stop)
+                    });
+                    // Collect finished sends as we go, so a fatal error stops further sends.
+                    while let Some(done) = tasks.try_join_next() {
+                        collect(done, &mut report, &mut fatal, &halted);
+                    }
                 }
             }
-        }
-        while let Some(done) = tasks.join_next().await {
-            let (outcome, stop) = done.context("a send task panicked")?;
-            report.count(&outcome);
-            if stop.is_some() {
-                fatal = stop;
+            while let Some(done) = tasks.join_next().await {
+                collect(done, &mut report, &mut fatal, &halted);
             }
-        }
-        // Every outcome of the round is written before the round ends.
+            (report, fatal, broken)
+        };
+
+        let (fed, (mut report, fatal, broken)) = tokio::join!(feeder, sender);
+        // Every outcome is written before this returns.
         drop(outcomes);
         if let Err(e) = recorder.await {
             tracing::error!(error = %e, "the delivery recorder panicked; those deliveries are retried after their lease");
@@ -304,7 +351,12 @@ impl Worker {
         if let Some(reason) = fatal {
             return Err(Stopped(reason).into());
         }
-        Ok((report, n))
+        if let Some(e) = broken {
+            return Err(e);
+        }
+        let (claimed, fed_report) = fed?;
+        report.add(&fed_report);
+        Ok((report, claimed))
     }
 
     /// Reads what the claimed deliveries need, in a few queries, and decides for each
@@ -362,6 +414,18 @@ impl Worker {
         let done: Vec<(Claimed, Outcome)> = claimed
             .iter()
             .map(|c| (c.clone(), self.retry_or_fail(c, reason.to_string())))
+            .collect();
+        for (_, outcome) in &done {
+            report.count(outcome);
+        }
+        self.finish_all(&done).await;
+    }
+
+    /// Puts claimed deliveries back in the queue as they were, not attempted.
+    async fn release_all(&self, claimed: &[Claimed], report: &mut DrainReport) {
+        let done: Vec<(Claimed, Outcome)> = claimed
+            .iter()
+            .map(|c| (c.clone(), Outcome::Released))
             .collect();
         for (_, outcome) in &done {
             report.count(outcome);

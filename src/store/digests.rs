@@ -535,15 +535,33 @@ impl Store {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let claimed: Vec<Claimed> = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            // Each status is read in index order and only the oldest of the three lists are
+            // taken: one query over the whole queue would sort all of it at every claim.
             let ids: Vec<i64> = sqlx::query_scalar(pool.locking(
-                "SELECT id FROM deliveries \
-                 WHERE (status IN ('queued', 'retry') AND next_attempt_at <= $1) \
-                    OR (status = 'sending' AND lease_until <= $1) \
+                "SELECT id FROM ( \
+                 SELECT * FROM (SELECT id, next_attempt_at FROM deliveries \
+                   WHERE status = 'queued' AND next_attempt_at <= $1 \
+                   ORDER BY next_attempt_at, id LIMIT $2) \
+                 UNION ALL SELECT * FROM (SELECT id, next_attempt_at FROM deliveries \
+                   WHERE status = 'retry' AND next_attempt_at <= $1 \
+                   ORDER BY next_attempt_at, id LIMIT $2) \
+                 UNION ALL SELECT * FROM (SELECT id, next_attempt_at FROM deliveries \
+                   WHERE status = 'sending' AND lease_until <= $1 \
+                   ORDER BY next_attempt_at, id LIMIT $2) \
+                 ) ORDER BY next_attempt_at, id LIMIT $2",
+                // FOR UPDATE cannot sit under a UNION, so each list is a CTE of its own.
+                "WITH queued AS (SELECT id, next_attempt_at FROM deliveries \
+                   WHERE status = 'queued' AND next_attempt_at <= $1 \
+                   ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                 retry AS (SELECT id, next_attempt_at FROM deliveries \
+                   WHERE status = 'retry' AND next_attempt_at <= $1 \
+                   ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                 expired AS (SELECT id, next_attempt_at FROM deliveries \
+                   WHERE status = 'sending' AND lease_until <= $1 \
+                   ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM retry \
+                   UNION ALL SELECT * FROM expired) AS due \
                  ORDER BY next_attempt_at, id LIMIT $2",
-                "SELECT id FROM deliveries \
-                 WHERE (status IN ('queued', 'retry') AND next_attempt_at <= $1) \
-                    OR (status = 'sending' AND lease_until <= $1) \
-                 ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
             ))
             .bind(now)
             .bind(limit)
