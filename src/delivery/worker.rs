@@ -22,7 +22,9 @@ use crate::config::DeliverySettings;
 use crate::digest;
 use crate::domain::SubscriberStatus;
 use crate::domain::token::Links;
-use crate::store::{Claimed, DigestRecord, Outcome, Store, StoredEntry, Subscriber};
+use crate::store::{
+    Claimed, DigestRecord, ListedEntry, Outcome, Store, StoredEntry, StoredPaper, Subscriber,
+};
 
 /// What a drain delivered.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -88,6 +90,9 @@ fn collect(done: Sent, report: &mut DrainReport, fatal: &mut Option<String>, hal
         halted.store(true, AtomicOrdering::SeqCst);
     }
 }
+
+/// How many papers a worker keeps between batches before reading afresh.
+const PAPERS_KEPT: usize = 20_000;
 
 /// How many rounds of concurrent sends one claim covers.
 const ROUND_SENDS: usize = 4;
@@ -221,6 +226,7 @@ impl Worker {
         let feeder = async move {
             let mut claimed_total = 0;
             let mut report = DrainReport::default();
+            let mut papers = HashMap::new();
             while !stopping() {
                 let claimed = self
                     .store
@@ -231,7 +237,7 @@ impl Worker {
                     break;
                 }
                 claimed_total += claimed.len();
-                match self.prepare(&claimed).await {
+                match self.prepare(&claimed, &mut papers).await {
                     Ok(prepared) => {
                         if let Err(refused) = ready_tx.send((claimed, prepared)).await {
                             // The sending side has stopped: back to the queue.
@@ -362,13 +368,15 @@ impl Worker {
     /// Reads what the claimed deliveries need, in a few queries, and decides for each
     /// whether it may be sent: the reader must still exist and be active (suppression is
     /// checked here, as the delivery is claimed). The outcome instead of a send otherwise.
+    /// `papers` keeps the papers read so far: a day's digests share a few thousand.
     async fn prepare(
         &self,
         claimed: &[Claimed],
+        papers: &mut HashMap<i64, StoredPaper>,
     ) -> anyhow::Result<HashMap<i64, Result<Ready, Outcome>>> {
         let reader_ids: Vec<i64> = claimed.iter().map(|c| c.subscriber_id).collect();
         let digest_ids: Vec<i64> = claimed.iter().map(|c| c.digest_id).collect();
-        let mut readers: HashMap<i64, Subscriber> = self
+        let readers: HashMap<i64, Subscriber> = self
             .store
             .subscribers_by_ids(&reader_ids)
             .await
@@ -376,7 +384,7 @@ impl Worker {
             .into_iter()
             .map(|s| (s.id, s))
             .collect();
-        let mut digests: HashMap<i64, (DigestRecord, Vec<StoredEntry>)> = self
+        let mut digests: HashMap<i64, (DigestRecord, Vec<ListedEntry>)> = self
             .store
             .digests_for_sending(&digest_ids)
             .await
@@ -384,6 +392,30 @@ impl Worker {
             .into_iter()
             .map(|(d, entries)| (d.id, (d, entries)))
             .collect();
+        let mut missing: Vec<i64> = digests
+            .values()
+            .flat_map(|(_, entries)| entries.iter().map(|e| e.paper_id))
+            .filter(|id| !papers.contains_key(id))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if papers.len() + missing.len() > PAPERS_KEPT {
+            papers.clear();
+            missing = digests
+                .values()
+                .flat_map(|(_, entries)| entries.iter().map(|e| e.paper_id))
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+        }
+        if !missing.is_empty() {
+            let read = self
+                .store
+                .papers_by_ids(&missing)
+                .await
+                .context("reading the papers")?;
+            papers.extend(read.into_iter().map(|p| (p.id, p)));
+        }
         let mut prepared = HashMap::new();
         for c in claimed {
             let ready = match readers.get(&c.subscriber_id) {
@@ -391,16 +423,30 @@ impl Worker {
                 Some(s) if s.status != SubscriberStatus::Active => {
                     Err(Outcome::Suppressed(format!("the reader is {}", s.status)))
                 }
-                Some(_) => match digests.remove(&c.digest_id) {
+                Some(s) => match digests.remove(&c.digest_id) {
                     None => Err(self.retry_or_fail(c, "the digest is gone".into())),
-                    Some((digest, entries)) => Ok(Ready {
-                        // A reader appears once per round: one delivery each.
-                        subscriber: readers.remove(&c.subscriber_id).ok_or_else(|| {
-                            anyhow::anyhow!("reader {} twice in one round", c.subscriber_id)
-                        })?,
-                        digest,
-                        entries,
-                    }),
+                    Some((digest, listed)) => {
+                        let entries: Option<Vec<StoredEntry>> = listed
+                            .into_iter()
+                            .map(|e| {
+                                papers.get(&e.paper_id).map(|p| StoredEntry {
+                                    paper: p.clone(),
+                                    score: e.score,
+                                    explanation: e.explanation,
+                                })
+                            })
+                            .collect();
+                        match entries {
+                            Some(entries) => Ok(Ready {
+                                subscriber: s.clone(),
+                                digest,
+                                entries,
+                            }),
+                            None => {
+                                Err(self.retry_or_fail(c, "a paper of the digest is gone".into()))
+                            }
+                        }
+                    }
                 },
             };
             prepared.insert(c.id, ready);

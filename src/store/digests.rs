@@ -53,6 +53,14 @@ pub struct DigestRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// A digest's paper as listed, by id, with its score and why it matched.
+#[derive(Debug, Clone)]
+pub struct ListedEntry {
+    pub paper_id: i64,
+    pub score: f64,
+    pub explanation: Explanation,
+}
+
 /// A digest's paper as stored, with its score and why it matched.
 #[derive(Debug, Clone)]
 pub struct StoredEntry {
@@ -428,13 +436,14 @@ impl Store {
             .collect()
     }
 
-    /// The digests with these ids that exist, each with the papers its email lists (its
-    /// top `shown`, best first): what a worker renders a round of deliveries from, read in
-    /// a few queries whatever the round's size.
+    /// The digests with these ids that exist, each with the entries its email lists (its
+    /// top `shown`, best first, by paper id): what a worker renders a batch of deliveries
+    /// from, read in two queries per 500 digests. The papers themselves are the caller's
+    /// to read ([`Store::papers_by_ids`]): many digests share them.
     pub async fn digests_for_sending(
         &self,
         ids: &[i64],
-    ) -> StoreResult<Vec<(DigestRecord, Vec<StoredEntry>)>> {
+    ) -> StoreResult<Vec<(DigestRecord, Vec<ListedEntry>)>> {
         let mut digests: Vec<DigestRecord> = Vec::with_capacity(ids.len());
         let mut rows: Vec<BatchEntryRow> = Vec::new();
         for chunk in ids.chunks(500) {
@@ -459,29 +468,14 @@ impl Store {
                 rows.extend(q.build_query_as::<BatchEntryRow>().fetch_all(pool).await?);
             });
         }
-        let mut paper_ids: Vec<i64> = rows.iter().map(|r| r.paper_id).collect();
-        paper_ids.sort_unstable();
-        paper_ids.dedup();
-        let papers: std::collections::HashMap<i64, StoredPaper> = self
-            .papers_by_ids(&paper_ids)
-            .await?
-            .into_iter()
-            .map(|p| (p.id, p))
-            .collect();
-        let mut entries: std::collections::HashMap<i64, Vec<StoredEntry>> =
+        let mut entries: std::collections::HashMap<i64, Vec<ListedEntry>> =
             std::collections::HashMap::new();
         for r in rows {
-            let paper = papers.get(&r.paper_id).cloned().ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "digest {}: paper {} missing",
-                    r.digest_id, r.paper_id
-                ))
-            })?;
             let explanation = serde_json::from_str(&r.explanation).map_err(|e| {
                 StoreError::Corrupt(format!("digest {}: explanation: {e}", r.digest_id))
             })?;
-            entries.entry(r.digest_id).or_default().push(StoredEntry {
-                paper,
+            entries.entry(r.digest_id).or_default().push(ListedEntry {
+                paper_id: r.paper_id,
                 score: r.score,
                 explanation,
             });
@@ -620,44 +614,67 @@ impl Store {
         owner: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<bool>> {
-        let mut held_each = Vec::with_capacity(outcomes.len());
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            for (id, outcome) in outcomes {
-                let (status, error, reply, next): (
-                    &str,
-                    Option<&str>,
-                    Option<&str>,
-                    Option<DateTime<Utc>>,
-                ) = match outcome {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(
+            i64,
+            &str,
+            Option<&str>,
+            Option<&str>,
+            Option<DateTime<Utc>>,
+            bool,
+        )> = outcomes
+            .iter()
+            .map(|(id, outcome)| {
+                let (status, error, reply, next) = match outcome {
                     Outcome::Sent(reply) => ("sent", None, Some(reply.as_str()), None),
-                    Outcome::Retry { error, at } => ("retry", Some(error.as_str()), None, Some(*at)),
+                    Outcome::Retry { error, at } => {
+                        ("retry", Some(error.as_str()), None, Some(*at))
+                    }
                     Outcome::Failed(e) => ("failed", Some(e.as_str()), None, None),
                     Outcome::Bounced(e) => ("bounced", Some(e.as_str()), None, None),
                     Outcome::Suppressed(e) => ("suppressed", Some(e.as_str()), None, None),
                     Outcome::Released => ("retry", None, None, Some(now)),
                 };
-                let held = sqlx::query(
-                    "UPDATE deliveries SET status = $3, last_error = COALESCE($4, last_error), \
-                     reply = COALESCE($5, reply), next_attempt_at = COALESCE($6, next_attempt_at), \
-                     sent_at = CASE WHEN $3 = 'sent' THEN $7 ELSE sent_at END, \
-                     attempts = CASE WHEN $8 THEN attempts - 1 ELSE attempts END, \
-                     lease_owner = NULL, lease_until = NULL, updated_at = $7 \
-                     WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
-                )
-                .bind(id)
-                .bind(owner)
-                .bind(status)
-                .bind(error)
-                .bind(reply)
-                .bind(next)
-                .bind(now)
-                .bind(matches!(outcome, Outcome::Released))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    > 0;
-                if held && matches!(outcome, Outcome::Bounced(_)) {
+                let released = matches!(outcome, Outcome::Released);
+                (*id, status, error, reply, next, released)
+            })
+            .collect();
+        let held: std::collections::HashSet<i64> = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let mut held = std::collections::HashSet::new();
+            // A few hundred outcomes per statement.
+            for chunk in rows.chunks(500) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE deliveries SET status = v.column2, \
+                     last_error = COALESCE(v.column3, deliveries.last_error), \
+                     reply = COALESCE(v.column4, deliveries.reply), \
+                     next_attempt_at = COALESCE(v.column5, deliveries.next_attempt_at), \
+                     attempts = CASE WHEN v.column6 THEN deliveries.attempts - 1 \
+                     ELSE deliveries.attempts END, \
+                     lease_owner = NULL, lease_until = NULL, updated_at = ",
+                );
+                q.push_bind(now)
+                    .push(", sent_at = CASE WHEN v.column2 = 'sent' THEN ")
+                    .push_bind(now)
+                    .push(" ELSE deliveries.sent_at END FROM (");
+                q.push_values(chunk, |mut row, (id, status, error, reply, next, released)| {
+                    row.push_bind(*id)
+                        .push_bind(*status)
+                        .push_bind(*error)
+                        .push_bind(*reply)
+                        .push_bind(*next)
+                        .push_bind(*released);
+                });
+                q.push(") AS v WHERE deliveries.id = v.column1 AND deliveries.lease_owner = ")
+                    .push_bind(owner)
+                    .push(" AND deliveries.status = 'sending' RETURNING deliveries.id");
+                held.extend(q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?);
+            }
+            // A hard bounce marks the reader, if we still held the delivery.
+            for (id, outcome) in outcomes {
+                if held.contains(id) && matches!(outcome, Outcome::Bounced(_)) {
                     sqlx::query(
                         "UPDATE subscribers SET status = 'bounced', updated_at = $2 \
                          WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = $1) \
@@ -668,11 +685,11 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                held_each.push(held);
             }
             tx.commit().await?;
+            held
         });
-        Ok(held_each)
+        Ok(outcomes.iter().map(|(id, _)| held.contains(id)).collect())
     }
 
     /// How many deliveries are in each state.

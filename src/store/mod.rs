@@ -22,7 +22,9 @@ use sqlx::{Database, Transaction};
 use crate::config::DatabaseUrl;
 
 pub use admin::{NewReader, Stats, suppression_hash};
-pub use digests::{Claimed, DigestEntry, DigestRecord, NewDigest, Outcome, StoredEntry};
+pub use digests::{
+    Claimed, DigestEntry, DigestRecord, ListedEntry, NewDigest, Outcome, StoredEntry,
+};
 pub use feeds::{FeedHealth, FeedRecord, FetchOutcome};
 pub use papers::{PaperSource, StoredPaper, UpsertCounts};
 pub use subscribers::{
