@@ -7,12 +7,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::Duration as StdDuration;
 
 use anyhow::Context;
 use chrono::{Duration, Utc};
+use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -77,6 +79,15 @@ type Batch = (Vec<Claimed>, HashMap<i64, Result<Ready, Outcome>>);
 /// What a send task returns: its outcome, and the reason to stop everything if any.
 type Sent = Result<(Outcome, Option<String>), tokio::task::JoinError>;
 
+/// What a panic said, when it said it as text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a send panicked")
+}
+
 /// Counts a finished send; a relay that refused us for good halts the claims.
 fn collect(done: Sent, report: &mut DrainReport, fatal: &mut Option<String>, halted: &AtomicBool) {
     let (outcome, stop) = match done {
@@ -95,7 +106,7 @@ fn collect(done: Sent, report: &mut DrainReport, fatal: &mut Option<String>, hal
 const PAPERS_KEPT: usize = 20_000;
 
 /// How many rounds of concurrent sends one claim covers.
-const ROUND_SENDS: usize = 4;
+const ROUND_SENDS: usize = 8;
 
 /// What a claimed delivery is rendered from.
 struct Ready {
@@ -317,16 +328,15 @@ impl Worker {
                     let me = self.clone();
                     let recorder = outcomes.clone();
                     tasks.spawn(async move {
-                        // Run in a task of its own, so that a bug that panics fails this
-                        // delivery and not the others.
-                        let inner = me.clone();
-                        let claimed = c.clone();
+                        // A bug that panics fails this delivery, recorded as such, and not
+                        // the others.
                         let outcome =
-                            match tokio::spawn(async move { inner.send(&claimed, ready).await })
-                                .await
-                            {
+                            match AssertUnwindSafe(me.send(&c, ready)).catch_unwind().await {
                                 Ok(outcome) => outcome,
-                                Err(e) => Ok(Outcome::Failed(format!("internal error: {e}"))),
+                                Err(panic) => Ok(Outcome::Failed(format!(
+                                    "internal error: {}",
+                                    panic_message(panic.as_ref())
+                                ))),
                             };
                         let (outcome, stop) = match outcome {
                             Ok(outcome) => (outcome, None),
