@@ -804,3 +804,70 @@ async fn a_batch_of_digests_is_written_whole_or_not_at_all() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn the_email_highlights_what_it_shows_and_the_archive_page_highlights_every_match() {
+    for db in databases().await {
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = outbox_mailer(dir.path());
+        // Two papers shown in the email, five matched.
+        let reader = active_reader(&store, "hl@example.org", "diffusion", "daily", 8, "UTC").await;
+        let mut preferences = reader.preferences.clone();
+        preferences.max_papers = paperboy::domain::MaxPapers::new(2).unwrap();
+        assert!(
+            store
+                .update_preferences(reader.id, &preferences, Utc::now())
+                .await
+                .unwrap()
+        );
+        let papers = (1..=5)
+            .map(|i| {
+                arxiv_paper(
+                    &format!("2401.1000{i}"),
+                    &format!("Diffusion study {i}"),
+                    "we look at diffusion closely",
+                    None,
+                )
+            })
+            .collect();
+        store_full_papers(&store, papers).await;
+        let report = run(&store, &mailer, tomorrow()).await;
+        assert_eq!(report.composed, 1, "{}", db.backend);
+        let digest = store.digests_of(reader.id).await.unwrap().remove(0);
+        assert_eq!((digest.total, digest.shown), (5, 2));
+
+        let stored = store.digest_entries(digest.id, None).await.unwrap();
+        let marked: Vec<bool> = stored
+            .iter()
+            .map(|e| !e.explanation.title_spans.is_empty())
+            .collect();
+        assert_eq!(marked, [true, true, false, false, false], "{}", db.backend);
+        assert!(stored.iter().all(|e| e.explanation.queries.len() == 1));
+
+        // The archive page works out the rest from the stored query texts.
+        let reader = store.subscriber(reader.id).await.unwrap().unwrap();
+        let all = digest::stored_view(&store, &links(), &digest, &reader, true)
+            .await
+            .unwrap();
+        assert_eq!(all.papers.len(), 5);
+        for p in &all.papers {
+            assert!(
+                p.snippet_html.contains("<mark>diffusion</mark>"),
+                "{}",
+                p.snippet_html
+            );
+        }
+        let email = digest::stored_view(&store, &links(), &digest, &reader, false)
+            .await
+            .unwrap();
+        assert_eq!(email.papers.len(), 2);
+        assert!(
+            email
+                .papers
+                .iter()
+                .all(|p| p.snippet_html.contains("<mark>"))
+        );
+        db.cleanup().await;
+    }
+}

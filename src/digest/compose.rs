@@ -2,7 +2,7 @@
 //! queries, ranked by the matching engine; for a reader without queries, the window's most
 //! popular papers. Pure computation over papers and readers handed in.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use chrono::{DateTime, Utc};
 
@@ -33,33 +33,65 @@ pub fn window_start(s: &Subscriber) -> DateTime<Utc> {
     s.last_window_end.or(s.confirmed_at).unwrap_or(s.created_at)
 }
 
-/// Composes the digests of `readers` for the window ending at `at`, over `papers` (each
-/// with how many feeds carried it), which must hold every paper with an id above the
-/// lowest reader cursor up to `upto`.
-pub fn compose(
-    readers: &[Subscriber],
-    papers: &[(StoredPaper, i64)],
+/// The papers of a run, analysed once for every slice of readers composed over them:
+/// each paper with how many feeds carried it, its analysed text, and the batch's word
+/// statistics for ranking and for filing queries.
+pub struct Window {
+    papers: Vec<(StoredPaper, i64)>,
+    docs: Vec<Doc>,
+    stats: BatchStats,
+    terms: TermStats,
     upto: i64,
-    at: DateTime<Utc>,
-) -> Vec<Composed> {
-    let docs: Vec<Doc> = papers
-        .iter()
-        .map(|(p, _)| Doc::from_paper(&p.paper))
-        .collect();
-    let stats = BatchStats::new(&docs);
+}
+
+impl Window {
+    /// `papers` must hold every paper with an id above the lowest cursor of the readers
+    /// to be composed, up to `upto`.
+    pub fn new(papers: Vec<(StoredPaper, i64)>, upto: i64) -> Window {
+        let docs: Vec<Doc> = papers
+            .iter()
+            .map(|(p, _)| Doc::from_paper(&p.paper))
+            .collect();
+        let stats = BatchStats::new(&docs);
+        let terms = TermStats::from_docs(&docs);
+        Window {
+            papers,
+            docs,
+            stats,
+            terms,
+            upto,
+        }
+    }
+
+    pub fn papers(&self) -> &[(StoredPaper, i64)] {
+        &self.papers
+    }
+}
+
+/// Composes the digests of `readers` for the window ending at `at`, over the papers of
+/// `window`.
+pub fn compose(readers: &[Subscriber], window: &Window, at: DateTime<Utc>) -> Vec<Composed> {
+    let Window {
+        papers,
+        docs,
+        stats,
+        terms,
+        upto,
+    } = window;
+    let upto = *upto;
     let compiled: Vec<Vec<Query>> = readers
         .iter()
         .map(|r| r.preferences.queries.compile())
         .collect();
     // Queries are filed under their rarest key in this very batch, so each paper looks at
     // as few candidate queries as possible.
-    let mut percolator = Percolator::with_stats(TermStats::from_docs(&docs));
+    let mut percolator = Percolator::with_stats(terms.clone());
     for (i, queries) in compiled.iter().enumerate() {
         if !queries.is_empty() {
             percolator.set_reader(i as i64, queries.iter());
         }
     }
-    let batch = percolator.match_batch(&docs);
+    let batch = percolator.match_batch(docs);
     let mut matches: Vec<Vec<(u32, u32)>> = vec![Vec::new(); readers.len()];
     for m in percolator.readers_matching(&batch) {
         if let Some(slot) = usize::try_from(m.reader)
@@ -70,7 +102,7 @@ pub fn compose(
         }
     }
     // A query's share of a paper's score, shared by the readers who hold that query.
-    let mut shares: HashMap<(&str, usize), rank::QueryScore> = HashMap::new();
+    let mut shares: FxHashMap<(&str, usize), rank::QueryScore> = FxHashMap::default();
     readers
         .iter()
         .enumerate()
@@ -79,19 +111,17 @@ pub fn compose(
             let (entries, trending) = if compiled[i].is_empty() {
                 (trending_entries(papers, &fresh), true)
             } else {
-                let mut scored: Vec<(usize, rank::Scored)> = matches[i]
+                let queries = &compiled[i];
+                let mut scored: Vec<(usize, u32, rank::Scored)> = matches[i]
                     .iter()
                     .map(|&(idx, mask)| (idx as usize, mask))
                     .filter(|&(idx, _)| fresh(idx))
                     .map(|(idx, mask)| {
-                        let parts: Vec<rank::QueryScore> = compiled[i]
-                            .iter()
-                            .enumerate()
-                            .filter(|(q, _)| mask & (1 << q) != 0)
-                            .map(|(_, q)| {
+                        let parts: Vec<rank::QueryScore> = matched(queries, mask)
+                            .map(|q| {
                                 shares
                                     .entry((q.text(), idx))
-                                    .or_insert_with(|| rank::query_score(q, &docs[idx], &stats))
+                                    .or_insert_with(|| rank::query_score(q, &docs[idx], stats))
                                     .clone()
                             })
                             .collect();
@@ -99,10 +129,10 @@ pub fn compose(
                             shares.clear();
                         }
                         let paper = &papers[idx].0.paper;
-                        (idx, rank::combine(&parts, paper.upvotes))
+                        (idx, mask, rank::combine(&parts, paper.upvotes))
                     })
                     .collect();
-                scored.sort_by(|(a, sa), (b, sb)| {
+                scored.sort_by(|(a, _, sa), (b, _, sb)| {
                     rank::compare(
                         (
                             sa.score,
@@ -116,12 +146,21 @@ pub fn compose(
                         ),
                     )
                 });
+                // Only the papers the email shows are highlighted now; the archive page
+                // highlights the rest when it is opened.
+                let shown = usize::from(reader.preferences.max_papers.get());
                 let entries = scored
                     .into_iter()
-                    .map(|(idx, s)| DigestEntry {
-                        paper_id: papers[idx].0.id,
-                        score: s.score,
-                        explanation: s.explanation,
+                    .enumerate()
+                    .map(|(rank, (idx, mask, mut s))| {
+                        if rank < shown {
+                            rank::highlight(&mut s.explanation, matched(queries, mask), &docs[idx]);
+                        }
+                        DigestEntry {
+                            paper_id: papers[idx].0.id,
+                            score: s.score,
+                            explanation: s.explanation,
+                        }
                     })
                     .collect();
                 (entries, false)
@@ -137,6 +176,15 @@ pub fn compose(
             }
         })
         .collect()
+}
+
+/// The queries of a reader whose bits are set in `mask`.
+fn matched(queries: &[Query], mask: u32) -> impl Iterator<Item = &Query> {
+    queries
+        .iter()
+        .enumerate()
+        .filter(move |(q, _)| mask & (1 << q) != 0)
+        .map(|(_, q)| q)
 }
 
 /// The window's most popular papers: by upvotes, then by how many feeds carried them,

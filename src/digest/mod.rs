@@ -6,6 +6,7 @@ pub mod compose;
 pub mod render;
 pub mod schedule;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -47,7 +48,8 @@ pub struct StageSeconds {
     pub papers: f64,
     /// Matching the papers against every due reader's queries and ranking each digest.
     pub matching: f64,
-    /// Writing the digests and their deliveries.
+    /// Writing the digests and their deliveries (while the next readers are matched: the
+    /// two overlap).
     pub store: f64,
 }
 
@@ -90,15 +92,35 @@ pub async fn compose_due(
         .papers_between(lowest, upto)
         .await
         .context("reading the window's papers")?;
-    report.papers = papers.len();
+    let window = Arc::new(compose::Window::new(papers, upto));
+    report.papers = window.papers().len();
     report.seconds.papers = started.elapsed().as_secs_f64();
-    // A slice of the readers at a time, so only one slice's digests are ever held: the
-    // matching cost is in the matches, not in how many times the papers are scanned.
+    // A slice of the readers at a time, so only two slices' digests are ever held; the
+    // next slice is matched (on a thread of its own) while this one is written.
+    let mut slices = Vec::new();
+    let mut readers = due.into_iter();
+    loop {
+        let slice: Vec<Subscriber> = readers.by_ref().take(COMPOSE_SLICE).collect();
+        if slice.is_empty() {
+            break;
+        }
+        slices.push(slice);
+    }
+    let start = |readers: Vec<Subscriber>| {
+        let window = Arc::clone(&window);
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let composed = compose::compose(&readers, &window, at);
+            (composed, started.elapsed().as_secs_f64())
+        })
+    };
+    let mut slices = slices.into_iter();
+    let mut next = slices.next().map(start);
     let mut kept = Vec::new();
-    for readers in due.chunks(COMPOSE_SLICE) {
-        let started = Instant::now();
-        let composed = compose::compose(readers, &papers, upto, at);
-        report.seconds.matching += started.elapsed().as_secs_f64();
+    while let Some(matching) = next.take() {
+        let (composed, seconds) = matching.await.context("composing digests")?;
+        report.seconds.matching += seconds;
+        next = slices.next().map(start);
         if dry_run {
             report.composed += composed.iter().filter(|c| !c.entries.is_empty()).count();
             report.skipped += composed.iter().filter(|c| c.entries.is_empty()).count();
@@ -218,14 +240,15 @@ async fn compose_one(
     store: &Store,
     reader: &Subscriber,
     at: DateTime<Utc>,
-) -> anyhow::Result<(Composed, Vec<(crate::store::StoredPaper, i64)>)> {
+) -> anyhow::Result<(Composed, compose::Window)> {
     let upto = store.max_paper_id().await?;
     let papers = store.papers_between(reader.paper_cursor, upto).await?;
-    let composed = compose::compose(std::slice::from_ref(reader), &papers, upto, at)
+    let window = compose::Window::new(papers, upto);
+    let composed = compose::compose(std::slice::from_ref(reader), &window, at)
         .into_iter()
         .next()
         .context("composition returned no digest")?;
-    Ok((composed, papers))
+    Ok((composed, window))
 }
 
 /// The view of a stored digest: its top papers for the email, or all of them (`all`) for
@@ -237,12 +260,29 @@ pub async fn stored_view(
     subscriber: &Subscriber,
     all: bool,
 ) -> anyhow::Result<DigestView> {
-    let limit = (!all).then(|| usize::try_from(digest.shown).unwrap_or(0));
-    let entries = store
-        .digest_entries(digest.id, limit)
+    let shown = usize::try_from(digest.shown).unwrap_or(0);
+    let mut entries = store
+        .digest_entries(digest.id, (!all).then_some(shown))
         .await
         .context("reading the digest's papers")?;
+    // Only the papers the email showed were highlighted when the digest was composed.
+    for entry in entries.iter_mut().skip(shown) {
+        highlight(entry);
+    }
     Ok(view_of_record(digest, &entries, subscriber, links))
+}
+
+/// Works out where a stored entry's queries found their words in its paper (what the
+/// archive page marks), from the query texts it keeps.
+pub fn highlight(entry: &mut StoredEntry) {
+    let queries: Vec<crate::matching::Query> = entry
+        .explanation
+        .queries
+        .iter()
+        .filter_map(|m| crate::matching::Query::parse(&m.query).ok())
+        .collect();
+    let doc = crate::matching::Doc::from_paper(&entry.paper.paper);
+    crate::matching::rank::highlight(&mut entry.explanation, &queries, &doc);
 }
 
 /// The view of a stored digest with the papers it lists, read already.
@@ -316,10 +356,10 @@ pub async fn preview(
     reader: &Subscriber,
     at: DateTime<Utc>,
 ) -> anyhow::Result<DigestView> {
-    let (c, papers) = compose_one(store, reader, at).await?;
+    let (c, window) = compose_one(store, reader, at).await?;
     let shown = usize::from(reader.preferences.max_papers.get());
     let by_id: std::collections::HashMap<i64, &crate::store::StoredPaper> =
-        papers.iter().map(|(p, _)| (p.id, p)).collect();
+        window.papers().iter().map(|(p, _)| (p.id, p)).collect();
     let entries: Vec<StoredEntry> = c
         .entries
         .iter()

@@ -70,8 +70,10 @@ pub struct Explanation {
     /// Each of the reader's queries that matched, with the fields its words were found in.
     pub queries: Vec<MatchedQuery>,
     /// Byte ranges of the title to highlight, sorted and merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub title_spans: Vec<Range<usize>>,
     /// Byte ranges of the abstract to highlight, sorted and merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub abstract_spans: Vec<Range<usize>>,
 }
 
@@ -88,21 +90,22 @@ pub struct Scored {
     pub explanation: Explanation,
 }
 
-/// Scores a paper that matched `queries` (the reader's matching queries).
+/// Scores a paper that matched `queries` (the reader's matching queries), with the spans
+/// to highlight.
 pub fn score(queries: &[&Query], doc: &Doc, upvotes: Option<i64>, stats: &BatchStats) -> Scored {
     let parts: Vec<QueryScore> = queries.iter().map(|q| query_score(q, doc, stats)).collect();
-    combine(&parts, upvotes)
+    let mut scored = combine(&parts, upvotes);
+    highlight(&mut scored.explanation, queries.iter().copied(), doc);
+    scored
 }
 
 /// One query's share of a paper's score: the weight of its words found in the paper, and
-/// where they were found. It depends on the query and the paper only, so readers who hold
-/// the same query share it.
+/// the fields they were found in. It depends on the query and the paper only, so readers
+/// who hold the same query share it.
 #[derive(Debug, Clone)]
 pub struct QueryScore {
     score: f64,
     matched: MatchedQuery,
-    title_spans: Vec<Range<usize>>,
-    abstract_spans: Vec<Range<usize>>,
 }
 
 pub fn query_score(query: &Query, doc: &Doc, stats: &BatchStats) -> QueryScore {
@@ -113,8 +116,6 @@ pub fn query_score(query: &Query, doc: &Doc, stats: &BatchStats) -> QueryScore {
             query: query.text().to_string(),
             fields: Vec::new(),
         },
-        title_spans: Vec::new(),
-        abstract_spans: Vec::new(),
     };
     for term in positive_terms(query.root()) {
         let idf = stats.term_idf(term);
@@ -126,11 +127,6 @@ pub fn query_score(query: &Query, doc: &Doc, stats: &BatchStats) -> QueryScore {
             if !part.matched.fields.contains(&field) {
                 part.matched.fields.push(field);
             }
-            match field {
-                Field::Title => part.title_spans.extend(spans(term, &doc.title)),
-                Field::Abstract => part.abstract_spans.extend(spans(term, &doc.abstract_text)),
-                _ => {}
-            }
         }
     }
     part.matched.fields.sort();
@@ -138,27 +134,48 @@ pub fn query_score(query: &Query, doc: &Doc, stats: &BatchStats) -> QueryScore {
 }
 
 /// A paper's score for a reader from the shares of the reader's queries that matched it,
-/// plus its popularity.
+/// plus its popularity. The explanation names the queries and fields; its spans are
+/// [`highlight`]'s to fill, for the papers that are shown.
 pub fn combine(parts: &[QueryScore], upvotes: Option<i64>) -> Scored {
     let mut total = 0.0;
     let mut explanation = Explanation::default();
     for part in parts {
         total += part.score;
         explanation.queries.push(part.matched.clone());
-        explanation
-            .title_spans
-            .extend(part.title_spans.iter().cloned());
-        explanation
-            .abstract_spans
-            .extend(part.abstract_spans.iter().cloned());
     }
     total += POPULARITY_WEIGHT * (1.0 + upvotes.unwrap_or(0).max(0) as f64).ln();
-    explanation.title_spans = merge(explanation.title_spans);
-    explanation.abstract_spans = merge(explanation.abstract_spans);
     Scored {
         score: total,
         explanation,
     }
+}
+
+/// Sets the spans of the title and abstract where `queries` found their words in `doc`.
+pub fn highlight<'q>(
+    explanation: &mut Explanation,
+    queries: impl IntoIterator<Item = &'q Query>,
+    doc: &Doc,
+) {
+    let evidence = Indexed(doc);
+    let mut title = Vec::new();
+    let mut abstract_text = Vec::new();
+    for query in queries {
+        for term in positive_terms(query.root()) {
+            for &field in term.field.concrete() {
+                match field {
+                    Field::Title if in_field(term, field, &evidence) => {
+                        title.extend(spans(term, &doc.title));
+                    }
+                    Field::Abstract if in_field(term, field, &evidence) => {
+                        abstract_text.extend(spans(term, &doc.abstract_text));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    explanation.title_spans = merge(title);
+    explanation.abstract_spans = merge(abstract_text);
 }
 
 /// Orders scored papers best first; ties go to more upvotes, then to the key, so the

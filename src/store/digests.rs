@@ -112,6 +112,17 @@ pub enum Outcome {
     Released,
 }
 
+/// One outcome as written: delivery id, status, error, relay reply, next attempt, and
+/// whether the attempt is given back (not counted).
+type OutcomeRow<'a> = (
+    i64,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<DateTime<Utc>>,
+    bool,
+);
+
 macro_rules! select_digests {
     ($rest:literal) => {
         concat!(
@@ -617,14 +628,7 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<(
-            i64,
-            &str,
-            Option<&str>,
-            Option<&str>,
-            Option<DateTime<Utc>>,
-            bool,
-        )> = outcomes
+        let rows: Vec<OutcomeRow<'_>> = outcomes
             .iter()
             .map(|(id, outcome)| {
                 let (status, error, reply, next) = match outcome {
