@@ -283,6 +283,18 @@ impl Mailer {
     #[tracing::instrument(skip_all, fields(to = %email.to.masked(), message_id = %email.message_id))]
     pub async fn send(&self, email: &Email) -> Result<Sent, MailError> {
         let message = self.build(email)?;
+        self.send_message(email, message).await
+    }
+
+    /// The MIME message of `email` (signed when DKIM is configured), to hand to
+    /// [`Mailer::send_message`] later.
+    pub fn message(&self, email: &Email) -> Result<Message, MailError> {
+        self.build(email)
+    }
+
+    /// Sends `message`, built from `email` by [`Mailer::message`].
+    #[tracing::instrument(skip_all, fields(to = %email.to.masked(), message_id = %email.message_id))]
+    pub async fn send_message(&self, email: &Email, message: Message) -> Result<Sent, MailError> {
         match self {
             Mailer::Smtp { transport, .. } => {
                 let reply = transport.send(message).await.map_err(|e| MailError::Smtp {

@@ -19,7 +19,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::mailer::{Mailer, SmtpClass};
+use lettre::Message;
+
+use super::mailer::{Email, Mailer, SmtpClass};
 use crate::config::DeliverySettings;
 use crate::digest;
 use crate::domain::SubscriberStatus;
@@ -88,8 +90,22 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("a send panicked")
 }
 
+/// Whether to stop claiming and sending: the worker was told to stop, or the relay
+/// refused us for good.
+#[derive(Clone)]
+struct Halt {
+    stop: Option<watch::Receiver<bool>>,
+    halted: Arc<AtomicBool>,
+}
+
+impl Halt {
+    fn now(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow()) || self.halted.load(AtomicOrdering::SeqCst)
+    }
+}
+
 /// Counts a finished send; a relay that refused us for good halts the claims.
-fn collect(done: Sent, report: &mut DrainReport, fatal: &mut Option<String>, halted: &AtomicBool) {
+fn collect(done: Sent, report: &mut DrainReport, fatal: &mut Option<String>, halt: &Halt) {
     let (outcome, stop) = match done {
         Ok(done) => done,
         // The send task itself cannot panic (the send runs in a task of its own).
@@ -98,7 +114,7 @@ fn collect(done: Sent, report: &mut DrainReport, fatal: &mut Option<String>, hal
     report.count(&outcome);
     if stop.is_some() {
         *fatal = stop;
-        halted.store(true, AtomicOrdering::SeqCst);
+        halt.halted.store(true, AtomicOrdering::SeqCst);
     }
 }
 
@@ -208,9 +224,12 @@ impl Worker {
         // inside its lease, and its leases are renewed as its sends begin.
         let batch = self.settings.concurrency.max(1) * ROUND_SENDS;
         let lease = Duration::seconds(i64::try_from(self.settings.lease_secs).unwrap_or(300));
-        // Set when the relay refused us for good: claim nothing more.
-        let halted = AtomicBool::new(false);
-        let stopping = || stop.is_some_and(|s| *s.borrow()) || halted.load(AtomicOrdering::SeqCst);
+        // Set when the relay refused us for good (claim and send nothing more), or stopped.
+        let halt = Halt {
+            stop: stop.cloned(),
+            halted: Arc::new(AtomicBool::new(false)),
+        };
+        let stopping = || halt.now();
         // One batch is prepared ahead of the one being sent.
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<Batch>(1);
 
@@ -276,7 +295,6 @@ impl Worker {
             };
             let mut tasks = JoinSet::new();
             let mut fatal: Option<String> = None;
-            let mut broken: Option<anyhow::Error> = None;
             while let Some((claimed, mut prepared)) = ready_rx.recv().await {
                 // Only while the leases are still ours: a delivery another worker took over
                 // after our lease ran out is theirs to send.
@@ -315,50 +333,67 @@ impl Worker {
                             continue;
                         }
                     };
-                    let permit = match self.sends.clone().acquire_owned().await {
-                        Ok(permit) => permit,
-                        Err(e) => {
-                            broken = Some(anyhow::Error::new(e).context("send slots closed"));
-                            halted.store(true, AtomicOrdering::SeqCst);
-                            note(&c, Outcome::Released, &mut report);
-                            continue;
+                    // Each message is rendered before it takes a send slot, so a slot is
+                    // held only while the relay and the outcome's write take; at most twice
+                    // as many messages as slots are rendered at a time.
+                    while tasks.len() >= 2 * self.settings.concurrency.max(1) {
+                        if let Some(done) = tasks.join_next().await {
+                            collect(done, &mut report, &mut fatal, &halt);
                         }
-                    };
-                    self.rate.until_ready().await;
+                    }
                     let me = self.clone();
                     let recorder = outcomes.clone();
+                    let halted = halt.clone();
                     tasks.spawn(async move {
+                        let attempt = async {
+                            let (email, message) = match me.render(&c, ready) {
+                                Ok(rendered) => rendered,
+                                Err(outcome) => return (Ok(outcome), None),
+                            };
+                            let Ok(permit) = me.sends.clone().acquire_owned().await else {
+                                return (Ok(Outcome::Released), None);
+                            };
+                            if halted.now() {
+                                // Stopped while this one waited for its slot.
+                                return (Ok(Outcome::Released), Some(permit));
+                            }
+                            me.rate.until_ready().await;
+                            (me.transmit(&c, &email, message).await, Some(permit))
+                        };
                         // A bug that panics fails this delivery, recorded as such, and not
                         // the others.
-                        let outcome =
-                            match AssertUnwindSafe(me.send(&c, ready)).catch_unwind().await {
-                                Ok(outcome) => outcome,
-                                Err(panic) => Ok(Outcome::Failed(format!(
+                        let (outcome, permit) = match AssertUnwindSafe(attempt).catch_unwind().await
+                        {
+                            Ok(done) => done,
+                            Err(panic) => (
+                                Ok(Outcome::Failed(format!(
                                     "internal error: {}",
                                     panic_message(panic.as_ref())
                                 ))),
-                            };
+                                None,
+                            ),
+                        };
                         let (outcome, stop) = match outcome {
                             Ok(outcome) => (outcome, None),
                             Err(reason) => (Outcome::Released, Some(reason)),
                         };
                         // The slot goes with the outcome and is freed once it is written.
-                        let _ = recorder.send((c, outcome.clone(), Some(permit)));
+                        let _ = recorder.send((c, outcome.clone(), permit));
                         (outcome, stop)
                     });
                     // Collect finished sends as we go, so a fatal error stops further sends.
                     while let Some(done) = tasks.try_join_next() {
-                        collect(done, &mut report, &mut fatal, &halted);
+                        collect(done, &mut report, &mut fatal, &halt);
                     }
                 }
             }
             while let Some(done) = tasks.join_next().await {
-                collect(done, &mut report, &mut fatal, &halted);
+                collect(done, &mut report, &mut fatal, &halt);
             }
-            (report, fatal, broken)
+            (report, fatal)
         };
 
-        let (fed, (mut report, fatal, broken)) = tokio::join!(feeder, sender);
+        let (fed, (mut report, fatal)) = tokio::join!(feeder, sender);
         // Every outcome is written before this returns.
         drop(outcomes);
         if let Err(e) = recorder.await {
@@ -366,9 +401,6 @@ impl Worker {
         }
         if let Some(reason) = fatal {
             return Err(Stopped(reason).into());
-        }
-        if let Some(e) = broken {
-            return Err(e);
         }
         let (claimed, fed_report) = fed?;
         report.add(&fed_report);
@@ -527,15 +559,31 @@ impl Worker {
         }
     }
 
-    /// Renders and sends one delivery. `Err` carries the reason the whole worker must stop.
-    async fn send(&self, c: &Claimed, ready: Ready) -> Result<Outcome, String> {
+    /// Renders one delivery: its email and the MIME message, or the outcome when it cannot
+    /// be rendered.
+    fn render(&self, c: &Claimed, ready: Ready) -> Result<(Email, Message), Outcome> {
         let subscriber = &ready.subscriber;
         let view = digest::view_of_record(&ready.digest, &ready.entries, subscriber, &self.links);
-        let email = match digest::email(&self.links, subscriber, &view, &c.message_id) {
-            Ok(email) => email,
-            Err(e) => return Ok(self.retry_or_fail(c, format!("{e:#}"))),
-        };
-        let sent = self.mailer.send(&email).await;
+        let email = digest::email(&self.links, subscriber, &view, &c.message_id)
+            .map_err(|e| self.retry_or_fail(c, format!("{e:#}")))?;
+        match self.mailer.message(&email) {
+            Ok(message) => Ok((email, message)),
+            Err(e) => {
+                tracing::warn!(delivery = c.id, error = %e, "this message cannot be sent");
+                Err(Outcome::Failed(e.to_string()))
+            }
+        }
+    }
+
+    /// Sends one rendered delivery. `Err` carries the reason the whole worker must stop.
+    async fn transmit(
+        &self,
+        c: &Claimed,
+        email: &Email,
+        message: Message,
+    ) -> Result<Outcome, String> {
+        let subscriber = &email.to;
+        let sent = self.mailer.send_message(email, message).await;
         let class = match &sent {
             Ok(_) => "2xx",
             Err(super::MailError::Smtp { code, .. }) => match code.map(|c| c / 100) {
@@ -551,7 +599,7 @@ impl Worker {
             .inc();
         match sent {
             Ok(sent) => {
-                tracing::info!(delivery = c.id, to = %subscriber.email.masked(), "digest sent");
+                tracing::info!(delivery = c.id, to = %subscriber.masked(), "digest sent");
                 Ok(Outcome::Sent(match sent {
                     super::Sent::Relay(reply) => reply,
                     super::Sent::File(path) => path.display().to_string(),
@@ -560,7 +608,7 @@ impl Worker {
             Err(e) => match e.class() {
                 SmtpClass::Fatal => Err(e.to_string()),
                 SmtpClass::Permanent => {
-                    tracing::warn!(delivery = c.id, to = %subscriber.email.masked(), error = %e, "hard bounce: reader suppressed");
+                    tracing::warn!(delivery = c.id, to = %subscriber.masked(), error = %e, "hard bounce: reader suppressed");
                     Ok(Outcome::Bounced(e.to_string()))
                 }
                 SmtpClass::Transient => Ok(self.retry_or_fail(c, e.to_string())),

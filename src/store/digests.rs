@@ -511,6 +511,7 @@ impl Store {
             return Ok(Default::default());
         }
         let held: Vec<i64> = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
             let mut q = sqlx::QueryBuilder::new("UPDATE deliveries SET lease_until = ");
             q.push_bind(until)
                 .push(" WHERE lease_owner = ")
@@ -521,7 +522,9 @@ impl Store {
                 sep.push_bind(*id);
             }
             q.push(") RETURNING id");
-            q.build_query_scalar().fetch_all(pool).await?
+            let held = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            held
         });
         Ok(held.into_iter().collect())
     }

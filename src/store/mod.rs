@@ -10,7 +10,10 @@ mod feeds;
 mod papers;
 mod subscribers;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -71,29 +74,79 @@ pub(crate) use on_pool;
 
 /// Opens a transaction meant to write. SQLite takes the write lock up front
 /// (`BEGIN IMMEDIATE`) so two writers queue on the busy timeout instead of failing when a
-/// read transaction tries to upgrade.
+/// read transaction tries to upgrade; within one process, writers to a SQLite file first
+/// take turns on an in-process lock, so they wake as soon as the writer before them
+/// finishes instead of sleeping in SQLite's busy handler.
 pub(crate) trait BeginWrite {
     type Db: Database;
-    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Self::Db>>;
+    async fn begin_write(&self) -> sqlx::Result<WriteTx<Self::Db>>;
 
     /// A write transaction that holds the papers lock until it ends, so two feeds carrying
     /// the same paper merge one after the other instead of overwriting each other. SQLite
     /// has one writer anyway; PostgreSQL takes a transaction-level advisory lock, which
     /// also serialises ingestion across instances.
-    async fn begin_papers_write(&self) -> sqlx::Result<Transaction<'static, Self::Db>>;
+    async fn begin_papers_write(&self) -> sqlx::Result<WriteTx<Self::Db>>;
 
     /// `for_update` on PostgreSQL, where a read that decides a write must lock its rows;
     /// `plain` on SQLite, whose write transactions already exclude each other.
     fn locking(&self, plain: &'static str, for_update: &'static str) -> &'static str;
 }
 
+/// A write transaction: statements run on it as on its connection (`&mut *tx`). On SQLite
+/// it holds this process's turn to write until it is committed or dropped.
+pub(crate) struct WriteTx<DB: Database> {
+    tx: Transaction<'static, DB>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<DB: Database> WriteTx<DB> {
+    pub(crate) async fn commit(self) -> sqlx::Result<()> {
+        self.tx.commit().await
+    }
+}
+
+impl<DB: Database> std::ops::Deref for WriteTx<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: Database> std::ops::DerefMut for WriteTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
+}
+
+/// Each SQLite file's turn to write, shared by the pools of this process that open it.
+fn write_turn(path: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
+    static TURNS: OnceLock<StdMutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        OnceLock::new();
+    let mut turns = TURNS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Arc::clone(turns.entry(path.to_path_buf()).or_default())
+}
+
+/// How long a writer waits for its turn before going ahead anyway and leaving the wait to
+/// SQLite's busy timeout (a transaction that began another would otherwise wait forever).
+const TURN_WAIT: Duration = Duration::from_secs(10);
+
 impl BeginWrite for SqlitePool {
     type Db = sqlx::Sqlite;
-    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Sqlite>> {
-        self.begin_with("BEGIN IMMEDIATE").await
+    async fn begin_write(&self) -> sqlx::Result<WriteTx<sqlx::Sqlite>> {
+        let turn = write_turn(self.connect_options().get_filename());
+        let turn = tokio::time::timeout(TURN_WAIT, turn.lock_owned())
+            .await
+            .ok();
+        Ok(WriteTx {
+            tx: self.begin_with("BEGIN IMMEDIATE").await?,
+            _turn: turn,
+        })
     }
 
-    async fn begin_papers_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Sqlite>> {
+    async fn begin_papers_write(&self) -> sqlx::Result<WriteTx<sqlx::Sqlite>> {
         self.begin_write().await
     }
 
@@ -109,12 +162,15 @@ impl BeginWrite for PgPool {
         for_update
     }
 
-    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Postgres>> {
-        self.begin().await
+    async fn begin_write(&self) -> sqlx::Result<WriteTx<sqlx::Postgres>> {
+        Ok(WriteTx {
+            tx: self.begin().await?,
+            _turn: None,
+        })
     }
 
-    async fn begin_papers_write(&self) -> sqlx::Result<Transaction<'static, sqlx::Postgres>> {
-        let mut tx = self.begin().await?;
+    async fn begin_papers_write(&self) -> sqlx::Result<WriteTx<sqlx::Postgres>> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(PAPERS_LOCK)
             .execute(&mut *tx)

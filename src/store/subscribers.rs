@@ -591,8 +591,8 @@ impl Store {
     }
 }
 
-pub(super) async fn insert_consent<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
+pub(super) async fn insert_consent<DB>(
+    tx: &mut super::WriteTx<DB>,
     id: i64,
     event: &str,
     now: DateTime<Utc>,
@@ -625,8 +625,8 @@ where
 }
 
 /// Files a confirmation token (its hash) with the settings it will confirm.
-pub(super) async fn insert_token<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
+pub(super) async fn insert_token<DB>(
+    tx: &mut super::WriteTx<DB>,
     token_hash: &str,
     id: i64,
     now: DateTime<Utc>,
