@@ -845,6 +845,19 @@ async fn the_email_highlights_what_it_shows_and_the_archive_page_highlights_ever
         assert_eq!(marked, [true, true, false, false, false], "{}", db.backend);
         assert!(stored.iter().all(|e| e.explanation.queries.len() == 1));
 
+        // What a worker sends from: the two it shows, best first, highlighted.
+        let sending = store.digests_for_sending(&[digest.id]).await.unwrap();
+        assert_eq!(sending.len(), 1);
+        let listed: Vec<i64> = sending[0].1.iter().map(|e| e.paper_id).collect();
+        let best: Vec<i64> = stored.iter().take(2).map(|e| e.paper.id).collect();
+        assert_eq!(listed, best, "{}", db.backend);
+        assert!(
+            sending[0]
+                .1
+                .iter()
+                .all(|e| !e.explanation.title_spans.is_empty())
+        );
+
         // The archive page works out the rest from the stored query texts.
         let reader = store.subscriber(reader.id).await.unwrap().unwrap();
         let all = digest::stored_view(&store, &links(), &digest, &reader, true)

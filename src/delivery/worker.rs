@@ -122,7 +122,7 @@ fn collect(done: Sent, report: &mut DrainReport, fatal: &mut Option<String>, hal
 const PAPERS_KEPT: usize = 20_000;
 
 /// How many rounds of concurrent sends one claim covers.
-const ROUND_SENDS: usize = 8;
+const ROUND_SENDS: usize = 4;
 
 /// What a claimed delivery is rendered from.
 struct Ready {

@@ -53,6 +53,9 @@ pub struct StageSeconds {
     pub store: f64,
 }
 
+/// How many digests one run writes before the database's statistics are refreshed.
+const ANALYZE_AFTER: usize = 1_000;
+
 /// How many readers' digests are composed, then written, at a time.
 const COMPOSE_SLICE: usize = 10_000;
 
@@ -129,6 +132,13 @@ pub async fn compose_due(
         }
         let started = Instant::now();
         save_all(store, mailer, &composed, &mut report).await?;
+        report.seconds.store += started.elapsed().as_secs_f64();
+    }
+    if report.composed + report.skipped >= ANALYZE_AFTER {
+        let started = Instant::now();
+        if let Err(e) = store.refresh_statistics().await {
+            tracing::warn!(error = %e, "could not refresh the database's statistics");
+        }
         report.seconds.store += started.elapsed().as_secs_f64();
     }
     Ok((report, kept))

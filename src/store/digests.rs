@@ -75,6 +75,7 @@ struct BatchEntryRow {
     paper_id: i64,
     score: f64,
     explanation: String,
+    rank: i32,
 }
 
 #[derive(sqlx::FromRow)]
@@ -465,20 +466,30 @@ impl Store {
                     sep.push_bind(*id);
                 }
                 q.push(")");
-                digests.extend(q.build_query_as::<DigestRecord>().fetch_all(pool).await?);
+                let found: Vec<DigestRecord> = q.build_query_as().fetch_all(pool).await?;
+                // One table, read along its primary key up to the most any of these digests
+                // shows (a join with the digests lets a planner without fresh statistics
+                // scan all of them); each digest's own limit is applied below.
+                let most = found.iter().map(|d| d.shown).max().unwrap_or(0);
                 let mut q = sqlx::QueryBuilder::new(
-                    "SELECT dp.digest_id, dp.paper_id, dp.score, dp.explanation \
-                     FROM digest_papers dp JOIN digests d ON d.id = dp.digest_id \
-                     WHERE dp.rank <= d.shown AND dp.digest_id IN (",
+                    "SELECT digest_id, paper_id, score, explanation, rank FROM digest_papers \
+                     WHERE rank <= ",
                 );
+                q.push_bind(most).push(" AND digest_id IN (");
                 let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
+                for d in &found {
+                    sep.push_bind(d.id);
                 }
-                q.push(") ORDER BY dp.digest_id, dp.rank");
-                rows.extend(q.build_query_as::<BatchEntryRow>().fetch_all(pool).await?);
+                q.push(") ORDER BY digest_id, rank");
+                if !found.is_empty() {
+                    rows.extend(q.build_query_as::<BatchEntryRow>().fetch_all(pool).await?);
+                }
+                digests.extend(found);
             });
         }
+        let shown: std::collections::HashMap<i64, i32> =
+            digests.iter().map(|d| (d.id, d.shown)).collect();
+        rows.retain(|r| shown.get(&r.digest_id).is_some_and(|&n| r.rank <= n));
         let mut entries: std::collections::HashMap<i64, Vec<ListedEntry>> =
             std::collections::HashMap::new();
         for r in rows {
@@ -511,7 +522,7 @@ impl Store {
             return Ok(Default::default());
         }
         let held: Vec<i64> = on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_bookkeeping().await?;
             let mut q = sqlx::QueryBuilder::new("UPDATE deliveries SET lease_until = ");
             q.push_bind(until)
                 .push(" WHERE lease_owner = ")
@@ -542,7 +553,7 @@ impl Store {
     ) -> StoreResult<Vec<Claimed>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let claimed: Vec<Claimed> = on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_bookkeeping().await?;
             // Each status is read in index order and only the oldest of the three lists are
             // taken: one query over the whole queue would sort all of it at every claim.
             let ids: Vec<i64> = sqlx::query_scalar(pool.locking(
@@ -649,7 +660,7 @@ impl Store {
             })
             .collect();
         let held: std::collections::HashSet<i64> = on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_bookkeeping().await?;
             let mut held = std::collections::HashSet::new();
             // A few hundred outcomes per statement.
             for chunk in rows.chunks(500) {

@@ -87,6 +87,14 @@ pub(crate) trait BeginWrite {
     /// also serialises ingestion across instances.
     async fn begin_papers_write(&self) -> sqlx::Result<WriteTx<Self::Db>>;
 
+    /// A write transaction for delivery bookkeeping (claims, leases, outcomes). On
+    /// PostgreSQL its commit does not wait for the WAL to reach the disk, as SQLite's
+    /// commits in WAL mode with `synchronous = NORMAL` do not: it survives a crash of
+    /// paperboy, and a crash of the database server can forget the last fraction of a
+    /// second of it (those messages are then sent again with the same Message-ID). Without
+    /// this, every send slot waits for a disk flush.
+    async fn begin_bookkeeping(&self) -> sqlx::Result<WriteTx<Self::Db>>;
+
     /// `for_update` on PostgreSQL, where a read that decides a write must lock its rows;
     /// `plain` on SQLite, whose write transactions already exclude each other.
     fn locking(&self, plain: &'static str, for_update: &'static str) -> &'static str;
@@ -150,6 +158,10 @@ impl BeginWrite for SqlitePool {
         self.begin_write().await
     }
 
+    async fn begin_bookkeeping(&self) -> sqlx::Result<WriteTx<sqlx::Sqlite>> {
+        self.begin_write().await
+    }
+
     fn locking(&self, plain: &'static str, _for_update: &'static str) -> &'static str {
         plain
     }
@@ -167,6 +179,14 @@ impl BeginWrite for PgPool {
             tx: self.begin().await?,
             _turn: None,
         })
+    }
+
+    async fn begin_bookkeeping(&self) -> sqlx::Result<WriteTx<sqlx::Postgres>> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 
     async fn begin_papers_write(&self) -> sqlx::Result<WriteTx<sqlx::Postgres>> {
@@ -246,6 +266,19 @@ impl Store {
                 StoreError::Open(format!("{}: {e}{}", path.display(), write_problem(&path)))
             })?;
         Ok(Store::Sqlite(pool))
+    }
+
+    /// Refreshes the planner's statistics of the digest tables after many rows were
+    /// written at once (a digest run for a whole community). PostgreSQL would otherwise
+    /// plan delivery's reads on an empty table's figures until autovacuum catches up;
+    /// SQLite's plans here do not depend on statistics.
+    pub async fn refresh_statistics(&self) -> StoreResult<()> {
+        if let Store::Postgres(pool) = self {
+            sqlx::query("ANALYZE subscribers, digests, digest_papers, deliveries")
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Connects and applies every pending migration: what `serve` and each command do.
