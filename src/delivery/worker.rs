@@ -121,7 +121,7 @@ fn collect(done: Sent, report: &mut DrainReport, fatal: &mut Option<String>, hal
 /// How many papers a worker keeps between batches before reading afresh.
 const PAPERS_KEPT: usize = 20_000;
 
-/// How many rounds of concurrent sends one claim covers.
+/// How many rounds of concurrent sends one claim (a batch) covers.
 const ROUND_SENDS: usize = 4;
 
 /// What a claimed delivery is rendered from.
@@ -191,7 +191,9 @@ impl Worker {
                     tracing::error!(error = %format!("{e:#}"), "DELIVERY STOPPED: fix the SMTP settings and restart; the queue is kept");
                     return Err(e);
                 }
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery round failed"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "delivery failed; trying again after the poll interval")
+                }
             }
             let pause = StdDuration::from_millis(self.settings.poll_ms);
             tokio::select! {
@@ -497,24 +499,31 @@ impl Worker {
     }
 
     /// Puts every claimed delivery back to try again later (or gives it up when too old),
-    /// in one transaction: the round could not go on.
+    /// in one transaction: its batch could not go on.
     async fn retry_all(&self, claimed: &[Claimed], reason: &str, report: &mut DrainReport) {
-        let done: Vec<(Claimed, Outcome)> = claimed
-            .iter()
-            .map(|c| (c.clone(), self.retry_or_fail(c, reason.to_string())))
-            .collect();
-        for (_, outcome) in &done {
-            report.count(outcome);
-        }
-        self.finish_all(&done).await;
+        self.settle_all(
+            claimed,
+            |c| self.retry_or_fail(c, reason.to_string()),
+            report,
+        )
+        .await;
     }
 
     /// Puts claimed deliveries back in the queue as they were, not attempted.
     async fn release_all(&self, claimed: &[Claimed], report: &mut DrainReport) {
-        let done: Vec<(Claimed, Outcome)> = claimed
-            .iter()
-            .map(|c| (c.clone(), Outcome::Released))
-            .collect();
+        self.settle_all(claimed, |_| Outcome::Released, report)
+            .await;
+    }
+
+    /// Records `outcome` of each claimed delivery, unsent, in one transaction.
+    async fn settle_all(
+        &self,
+        claimed: &[Claimed],
+        outcome: impl Fn(&Claimed) -> Outcome,
+        report: &mut DrainReport,
+    ) {
+        let done: Vec<(Claimed, Outcome)> =
+            claimed.iter().map(|c| (c.clone(), outcome(c))).collect();
         for (_, outcome) in &done {
             report.count(outcome);
         }
@@ -522,7 +531,7 @@ impl Worker {
     }
 
     /// Records outcomes, in one transaction. A database that fails here is logged, not
-    /// fatal to the round: those deliveries keep their lease and are claimed again when
+    /// fatal to the drain: those deliveries keep their lease and are claimed again when
     /// it runs out.
     async fn finish_all(&self, done: &[(Claimed, Outcome)]) {
         if let Some(progress) = &self.progress {
