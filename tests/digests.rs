@@ -526,15 +526,14 @@ async fn an_expired_lease_is_claimed_again_with_the_same_message_id() {
         assert_eq!(again[0].attempts, 2);
         // The dead worker's late outcome changes nothing.
         let stale = store
-            .finish_delivery(
-                first[0].id,
+            .finish_deliveries(
+                &[(first[0].id, &paperboy::store::Outcome::Sent("x".into()))],
                 "dead-worker",
-                &paperboy::store::Outcome::Sent("x".into()),
                 later,
             )
             .await
             .unwrap();
-        assert!(!stale);
+        assert_eq!(stale, [false]);
         db.cleanup().await;
     }
 }

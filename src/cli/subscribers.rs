@@ -423,26 +423,9 @@ async fn import(
             Ok(results) => results.into_iter().map(|r| r.map(|_| ())).collect(),
             // The batch failed as a whole: one at a time, so each reader's fate is its own.
             Err(_) => {
-                let mut one_by_one = Vec::with_capacity(batch.len());
-                for (_, email, prefs) in batch {
-                    one_by_one.push(
-                        store
-                            .add_reader(
-                                &NewReader {
-                                    email,
-                                    preferences: prefs,
-                                    confirmed: true,
-                                    link_key: &random_token()
-                                        .map_err(|e| CliError::Other(e.into()))?,
-                                    token_hash: "",
-                                    token_ttl: chrono::Duration::zero(),
-                                    consent: CLI_CONSENT,
-                                },
-                                Utc::now(),
-                            )
-                            .await
-                            .map(|_| ()),
-                    );
+                let mut one_by_one = Vec::with_capacity(new.len());
+                for reader in &new {
+                    one_by_one.push(store.add_reader(reader, Utc::now()).await.map(|_| ()));
                 }
                 one_by_one
             }

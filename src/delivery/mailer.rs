@@ -282,14 +282,8 @@ impl Mailer {
 
     #[tracing::instrument(skip_all, fields(to = %email.to.masked(), message_id = %email.message_id))]
     pub async fn send(&self, email: &Email) -> Result<Sent, MailError> {
-        let message = self.build(email)?;
+        let message = self.message(email)?;
         self.send_message(email, message).await
-    }
-
-    /// The MIME message of `email` (signed when DKIM is configured), to hand to
-    /// [`Mailer::send_message`] later.
-    pub fn message(&self, email: &Email) -> Result<Message, MailError> {
-        self.build(email)
     }
 
     /// Sends `message`, built from `email` by [`Mailer::message`].
@@ -338,10 +332,12 @@ impl Mailer {
     /// The message exactly as it would be sent, headers and bodies (signed when DKIM is
     /// configured): for previews, benchmarks and checks.
     pub fn formatted(&self, email: &Email) -> Result<Vec<u8>, MailError> {
-        Ok(self.build(email)?.formatted())
+        Ok(self.message(email)?.formatted())
     }
 
-    fn build(&self, email: &Email) -> Result<Message, MailError> {
+    /// The MIME message of `email` (signed when DKIM is configured), to hand to
+    /// [`Mailer::send_message`] later.
+    pub fn message(&self, email: &Email) -> Result<Message, MailError> {
         let to: Mailbox = email
             .to
             .as_str()

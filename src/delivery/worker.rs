@@ -79,7 +79,7 @@ type Done = (Claimed, Outcome, Option<OwnedSemaphorePermit>);
 type Batch = (Vec<Claimed>, HashMap<i64, Result<Ready, Outcome>>);
 
 /// What a send task returns: its outcome, and the reason to stop everything if any.
-type Sent = Result<(Outcome, Option<String>), tokio::task::JoinError>;
+type Finished = Result<(Outcome, Option<String>), tokio::task::JoinError>;
 
 /// What a panic said, when it said it as text.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
@@ -102,19 +102,24 @@ impl Halt {
     fn now(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| *s.borrow()) || self.halted.load(AtomicOrdering::SeqCst)
     }
+
+    /// The relay refused us for good: nothing more is claimed or sent.
+    fn raise(&self) {
+        self.halted.store(true, AtomicOrdering::SeqCst);
+    }
 }
 
 /// Counts a finished send; a relay that refused us for good halts the claims.
-fn collect(done: Sent, report: &mut DrainReport, fatal: &mut Option<String>, halt: &Halt) {
+fn collect(done: Finished, report: &mut DrainReport, fatal: &mut Option<String>, halt: &Halt) {
     let (outcome, stop) = match done {
         Ok(done) => done,
-        // The send task itself cannot panic (the send runs in a task of its own).
+        // Not expected: the task catches a panic of its attempt and records it.
         Err(e) => (Outcome::Failed(format!("internal error: {e}")), None),
     };
     report.count(&outcome);
     if stop.is_some() {
         *fatal = stop;
-        halt.halted.store(true, AtomicOrdering::SeqCst);
+        halt.raise();
     }
 }
 
@@ -231,7 +236,6 @@ impl Worker {
             stop: stop.cloned(),
             halted: Arc::new(AtomicBool::new(false)),
         };
-        let stopping = || halt.now();
         // One batch is prepared ahead of the one being sent.
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<Batch>(1);
 
@@ -255,11 +259,13 @@ impl Worker {
             })
         };
 
-        let feeder = async move {
+        let feeder = async {
+            // Owns the sending end, so the sender sees the end of the batches when it ends.
+            let ready_tx = ready_tx;
             let mut claimed_total = 0;
             let mut report = DrainReport::default();
             let mut papers = HashMap::new();
-            while !stopping() {
+            while !halt.now() {
                 let claimed = self
                     .store
                     .claim_deliveries(&self.owner, batch, lease, Utc::now())
@@ -301,7 +307,7 @@ impl Worker {
                 // Only while the leases are still ours: a delivery another worker took over
                 // after our lease ran out is theirs to send.
                 let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
-                let held = if stopping() {
+                let held = if halt.now() {
                     HashSet::new()
                 } else {
                     match self
@@ -318,7 +324,7 @@ impl Worker {
                     }
                 };
                 for c in claimed {
-                    if stopping() || !held.contains(&c.id) {
+                    if halt.now() || !held.contains(&c.id) {
                         // Not attempted: back to the queue as it was (or already another's).
                         note(&c, Outcome::Released, &mut report);
                         continue;
@@ -436,21 +442,20 @@ impl Worker {
             .into_iter()
             .map(|(d, entries)| (d.id, (d, entries)))
             .collect();
-        let mut missing: Vec<i64> = digests
+        let mut needed: Vec<i64> = digests
             .values()
             .flat_map(|(_, entries)| entries.iter().map(|e| e.paper_id))
+            .collect();
+        needed.sort_unstable();
+        needed.dedup();
+        let mut missing: Vec<i64> = needed
+            .iter()
+            .copied()
             .filter(|id| !papers.contains_key(id))
             .collect();
-        missing.sort_unstable();
-        missing.dedup();
         if papers.len() + missing.len() > PAPERS_KEPT {
             papers.clear();
-            missing = digests
-                .values()
-                .flat_map(|(_, entries)| entries.iter().map(|e| e.paper_id))
-                .collect();
-            missing.sort_unstable();
-            missing.dedup();
+            missing = needed;
         }
         if !missing.is_empty() {
             let read = self

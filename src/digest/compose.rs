@@ -152,8 +152,8 @@ pub fn compose(readers: &[Subscriber], window: &Window, at: DateTime<Utc>) -> Ve
                 let entries = scored
                     .into_iter()
                     .enumerate()
-                    .map(|(rank, (idx, mask, mut s))| {
-                        if rank < shown {
+                    .map(|(place, (idx, mask, mut s))| {
+                        if place < shown {
                             rank::highlight(&mut s.explanation, matched(queries, mask), &docs[idx]);
                         }
                         DigestEntry {

@@ -467,6 +467,9 @@ impl Store {
                 }
                 q.push(")");
                 let found: Vec<DigestRecord> = q.build_query_as().fetch_all(pool).await?;
+                if found.is_empty() {
+                    continue;
+                }
                 // One table, read along its primary key up to the most any of these digests
                 // shows (a join with the digests lets a planner without fresh statistics
                 // scan all of them); each digest's own limit is applied below.
@@ -481,18 +484,18 @@ impl Store {
                     sep.push_bind(d.id);
                 }
                 q.push(") ORDER BY digest_id, rank");
-                if !found.is_empty() {
-                    rows.extend(q.build_query_as::<BatchEntryRow>().fetch_all(pool).await?);
-                }
+                rows.extend(q.build_query_as::<BatchEntryRow>().fetch_all(pool).await?);
                 digests.extend(found);
             });
         }
         let shown: std::collections::HashMap<i64, i32> =
             digests.iter().map(|d| (d.id, d.shown)).collect();
-        rows.retain(|r| shown.get(&r.digest_id).is_some_and(|&n| r.rank <= n));
         let mut entries: std::collections::HashMap<i64, Vec<ListedEntry>> =
             std::collections::HashMap::new();
         for r in rows {
+            if shown.get(&r.digest_id).is_none_or(|&n| r.rank > n) {
+                continue;
+            }
             let explanation = serde_json::from_str(&r.explanation).map_err(|e| {
                 StoreError::Corrupt(format!("digest {}: explanation: {e}", r.digest_id))
             })?;
@@ -612,26 +615,9 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Records how an attempt ended, if `owner` still holds the delivery (a worker whose
-    /// lease ran out and was taken over changes nothing). Returns whether it held it.
-    #[tracing::instrument(skip_all, fields(delivery = id))]
-    pub async fn finish_delivery(
-        &self,
-        id: i64,
-        owner: &str,
-        outcome: &Outcome,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        Ok(self
-            .finish_deliveries(&[(id, outcome)], owner, now)
-            .await?
-            .first()
-            .copied()
-            .unwrap_or(false))
-    }
-
-    /// Records how several attempts ended, in one transaction, as
-    /// [`Store::finish_delivery`] does for one; whether `owner` held each, in order.
+    /// Records how attempts ended, in one transaction, for the deliveries `owner` still
+    /// holds (a worker whose lease ran out and was taken over changes nothing); whether it
+    /// held each, in order.
     #[tracing::instrument(skip_all, fields(deliveries = outcomes.len()))]
     pub async fn finish_deliveries(
         &self,

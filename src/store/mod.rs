@@ -134,6 +134,9 @@ fn write_turn(path: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(turn) = turns.get(path) {
+        return Arc::clone(turn);
+    }
     Arc::clone(turns.entry(path.to_path_buf()).or_default())
 }
 
