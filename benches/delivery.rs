@@ -13,14 +13,15 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use paperboy::config::{Secret, Settings};
 use paperboy::delivery::Mailer;
-use paperboy::digest::{self, render};
+use paperboy::domain::Subscriber;
 use paperboy::domain::token::{LinkKeys, Links};
 use paperboy::domain::{
     ArxivId, EmailAddress, Frequency, MaxPapers, Paper, Preferences, QueryList, SendHour,
     SubscriberStatus,
 };
+use paperboy::email::digest as render;
 use paperboy::matching::{BatchStats, Doc, Query, rank};
-use paperboy::store::{StoredEntry, StoredPaper, Subscriber};
+use paperboy::store::{StoredEntry, StoredPaper};
 use tokio::sync::Semaphore;
 
 mod support;
@@ -128,9 +129,9 @@ fn email_for(
     links: &Links,
     entries: &[StoredEntry],
     i: usize,
-) -> paperboy::delivery::Email {
+) -> paperboy::email::Email {
     let view = digest_view(links, entries, i);
-    digest::email(links, &reader(i), &view, &mailer.new_message_id()).expect("render")
+    render::email(links, &reader(i), &view, &mailer.message_ids().next()).expect("render")
 }
 
 fn main() {

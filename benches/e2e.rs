@@ -363,7 +363,8 @@ async fn message_bytes(store: &Store, settings: &Settings, sample: i64) -> usize
                 .await
                 .expect("view");
             let email =
-                digest::email(&links, &reader, &view, "<sample@example.org>").expect("email");
+                paperboy::email::digest::email(&links, &reader, &view, "<sample@example.org>")
+                    .expect("email");
             total += mailer.formatted(&email).expect("message").len();
             n += 1;
         }

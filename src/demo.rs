@@ -7,13 +7,14 @@ use anyhow::Context;
 use chrono::Utc;
 use serde::Deserialize;
 
-use crate::delivery::{Mailer, notices};
+use crate::delivery::Mailer;
 use crate::digest;
 use crate::domain::token::{Links, hash_token, random_token};
 use crate::domain::{
     EmailAddress, FeedKind, FeedName, FeedUrl, Frequency, Ingested, MaxPapers, Paper, PaperKey,
     Preferences, QueryList, SendHour, TimeZone,
 };
+use crate::email::notices;
 use crate::store::{ClientInfo, ConsentText, RequestOutcome, Store, SubscriptionRequest};
 
 const PAPERS: &str = include_str!("../assets/demo-papers.json");
@@ -79,7 +80,8 @@ pub async fn load(store: &Store, mailer: &Mailer, links: &Links) -> anyhow::Resu
         )
         .await?;
     if let RequestOutcome::Confirm(reader) = &outcome {
-        let message = notices::confirmation(mailer, links, reader, &preferences, &token)?;
+        let message =
+            notices::confirmation(&mailer.message_ids(), links, reader, &preferences, &token)?;
         mailer.send(&message).await?;
     }
     let reader = store
@@ -87,7 +89,19 @@ pub async fn load(store: &Store, mailer: &Mailer, links: &Links) -> anyhow::Resu
         .await?
         .context("confirming the sample reader")?;
 
-    // The papers come through a feed of their own, removed again so nothing polls it.
+    load_papers(store, now).await?;
+
+    let composed = digest::compose_for(store, &mailer.message_ids(), &reader, Utc::now()).await?;
+    tracing::info!(
+        papers = composed,
+        "demo: sample papers and reader loaded, first digest queued"
+    );
+    Ok(where_to_look)
+}
+
+/// Stores the sample papers. They come through a feed of their own, removed again so
+/// nothing polls it.
+async fn load_papers(store: &Store, now: chrono::DateTime<Utc>) -> anyhow::Result<()> {
     let samples: Vec<SamplePaper> = serde_json::from_str(PAPERS).context("the demo papers")?;
     let batch: Vec<Ingested> = samples
         .into_iter()
@@ -119,11 +133,5 @@ pub async fn load(store: &Store, mailer: &Mailer, links: &Links) -> anyhow::Resu
         .await?;
     store.upsert_papers(feed.id, &batch, now).await?;
     store.remove_feed(&name).await?;
-
-    let composed = digest::compose_for(store, mailer, &reader, Utc::now()).await?;
-    tracing::info!(
-        papers = composed,
-        "demo: sample papers and reader loaded, first digest queued"
-    );
-    Ok(where_to_look)
+    Ok(())
 }

@@ -12,8 +12,8 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use paperboy::config::Secret;
+use paperboy::domain::Subscriber;
 use paperboy::domain::{EmailAddress, Frequency, SubscriberStatus};
-use paperboy::store::Subscriber;
 use serde_json::json;
 
 mod common;

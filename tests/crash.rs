@@ -194,7 +194,7 @@ async fn two_worker_processes_on_postgresql_serve_no_reader_twice() {
         paperboy::delivery::Mailer::from_settings(&paperboy::config::Settings::default()).unwrap();
     let (report, _) = paperboy::digest::compose_due(
         &store,
-        &mailer,
+        &mailer.message_ids(),
         chrono::DateTime::parse_from_rfc3339(&at).unwrap().into(),
         false,
     )
@@ -231,7 +231,7 @@ async fn sigterm_lets_the_send_in_flight_finish_before_serve_exits() {
             paperboy::delivery::Mailer::from_settings(&paperboy::config::Settings::default())
                 .unwrap();
         let at = chrono::Utc::now() + chrono::Duration::hours(25);
-        paperboy::digest::compose_due(&store, &mailer, at, false)
+        paperboy::digest::compose_due(&store, &mailer.message_ids(), at, false)
             .await
             .unwrap();
         let web = common::free_port();

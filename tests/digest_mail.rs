@@ -10,13 +10,14 @@ use std::process::Command;
 use chrono::{DateTime, Utc};
 use paperboy::config::Settings;
 use paperboy::delivery::{Mailer, Sent};
-use paperboy::digest::{self, render};
+use paperboy::domain::Subscriber;
 use paperboy::domain::token::{LinkKeys, Links};
 use paperboy::domain::{
     ArxivId, EmailAddress, MaxPapers, Paper, Preferences, QueryList, SendHour, SubscriberStatus,
 };
+use paperboy::email::digest as render;
 use paperboy::matching::{BatchStats, Doc, Query, rank};
-use paperboy::store::{StoredEntry, StoredPaper, Subscriber};
+use paperboy::store::{StoredEntry, StoredPaper};
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
@@ -194,7 +195,7 @@ fn write_message(dir: &Path, dkim: Option<(&Path, &str, &str)>) -> PathBuf {
         settings.dkim_domain = Some(domain.into());
     }
     let mailer = Mailer::from_settings(&settings).unwrap();
-    let email = digest::email(&links(), &reader(), &view(), &mailer.new_message_id()).unwrap();
+    let email = render::email(&links(), &reader(), &view(), &mailer.message_ids().next()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -58,7 +58,7 @@ fn tomorrow() -> DateTime<Utc> {
 }
 
 async fn run(store: &Store, mailer: &Mailer, at: DateTime<Utc>) -> RunReport {
-    digest::compose_due(store, mailer, at, false)
+    digest::compose_due(store, &mailer.message_ids(), at, false)
         .await
         .unwrap()
         .0
@@ -167,10 +167,11 @@ async fn trending_skipped_and_at_most_one_digest_per_window_under_concurrent_run
         .await;
         let at = tomorrow();
         // Three runs at once for the same instant: one digest per reader.
+        let ids = mailer.message_ids();
         let (a, b, c) = tokio::join!(
-            digest::compose_due(&store, &mailer, at, false),
-            digest::compose_due(&store, &mailer, at, false),
-            digest::compose_due(&store, &mailer, at, false),
+            digest::compose_due(&store, &ids, at, false),
+            digest::compose_due(&store, &ids, at, false),
+            digest::compose_due(&store, &ids, at, false),
         );
         let reports = [a.unwrap().0, b.unwrap().0, c.unwrap().0];
         let composed: usize = reports.iter().map(|r| r.composed).sum();
@@ -741,7 +742,7 @@ async fn a_batch_of_digests_is_written_whole_or_not_at_all() {
             }]
         };
         let (good, missing_paper) = (entry(paper), entry(paper + 1_000));
-        let digest = |r: &paperboy::store::Subscriber, entries, message_id| NewDigest {
+        let digest = |r: &paperboy::domain::Subscriber, entries, message_id| NewDigest {
             subscriber_id: r.id,
             window_start: r.confirmed_at.unwrap(),
             window_end: at,

@@ -6,9 +6,9 @@ mod common;
 
 use common::{TestApp, base64_parts, databases, link_starting, spawn_app};
 use paperboy::config::Settings;
+use paperboy::domain::Subscriber;
 use paperboy::domain::token::hash_token;
 use paperboy::domain::{EmailAddress, SubscriberStatus};
-use paperboy::store::Subscriber;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::app::links_for;
 use crate::config::Settings;
 use crate::delivery::Mailer;
-use crate::digest::{self, render};
+use crate::digest;
 use crate::domain::EmailAddress;
 
 use super::{CliError, deliver_now, open_store, parse_since, print_json};
@@ -63,7 +63,8 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
             let mailer =
                 Mailer::from_settings(&settings).map_err(|e| CliError::Input(e.to_string()))?;
             // The digests come back only from a dry run; a real one has stored them.
-            let (report, composed) = digest::compose_due(&store, &mailer, at, dry_run).await?;
+            let (report, composed) =
+                digest::compose_due(&store, &mailer.message_ids(), at, dry_run).await?;
             let delivered = if dry_run || no_deliver {
                 None
             } else {
@@ -145,7 +146,8 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
                 .unwrap_or_else(chrono::Utc::now);
             let links = links_for(&settings, &store).await?;
             let view = digest::preview(&store, &links, &reader, at).await?;
-            let (html, text) = render::bodies(&view).map_err(|e| CliError::Other(e.into()))?;
+            let (html, text) =
+                crate::email::digest::bodies(&view).map_err(|e| CliError::Other(e.into()))?;
             match format {
                 Format::Html => println!("{html}"),
                 Format::Text => {

@@ -80,7 +80,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
     let mailer = Mailer::from_settings(&settings).map_err(|e| CliError::Input(e.to_string()))?;
     let mut queued = Vec::new();
     for d in &chosen {
-        let message_id = mailer.new_message_id();
+        let message_id = mailer.message_ids().next();
         let delivery = store.queue_resend(d.id, &message_id, Utc::now()).await?;
         tracing::info!(digest = d.id, delivery, message_id = %message_id, "resend queued: same content, new delivery");
         queued.push(json!({ "digest": d.id, "delivery": delivery, "message_id": message_id }));

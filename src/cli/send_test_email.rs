@@ -2,8 +2,9 @@
 //! check the SMTP set-up end to end.
 
 use crate::config::Settings;
-use crate::delivery::{Email, Mailer, Sent};
+use crate::delivery::{Mailer, Sent};
 use crate::domain::EmailAddress;
+use crate::email::Email;
 
 use super::CliError;
 
@@ -29,7 +30,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
             html_escape::encode_text(&settings.base_url),
             html_escape::encode_text(to.as_str()),
         ),
-        message_id: mailer.new_message_id(),
+        message_id: mailer.message_ids().next(),
         list: None,
     };
     match mailer.send(&email).await {

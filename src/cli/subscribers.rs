@@ -8,13 +8,15 @@ use serde_json::json;
 
 use crate::app::links_for;
 use crate::config::Settings;
-use crate::delivery::{Mailer, notices};
+use crate::delivery::Mailer;
+use crate::domain::Subscriber;
 use crate::domain::token::{hash_token, random_token};
 use crate::domain::{
     EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, SubscriberStatus,
     TimeZone,
 };
-use crate::store::{ConsentText, NewReader, Store, Subscriber};
+use crate::email::notices;
+use crate::store::{ConsentText, NewReader, Store};
 
 use super::{CliError, open_store, print_json, progress_bar};
 
@@ -269,8 +271,9 @@ async fn add(
     if !confirmed {
         let mailer = Mailer::from_settings(settings).map_err(|e| CliError::Input(e.to_string()))?;
         let links = links_for(settings, store).await?;
-        let message = notices::confirmation(&mailer, &links, &reader, preferences, &token)
-            .map_err(|e| CliError::Other(e.into()))?;
+        let message =
+            notices::confirmation(&mailer.message_ids(), &links, &reader, preferences, &token)
+                .map_err(|e| CliError::Other(e.into()))?;
         mailer.send(&message).await.map_err(|e| {
             CliError::Other(anyhow::Error::new(e).context("sending the confirmation"))
         })?;

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lettre::message::dkim::{
@@ -20,7 +19,7 @@ use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
 
 use super::smtp::{DEFAULT_TIMEOUT, DirectPool, SendError, Sender};
 use crate::config::Settings;
-use crate::domain::EmailAddress;
+use crate::email::{Email, ListHeaders, MessageIds};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -90,33 +89,6 @@ impl MailError {
             MailError::Outbox(_) => SmtpClass::Transient,
         }
     }
-}
-
-/// An email ready to go: both bodies carry the same content.
-#[derive(Debug, Clone)]
-pub struct Email {
-    pub to: EmailAddress,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-    /// Without angle brackets: `id@domain`.
-    pub message_id: String,
-    /// The list headers of mail sent to a reader (RFC 2919, 2369 and 8058).
-    pub list: Option<ListHeaders>,
-}
-
-/// What lets a mail client name the list and unsubscribe in one click.
-#[derive(Debug, Clone)]
-pub struct ListHeaders {
-    /// `paperboy digest <digest.example.org>`: the List-Id.
-    pub id: String,
-    /// The HTTPS (or, locally, HTTP) address whose POST unsubscribes.
-    pub unsubscribe_url: String,
-    /// Marks machine-sent mail (`Auto-Submitted: auto-generated`) and bulk mail
-    /// (`Precedence: bulk`) when set; confirmations are neither bulk nor auto-replies.
-    pub bulk: bool,
-    /// `Feedback-ID` for mailbox providers' complaint loops: `campaign:kind:sender`.
-    pub feedback_id: Option<String>,
 }
 
 /// Where a sent message went.
@@ -245,19 +217,9 @@ impl Mailer {
         })
     }
 
-    /// A Message-ID on the sender's domain, unique to this process and instant.
-    pub fn new_message_id(&self) -> String {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{nanos:x}.{:x}.{n:x}@{}",
-            std::process::id(),
-            self.from().email.domain()
-        )
+    /// Message-IDs on the sender's domain.
+    pub fn message_ids(&self) -> MessageIds {
+        MessageIds::new(self.from().email.domain())
     }
 
     fn dkim(&self) -> Option<&Dkim> {

@@ -1,11 +1,11 @@
-//! Delivery: getting a finished message to the reader's mail server, through an SMTP
-//! relay or into the file outbox, and composing the emails about a subscription itself.
-//! It sends what it is given; what to send and when is decided upstream.
+//! Delivery: getting a finished message to the subscriber's mail server, through an SMTP
+//! relay or into the file outbox, from the outbox queue (claims, leases, retries, bounces).
+//! It sends what it is given; what to send is decided upstream and every email is
+//! rendered by the email module.
 
 mod mailer;
-pub mod notices;
 mod smtp;
 pub mod worker;
 
-pub use mailer::{Email, ListHeaders, MailError, Mailer, Sent, SmtpClass};
+pub use mailer::{MailError, Mailer, Sent, SmtpClass};
 pub use worker::{DrainReport, Worker};

@@ -21,14 +21,12 @@ use tokio::task::JoinSet;
 
 use lettre::Message;
 
-use super::mailer::{Email, Mailer, SmtpClass};
+use super::mailer::{Mailer, SmtpClass};
 use crate::config::DeliverySettings;
-use crate::digest;
-use crate::domain::SubscriberStatus;
 use crate::domain::token::Links;
-use crate::store::{
-    Claimed, DigestRecord, ListedEntry, Outcome, Store, StoredEntry, StoredPaper, Subscriber,
-};
+use crate::domain::{Subscriber, SubscriberStatus};
+use crate::email::{self, Email};
+use crate::store::{Claimed, DigestRecord, ListedEntry, Outcome, Store, StoredEntry, StoredPaper};
 
 /// What a drain delivered.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -109,17 +107,45 @@ impl Halt {
     }
 }
 
-/// Counts a finished send; a relay that refused us for good halts the claims.
-fn collect(done: Finished, report: &mut DrainReport, fatal: &mut Option<String>, halt: &Halt) {
-    let (outcome, stop) = match done {
-        Ok(done) => done,
-        // Not expected: the task catches a panic of its attempt and records it.
-        Err(e) => (Outcome::Failed(format!("internal error: {e}")), None),
-    };
-    report.count(&outcome);
-    if stop.is_some() {
-        *fatal = stop;
-        halt.raise();
+/// Where an outcome goes to be written: the recorder's queue.
+type Recorder = tokio::sync::mpsc::UnboundedSender<Done>;
+
+/// One drain's settings: how many deliveries a claim takes, for how long, and when to
+/// stop.
+struct Drain {
+    batch: usize,
+    lease: Duration,
+    halt: Halt,
+}
+
+/// The sender's state: the send tasks in flight, what they did, and the reason to stop
+/// everything if the relay refused us for good.
+struct Sends {
+    tasks: JoinSet<(Outcome, Option<String>)>,
+    report: DrainReport,
+    fatal: Option<String>,
+    outcomes: Recorder,
+}
+
+impl Sends {
+    /// An outcome decided without a send.
+    fn note(&mut self, c: &Claimed, outcome: Outcome) {
+        self.report.count(&outcome);
+        let _ = self.outcomes.send((c.clone(), outcome, None));
+    }
+
+    /// Counts a finished send; a relay that refused us for good halts the claims.
+    fn collect(&mut self, done: Finished, halt: &Halt) {
+        let (outcome, stop) = match done {
+            Ok(done) => done,
+            // Not expected: the task catches a panic of its attempt and records it.
+            Err(e) => (Outcome::Failed(format!("internal error: {e}")), None),
+        };
+        self.report.count(&outcome);
+        if stop.is_some() {
+            self.fatal = stop;
+            halt.raise();
+        }
     }
 }
 
@@ -218,192 +244,37 @@ impl Worker {
     /// Claims and sends until nothing is due (or `stop` turns true). Returns the outcomes
     /// and how many deliveries were claimed.
     ///
-    /// Claims are a pipeline: while one batch is being sent, the next is claimed and its
-    /// readers, digests and papers read (a few queries per batch), so the relay never
-    /// waits for the database between batches. Every write (claims, leases, outcomes) is
-    /// made outside the send tasks, which only render and talk to the relay.
+    /// Claims are a pipeline of three stages: the feeder claims a batch and reads its
+    /// subscribers, digests and papers (a few queries per batch) while the sender sends
+    /// the batch before it, so the relay never waits for the database between batches;
+    /// the recorder writes outcomes, a few per transaction, while the sends go on. Every
+    /// write (claims, leases, outcomes) is made outside the send tasks, which only render
+    /// and talk to the relay.
     async fn deliver(
         &self,
         stop: Option<&watch::Receiver<bool>>,
     ) -> anyhow::Result<(DrainReport, usize)> {
-        // A few times what can be sent at once, so a batch's reads are shared by many
-        // messages; a batch waits for free slots only as long as a few sends take, far
-        // inside its lease, and its leases are renewed as its sends begin.
-        let batch = self.settings.concurrency.max(1) * ROUND_SENDS;
-        let lease = Duration::seconds(i64::try_from(self.settings.lease_secs).unwrap_or(300));
-        // Set when the relay refused us for good (claim and send nothing more), or stopped.
-        let halt = Halt {
-            stop: stop.cloned(),
-            halted: Arc::new(AtomicBool::new(false)),
+        let drain = Drain {
+            // A few times what can be sent at once, so a batch's reads are shared by many
+            // messages; a batch waits for free slots only as long as a few sends take, far
+            // inside its lease, and its leases are renewed as its sends begin.
+            batch: self.settings.concurrency.max(1) * ROUND_SENDS,
+            lease: Duration::seconds(i64::try_from(self.settings.lease_secs).unwrap_or(300)),
+            halt: Halt {
+                stop: stop.cloned(),
+                halted: Arc::new(AtomicBool::new(false)),
+            },
         };
         // One batch is prepared ahead of the one being sent.
-        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<Batch>(1);
-
-        // Outcomes are written by a recorder of their own, a few per transaction, while
-        // the sends go on. A send's slot is freed only once its outcome is written, so a
-        // crash can repeat at most `concurrency` messages.
-        let (outcomes, mut queue) = tokio::sync::mpsc::unbounded_channel::<Done>();
-        let recorder = {
-            let me = self.clone();
-            tokio::spawn(async move {
-                let mut batch = Vec::new();
-                while queue.recv_many(&mut batch, 64).await > 0 {
-                    let (done, slots): (Vec<(Claimed, Outcome)>, Vec<_>) = batch
-                        .drain(..)
-                        .map(|(c, outcome, slot)| ((c, outcome), slot))
-                        .unzip();
-                    me.finish_all(&done).await;
-                    // Written: these sends' slots are free for the next messages.
-                    drop(slots);
-                }
-            })
-        };
-
-        let feeder = async {
-            // Owns the sending end, so the sender sees the end of the batches when it ends.
-            let ready_tx = ready_tx;
-            let mut claimed_total = 0;
-            let mut report = DrainReport::default();
-            let mut papers = HashMap::new();
-            while !halt.now() {
-                let claimed = self
-                    .store
-                    .claim_deliveries(&self.owner, batch, lease, Utc::now())
-                    .await
-                    .context("claiming deliveries")?;
-                if claimed.is_empty() {
-                    break;
-                }
-                claimed_total += claimed.len();
-                match self.prepare(&claimed, &mut papers).await {
-                    Ok(prepared) => {
-                        if let Err(refused) = ready_tx.send((claimed, prepared)).await {
-                            // The sending side has stopped: back to the queue.
-                            let (claimed, _) = refused.0;
-                            self.release_all(&claimed, &mut report).await;
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        // The database failed us: these deliveries try again later.
-                        let reason = format!("{e:#}");
-                        self.retry_all(&claimed, &reason, &mut report).await;
-                    }
-                }
-            }
-            anyhow::Ok((claimed_total, report))
-        };
-
-        let sender = async {
-            let mut report = DrainReport::default();
-            // An outcome decided here, without a send.
-            let note = |c: &Claimed, outcome: Outcome, report: &mut DrainReport| {
-                report.count(&outcome);
-                let _ = outcomes.send((c.clone(), outcome, None));
-            };
-            let mut tasks = JoinSet::new();
-            let mut fatal: Option<String> = None;
-            while let Some((claimed, mut prepared)) = ready_rx.recv().await {
-                // Only while the leases are still ours: a delivery another worker took over
-                // after our lease ran out is theirs to send.
-                let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
-                let held = if halt.now() {
-                    HashSet::new()
-                } else {
-                    match self
-                        .store
-                        .renew_leases(&ids, &self.owner, Utc::now() + lease)
-                        .await
-                    {
-                        Ok(held) => held,
-                        Err(e) => {
-                            let reason = format!("renewing the leases: {e}");
-                            self.retry_all(&claimed, &reason, &mut report).await;
-                            continue;
-                        }
-                    }
-                };
-                for c in claimed {
-                    if halt.now() || !held.contains(&c.id) {
-                        // Not attempted: back to the queue as it was (or already another's).
-                        note(&c, Outcome::Released, &mut report);
-                        continue;
-                    }
-                    let ready = match prepared.remove(&c.id) {
-                        Some(Ok(ready)) => ready,
-                        Some(Err(outcome)) => {
-                            note(&c, outcome, &mut report);
-                            continue;
-                        }
-                        None => {
-                            let outcome = self.retry_or_fail(&c, "not prepared".into());
-                            note(&c, outcome, &mut report);
-                            continue;
-                        }
-                    };
-                    // Each message is rendered before it takes a send slot, so a slot is
-                    // held only while the relay and the outcome's write take; at most twice
-                    // as many messages as slots are rendered at a time.
-                    while tasks.len() >= 2 * self.settings.concurrency.max(1) {
-                        if let Some(done) = tasks.join_next().await {
-                            collect(done, &mut report, &mut fatal, &halt);
-                        }
-                    }
-                    let me = self.clone();
-                    let recorder = outcomes.clone();
-                    let halted = halt.clone();
-                    tasks.spawn(async move {
-                        let attempt = async {
-                            let (email, message) = match me.render(&c, ready) {
-                                Ok(rendered) => rendered,
-                                Err(outcome) => return (Ok(outcome), None),
-                            };
-                            let Ok(permit) = me.sends.clone().acquire_owned().await else {
-                                return (Ok(Outcome::Released), None);
-                            };
-                            if halted.now() {
-                                // Stopped while this one waited for its slot.
-                                return (Ok(Outcome::Released), Some(permit));
-                            }
-                            me.rate.until_ready().await;
-                            (me.transmit(&c, &email, message).await, Some(permit))
-                        };
-                        // A bug that panics fails this delivery, recorded as such, and not
-                        // the others.
-                        let (outcome, permit) = match AssertUnwindSafe(attempt).catch_unwind().await
-                        {
-                            Ok(done) => done,
-                            Err(panic) => (
-                                Ok(Outcome::Failed(format!(
-                                    "internal error: {}",
-                                    panic_message(panic.as_ref())
-                                ))),
-                                None,
-                            ),
-                        };
-                        let (outcome, stop) = match outcome {
-                            Ok(outcome) => (outcome, None),
-                            Err(reason) => (Outcome::Released, Some(reason)),
-                        };
-                        // The slot goes with the outcome and is freed once it is written.
-                        let _ = recorder.send((c, outcome.clone(), permit));
-                        (outcome, stop)
-                    });
-                    // Collect finished sends as we go, so a fatal error stops further sends.
-                    while let Some(done) = tasks.try_join_next() {
-                        collect(done, &mut report, &mut fatal, &halt);
-                    }
-                }
-            }
-            while let Some(done) = tasks.join_next().await {
-                collect(done, &mut report, &mut fatal, &halt);
-            }
-            (report, fatal)
-        };
-
-        let (fed, (mut report, fatal)) = tokio::join!(feeder, sender);
-        // Every outcome is written before this returns.
-        drop(outcomes);
+        let (ready_tx, ready_rx) = tokio::sync::mpsc::channel::<Batch>(1);
+        let (outcomes, queue) = tokio::sync::mpsc::unbounded_channel::<Done>();
+        let recorder = self.spawn_recorder(queue);
+        let (fed, (mut report, fatal)) = tokio::join!(
+            self.feed(&drain, ready_tx),
+            self.send_batches(&drain, ready_rx, outcomes)
+        );
+        // Every outcome is written before this returns (the sender dropped the last
+        // handle on the recorder's queue).
         if let Err(e) = recorder.await {
             tracing::error!(error = %e, "the delivery recorder panicked; those deliveries are retried after their lease");
         }
@@ -415,10 +286,204 @@ impl Worker {
         Ok((report, claimed))
     }
 
+    /// The recorder: writes outcomes as they come, a few per transaction. A send's slot
+    /// travels with its outcome and is freed only once the outcome is written, so a crash
+    /// can repeat at most `concurrency` messages.
+    fn spawn_recorder(
+        &self,
+        mut queue: tokio::sync::mpsc::UnboundedReceiver<Done>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while queue.recv_many(&mut batch, 64).await > 0 {
+                let (done, slots): (Vec<(Claimed, Outcome)>, Vec<_>) = batch
+                    .drain(..)
+                    .map(|(c, outcome, slot)| ((c, outcome), slot))
+                    .unzip();
+                me.finish_all(&done).await;
+                // Written: these sends' slots are free for the next messages.
+                drop(slots);
+            }
+        })
+    }
+
+    /// The feeder: claims batches and prepares each for the sender until nothing is due
+    /// or the drain halts. Returns how many deliveries it claimed and the outcomes it
+    /// decided itself (a batch whose reads failed, one the sender would no longer take).
+    async fn feed(
+        &self,
+        drain: &Drain,
+        ready_tx: tokio::sync::mpsc::Sender<Batch>,
+    ) -> anyhow::Result<(usize, DrainReport)> {
+        let mut claimed_total = 0;
+        let mut report = DrainReport::default();
+        let mut papers = HashMap::new();
+        while !drain.halt.now() {
+            let claimed = self
+                .store
+                .claim_deliveries(&self.owner, drain.batch, drain.lease, Utc::now())
+                .await
+                .context("claiming deliveries")?;
+            if claimed.is_empty() {
+                break;
+            }
+            claimed_total += claimed.len();
+            match self.prepare(&claimed, &mut papers).await {
+                Ok(prepared) => {
+                    if let Err(refused) = ready_tx.send((claimed, prepared)).await {
+                        // The sending side has stopped: back to the queue.
+                        let (claimed, _) = refused.0;
+                        self.release_all(&claimed, &mut report).await;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // The database failed us: these deliveries try again later.
+                    let reason = format!("{e:#}");
+                    self.retry_all(&claimed, &reason, &mut report).await;
+                }
+            }
+        }
+        // Dropping the sending end here tells the sender that no batch follows.
+        Ok((claimed_total, report))
+    }
+
+    /// The sender: sends each prepared batch whose leases are still ours, at most
+    /// `concurrency` messages at once. Returns its outcomes and, when the relay refused us
+    /// for good, the reason.
+    async fn send_batches(
+        &self,
+        drain: &Drain,
+        mut ready_rx: tokio::sync::mpsc::Receiver<Batch>,
+        outcomes: Recorder,
+    ) -> (DrainReport, Option<String>) {
+        let mut sends = Sends {
+            tasks: JoinSet::new(),
+            report: DrainReport::default(),
+            fatal: None,
+            outcomes,
+        };
+        while let Some((claimed, mut prepared)) = ready_rx.recv().await {
+            let Some(held) = self.renew_leases(drain, &claimed, &mut sends.report).await else {
+                continue;
+            };
+            for c in claimed {
+                if drain.halt.now() || !held.contains(&c.id) {
+                    // Not attempted: back to the queue as it was (or already another's).
+                    sends.note(&c, Outcome::Released);
+                    continue;
+                }
+                match prepared.remove(&c.id) {
+                    Some(Ok(ready)) => self.start_send(drain, &mut sends, c, ready).await,
+                    Some(Err(outcome)) => sends.note(&c, outcome),
+                    None => {
+                        let outcome = self.retry_or_fail(&c, "not prepared".into());
+                        sends.note(&c, outcome);
+                    }
+                }
+            }
+        }
+        while let Some(done) = sends.tasks.join_next().await {
+            sends.collect(done, &drain.halt);
+        }
+        (sends.report, sends.fatal)
+    }
+
+    /// Renews the leases of a batch about to be sent: only deliveries whose lease is still
+    /// ours are sent (one another worker took over after our lease ran out is theirs).
+    /// `None` when the renewal failed and the whole batch was put back to retry.
+    async fn renew_leases(
+        &self,
+        drain: &Drain,
+        claimed: &[Claimed],
+        report: &mut DrainReport,
+    ) -> Option<HashSet<i64>> {
+        if drain.halt.now() {
+            return Some(HashSet::new());
+        }
+        let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        match self
+            .store
+            .renew_leases(&ids, &self.owner, Utc::now() + drain.lease)
+            .await
+        {
+            Ok(held) => Some(held),
+            Err(e) => {
+                let reason = format!("renewing the leases: {e}");
+                self.retry_all(claimed, &reason, report).await;
+                None
+            }
+        }
+    }
+
+    /// Starts one delivery's send task. Each message is rendered before it takes a send
+    /// slot, so a slot is held only while the relay and the outcome's write take; at most
+    /// twice as many messages as slots are rendered at a time.
+    async fn start_send(&self, drain: &Drain, sends: &mut Sends, c: Claimed, ready: Ready) {
+        while sends.tasks.len() >= 2 * self.settings.concurrency.max(1) {
+            if let Some(done) = sends.tasks.join_next().await {
+                sends.collect(done, &drain.halt);
+            }
+        }
+        let me = self.clone();
+        let recorder = sends.outcomes.clone();
+        let halt = drain.halt.clone();
+        sends.tasks.spawn(async move {
+            // A bug that panics fails this delivery, recorded as such, and not the others.
+            let (outcome, permit) = match AssertUnwindSafe(me.attempt(&c, ready, &halt))
+                .catch_unwind()
+                .await
+            {
+                Ok(done) => done,
+                Err(panic) => (
+                    Ok(Outcome::Failed(format!(
+                        "internal error: {}",
+                        panic_message(panic.as_ref())
+                    ))),
+                    None,
+                ),
+            };
+            let (outcome, stop) = match outcome {
+                Ok(outcome) => (outcome, None),
+                Err(reason) => (Outcome::Released, Some(reason)),
+            };
+            // The slot goes with the outcome and is freed once it is written.
+            let _ = recorder.send((c, outcome.clone(), permit));
+            (outcome, stop)
+        });
+        // Collect finished sends as we go, so a fatal error stops further sends.
+        while let Some(done) = sends.tasks.try_join_next() {
+            sends.collect(done, &drain.halt);
+        }
+    }
+
+    /// Renders one delivery, waits for a send slot and the rate limit, and sends it.
+    /// Returns the outcome (`Err` with the reason the whole worker must stop) and the slot.
+    async fn attempt(
+        &self,
+        c: &Claimed,
+        ready: Ready,
+        halt: &Halt,
+    ) -> (Result<Outcome, String>, Option<OwnedSemaphorePermit>) {
+        let (email, message) = match self.render(c, ready) {
+            Ok(rendered) => rendered,
+            Err(outcome) => return (Ok(outcome), None),
+        };
+        let Ok(permit) = self.sends.clone().acquire_owned().await else {
+            return (Ok(Outcome::Released), None);
+        };
+        if halt.now() {
+            // Stopped while this one waited for its slot.
+            return (Ok(Outcome::Released), Some(permit));
+        }
+        self.rate.until_ready().await;
+        (self.transmit(c, &email, message).await, Some(permit))
+    }
+
     /// Reads what the claimed deliveries need, in a few queries, and decides for each
-    /// whether it may be sent: the reader must still exist and be active (suppression is
-    /// checked here, as the delivery is claimed). The outcome instead of a send otherwise.
-    /// `papers` keeps the papers read so far: a day's digests share a few thousand.
+    /// whether it may be sent ([`Worker::ready`]). `papers` keeps the papers read so far:
+    /// a day's digests share a few thousand.
     async fn prepare(
         &self,
         claimed: &[Claimed],
@@ -465,42 +530,50 @@ impl Worker {
                 .context("reading the papers")?;
             papers.extend(read.into_iter().map(|p| (p.id, p)));
         }
-        let mut prepared = HashMap::new();
-        for c in claimed {
-            let ready = match readers.get(&c.subscriber_id) {
-                None => Err(Outcome::Suppressed("the reader was erased".into())),
-                Some(s) if s.status != SubscriberStatus::Active => {
-                    Err(Outcome::Suppressed(format!("the reader is {}", s.status)))
-                }
-                Some(s) => match digests.remove(&c.digest_id) {
-                    None => Err(self.retry_or_fail(c, "the digest is gone".into())),
-                    Some((digest, listed)) => {
-                        let entries: Option<Vec<StoredEntry>> = listed
-                            .into_iter()
-                            .map(|e| {
-                                papers.get(&e.paper_id).map(|p| StoredEntry {
-                                    paper: p.clone(),
-                                    score: e.score,
-                                    explanation: e.explanation,
-                                })
-                            })
-                            .collect();
-                        match entries {
-                            Some(entries) => Ok(Ready {
-                                subscriber: s.clone(),
-                                digest,
-                                entries,
-                            }),
-                            None => {
-                                Err(self.retry_or_fail(c, "a paper of the digest is gone".into()))
-                            }
-                        }
-                    }
-                },
-            };
-            prepared.insert(c.id, ready);
+        Ok(claimed
+            .iter()
+            .map(|c| (c.id, self.ready(c, &readers, &mut digests, papers)))
+            .collect())
+    }
+
+    /// What one claimed delivery is sent from, or its outcome without a send: the
+    /// subscriber must still exist and be active (suppression is checked here, as the
+    /// delivery is claimed), and its digest and every paper of it must still be there.
+    fn ready(
+        &self,
+        c: &Claimed,
+        readers: &HashMap<i64, Subscriber>,
+        digests: &mut HashMap<i64, (DigestRecord, Vec<ListedEntry>)>,
+        papers: &HashMap<i64, StoredPaper>,
+    ) -> Result<Ready, Outcome> {
+        let subscriber = match readers.get(&c.subscriber_id) {
+            None => return Err(Outcome::Suppressed("the reader was erased".into())),
+            Some(s) if s.status != SubscriberStatus::Active => {
+                return Err(Outcome::Suppressed(format!("the reader is {}", s.status)));
+            }
+            Some(s) => s,
+        };
+        let Some((digest, listed)) = digests.remove(&c.digest_id) else {
+            return Err(self.retry_or_fail(c, "the digest is gone".into()));
+        };
+        let entries: Option<Vec<StoredEntry>> = listed
+            .into_iter()
+            .map(|e| {
+                papers.get(&e.paper_id).map(|p| StoredEntry {
+                    paper: p.clone(),
+                    score: e.score,
+                    explanation: e.explanation,
+                })
+            })
+            .collect();
+        match entries {
+            Some(entries) => Ok(Ready {
+                subscriber: subscriber.clone(),
+                digest,
+                entries,
+            }),
+            None => Err(self.retry_or_fail(c, "a paper of the digest is gone".into())),
         }
-        Ok(prepared)
     }
 
     /// Puts every claimed delivery back to try again later (or gives it up when too old),
@@ -577,9 +650,10 @@ impl Worker {
     /// be rendered.
     fn render(&self, c: &Claimed, ready: Ready) -> Result<(Email, Message), Outcome> {
         let subscriber = &ready.subscriber;
-        let view = digest::view_of_record(&ready.digest, &ready.entries, subscriber, &self.links);
-        let email = digest::email(&self.links, subscriber, &view, &c.message_id)
-            .map_err(|e| self.retry_or_fail(c, format!("{e:#}")))?;
+        let view =
+            email::digest::view_of_record(&ready.digest, &ready.entries, subscriber, &self.links);
+        let email = email::digest::email(&self.links, subscriber, &view, &c.message_id)
+            .map_err(|e| self.retry_or_fail(c, format!("{:#}", anyhow::Error::new(e))))?;
         match self.mailer.message(&email) {
             Ok(message) => Ok((email, message)),
             Err(e) => {

@@ -1,13 +1,14 @@
-//! Composing digests: for each due reader, the papers of their window that match their
-//! queries, ranked by the matching engine; for a reader without queries, the window's most
-//! popular papers. Pure computation over papers and readers handed in.
+//! Composing digests: for each due subscriber, the papers of their window that match their
+//! queries, ranked by the matching engine; for a subscriber without queries, the window's
+//! most popular papers. Pure computation over papers and subscribers handed in.
 
 use rustc_hash::FxHashMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::Subscriber;
 use crate::matching::{BatchStats, Doc, Percolator, Query, TermStats, rank};
-use crate::store::{DigestEntry, StoredPaper, Subscriber};
+use crate::store::{DigestEntry, StoredPaper};
 
 /// How many query-paper shares of a score are kept for reuse before starting afresh.
 const SHARES_KEPT: usize = 200_000;
@@ -68,31 +69,57 @@ impl Window {
     }
 }
 
-/// Composes the digests of `readers` for the window ending at `at`, over the papers of
-/// `window`.
-pub fn compose(readers: &[Subscriber], window: &Window, at: DateTime<Utc>) -> Vec<Composed> {
-    let Window {
-        papers,
-        docs,
-        stats,
-        terms,
-        upto,
-    } = window;
-    let upto = *upto;
-    let compiled: Vec<Vec<Query>> = readers
+/// Composes the digests of `subscribers` for the window ending at `at`, over the papers
+/// of `window`.
+pub fn compose(subscribers: &[Subscriber], window: &Window, at: DateTime<Utc>) -> Vec<Composed> {
+    let compiled: Vec<Vec<Query>> = subscribers
         .iter()
-        .map(|r| r.preferences.queries.compile())
+        .map(|s| s.preferences.queries.compile())
         .collect();
+    let matches = percolate(&compiled, window);
+    // A query's share of a paper's score, shared by the subscribers who hold that query.
+    let mut shares = Shares::default();
+    subscribers
+        .iter()
+        .zip(compiled.iter().zip(&matches))
+        .map(|(subscriber, (queries, matches))| {
+            let fresh = |idx: usize| window.papers[idx].0.id > subscriber.paper_cursor;
+            let trending = queries.is_empty();
+            let entries = if trending {
+                trending_entries(&window.papers, &fresh)
+            } else {
+                let shown = usize::from(subscriber.preferences.max_papers.get());
+                ranked_entries(queries, matches, window, &fresh, shown, &mut shares)
+            };
+            Composed {
+                subscriber: subscriber.clone(),
+                window_start: window_start(subscriber),
+                window_end: at,
+                papers_after: subscriber.paper_cursor,
+                papers_upto: window.upto.max(subscriber.paper_cursor),
+                entries,
+                trending,
+            }
+        })
+        .collect()
+}
+
+/// A query's share of a paper's score, by query text and paper.
+type Shares<'q> = FxHashMap<(&'q str, usize), rank::QueryScore>;
+
+/// Which papers of the window each subscriber's queries match: for each subscriber (in
+/// order), the papers' indexes with the mask of the queries that matched.
+fn percolate(compiled: &[Vec<Query>], window: &Window) -> Vec<Vec<(u32, u32)>> {
     // Queries are filed under their rarest key in this very batch, so each paper looks at
     // as few candidate queries as possible.
-    let mut percolator = Percolator::with_stats(terms.clone());
+    let mut percolator = Percolator::with_stats(window.terms.clone());
     for (i, queries) in compiled.iter().enumerate() {
         if !queries.is_empty() {
             percolator.set_reader(i as i64, queries.iter());
         }
     }
-    let batch = percolator.match_batch(docs);
-    let mut matches: Vec<Vec<(u32, u32)>> = vec![Vec::new(); readers.len()];
+    let batch = percolator.match_batch(&window.docs);
+    let mut matches: Vec<Vec<(u32, u32)>> = vec![Vec::new(); compiled.len()];
     for m in percolator.readers_matching(&batch) {
         if let Some(slot) = usize::try_from(m.reader)
             .ok()
@@ -101,78 +128,64 @@ pub fn compose(readers: &[Subscriber], window: &Window, at: DateTime<Utc>) -> Ve
             *slot = m.papers;
         }
     }
-    // A query's share of a paper's score, shared by the readers who hold that query.
-    let mut shares: FxHashMap<(&str, usize), rank::QueryScore> = FxHashMap::default();
-    readers
+    matches
+}
+
+/// One subscriber's matches that are new to them, scored and ranked best first; the
+/// first `shown` (what the email shows) are highlighted now, the archive page highlights
+/// the rest when it is opened.
+fn ranked_entries<'q>(
+    queries: &'q [Query],
+    matches: &[(u32, u32)],
+    window: &Window,
+    fresh: &dyn Fn(usize) -> bool,
+    shown: usize,
+    shares: &mut Shares<'q>,
+) -> Vec<DigestEntry> {
+    let papers = &window.papers;
+    let mut scored: Vec<(usize, u32, rank::Scored)> = matches
         .iter()
+        .map(|&(idx, mask)| (idx as usize, mask))
+        .filter(|&(idx, _)| fresh(idx))
+        .map(|(idx, mask)| {
+            let parts: Vec<rank::QueryScore> = matched(queries, mask)
+                .map(|q| {
+                    shares
+                        .entry((q.text(), idx))
+                        .or_insert_with(|| rank::query_score(q, &window.docs[idx], &window.stats))
+                        .clone()
+                })
+                .collect();
+            if shares.len() > SHARES_KEPT {
+                shares.clear();
+            }
+            (
+                idx,
+                mask,
+                rank::combine(&parts, papers[idx].0.paper.upvotes),
+            )
+        })
+        .collect();
+    let order = |idx: usize, s: &rank::Scored| {
+        let paper = &papers[idx].0.paper;
+        (s.score, paper.upvotes, paper.key.as_str())
+    };
+    scored.sort_by(|(a, _, sa), (b, _, sb)| rank::compare(order(*a, sa), order(*b, sb)));
+    scored
+        .into_iter()
         .enumerate()
-        .map(|(i, reader)| {
-            let fresh = |idx: usize| papers[idx].0.id > reader.paper_cursor;
-            let (entries, trending) = if compiled[i].is_empty() {
-                (trending_entries(papers, &fresh), true)
-            } else {
-                let queries = &compiled[i];
-                let mut scored: Vec<(usize, u32, rank::Scored)> = matches[i]
-                    .iter()
-                    .map(|&(idx, mask)| (idx as usize, mask))
-                    .filter(|&(idx, _)| fresh(idx))
-                    .map(|(idx, mask)| {
-                        let parts: Vec<rank::QueryScore> = matched(queries, mask)
-                            .map(|q| {
-                                shares
-                                    .entry((q.text(), idx))
-                                    .or_insert_with(|| rank::query_score(q, &docs[idx], stats))
-                                    .clone()
-                            })
-                            .collect();
-                        if shares.len() > SHARES_KEPT {
-                            shares.clear();
-                        }
-                        let paper = &papers[idx].0.paper;
-                        (idx, mask, rank::combine(&parts, paper.upvotes))
-                    })
-                    .collect();
-                scored.sort_by(|(a, _, sa), (b, _, sb)| {
-                    rank::compare(
-                        (
-                            sa.score,
-                            papers[*a].0.paper.upvotes,
-                            papers[*a].0.paper.key.as_str(),
-                        ),
-                        (
-                            sb.score,
-                            papers[*b].0.paper.upvotes,
-                            papers[*b].0.paper.key.as_str(),
-                        ),
-                    )
-                });
-                // Only the papers the email shows are highlighted now; the archive page
-                // highlights the rest when it is opened.
-                let shown = usize::from(reader.preferences.max_papers.get());
-                let entries = scored
-                    .into_iter()
-                    .enumerate()
-                    .map(|(place, (idx, mask, mut s))| {
-                        if place < shown {
-                            rank::highlight(&mut s.explanation, matched(queries, mask), &docs[idx]);
-                        }
-                        DigestEntry {
-                            paper_id: papers[idx].0.id,
-                            score: s.score,
-                            explanation: s.explanation,
-                        }
-                    })
-                    .collect();
-                (entries, false)
-            };
-            Composed {
-                subscriber: reader.clone(),
-                window_start: window_start(reader),
-                window_end: at,
-                papers_after: reader.paper_cursor,
-                papers_upto: upto.max(reader.paper_cursor),
-                entries,
-                trending,
+        .map(|(place, (idx, mask, mut s))| {
+            if place < shown {
+                rank::highlight(
+                    &mut s.explanation,
+                    matched(queries, mask),
+                    &window.docs[idx],
+                );
+            }
+            DigestEntry {
+                paper_id: papers[idx].0.id,
+                score: s.score,
+                explanation: s.explanation,
             }
         })
         .collect()

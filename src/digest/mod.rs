@@ -1,9 +1,9 @@
-//! Digests: which readers are due, composing each one's window with the matching engine,
-//! writing the digest and its delivery (the outbox) before anything is sent, and rendering
-//! a stored digest as an email or a page. Sending is the delivery module's job.
+//! Digests: which subscribers are due, composing each one's window with the matching
+//! engine, and writing the digest and its delivery (the outbox) before anything is sent;
+//! reading a stored digest back as a view. Rendering the email is the email module's job,
+//! sending it the delivery module's.
 
 pub mod compose;
-pub mod render;
 pub mod schedule;
 
 use std::sync::Arc;
@@ -13,12 +13,13 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::delivery::{Email, ListHeaders, Mailer};
+use crate::domain::Subscriber;
 use crate::domain::token::{Links, random_token};
-use crate::store::{DigestRecord, NewDigest, Store, StoredEntry, Subscriber};
+use crate::email::MessageIds;
+use crate::email::digest::{DigestView, view_for, view_of_record};
+use crate::store::{DigestRecord, NewDigest, Store, StoredEntry};
 
 pub use compose::Composed;
-pub use render::DigestView;
 
 /// What one digest run did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -65,7 +66,7 @@ const COMPOSE_SLICE: usize = 10_000;
 #[tracing::instrument(skip_all, fields(at = %at, dry_run))]
 pub async fn compose_due(
     store: &Store,
-    mailer: &Mailer,
+    ids: &MessageIds,
     at: DateTime<Utc>,
     dry_run: bool,
 ) -> anyhow::Result<(RunReport, Vec<Composed>)> {
@@ -131,7 +132,7 @@ pub async fn compose_due(
             continue;
         }
         let started = Instant::now();
-        save_all(store, mailer, &composed, &mut report).await?;
+        save_all(store, ids, &composed, &mut report).await?;
         report.seconds.store += started.elapsed().as_secs_f64();
     }
     if report.composed + report.skipped >= ANALYZE_AFTER {
@@ -152,7 +153,7 @@ const SAVE_BATCH: usize = 500;
 /// counted and the others go on (that reader stays due).
 async fn save_all(
     store: &Store,
-    mailer: &Mailer,
+    ids: &MessageIds,
     composed: &[Composed],
     report: &mut RunReport,
 ) -> anyhow::Result<()> {
@@ -160,7 +161,7 @@ async fn save_all(
     for batch in composed.chunks(SAVE_BATCH) {
         let keys = batch
             .iter()
-            .map(|_| Ok((random_token()?, mailer.new_message_id())))
+            .map(|_| Ok((random_token()?, ids.next())))
             .collect::<anyhow::Result<Vec<(String, String)>>>()?;
         let digests: Vec<NewDigest<'_>> = batch
             .iter()
@@ -232,13 +233,13 @@ fn tally(c: &Composed, saved: crate::store::StoreResult<Option<i64>>, report: &m
 /// their send instant has come (the demo's first digest). Returns how many papers it holds.
 pub async fn compose_for(
     store: &Store,
-    mailer: &Mailer,
+    ids: &MessageIds,
     reader: &Subscriber,
     at: DateTime<Utc>,
 ) -> anyhow::Result<usize> {
     let (composed, _) = compose_one(store, reader, at).await?;
     let mut report = RunReport::default();
-    save_all(store, mailer, std::slice::from_ref(&composed), &mut report).await?;
+    save_all(store, ids, std::slice::from_ref(&composed), &mut report).await?;
     if report.failed > 0 {
         anyhow::bail!("the digest of reader {} could not be stored", reader.id);
     }
@@ -295,70 +296,6 @@ pub fn highlight(entry: &mut StoredEntry) {
     crate::matching::rank::highlight(&mut entry.explanation, &queries, &doc);
 }
 
-/// The view of a stored digest with the papers it lists, read already.
-pub fn view_of_record(
-    digest: &DigestRecord,
-    entries: &[StoredEntry],
-    subscriber: &Subscriber,
-    links: &Links,
-) -> DigestView {
-    view_of(
-        entries,
-        usize::try_from(digest.total).unwrap_or(0),
-        digest.trending,
-        (digest.window_start, digest.window_end),
-        subscriber,
-        links.archive(digest.id, &digest.archive_key),
-        links,
-    )
-}
-
-fn view_of(
-    entries: &[StoredEntry],
-    total: usize,
-    trending: bool,
-    window: (DateTime<Utc>, DateTime<Utc>),
-    subscriber: &Subscriber,
-    archive: String,
-    links: &Links,
-) -> DigestView {
-    render::view(
-        entries,
-        total,
-        trending,
-        window,
-        &subscriber.preferences,
-        render::DigestLinks {
-            archive,
-            preferences: links.preferences(subscriber.id, &subscriber.link_key),
-            unsubscribe: links.unsubscribe(subscriber.id, &subscriber.link_key),
-        },
-    )
-}
-
-/// The email of a digest view, with the delivery's fixed Message-ID.
-pub fn email(
-    links: &Links,
-    subscriber: &Subscriber,
-    view: &DigestView,
-    message_id: &str,
-) -> anyhow::Result<Email> {
-    let (html, text) = render::bodies(view).context("rendering the digest")?;
-    Ok(Email {
-        to: subscriber.email.clone(),
-        subject: view.subject.clone(),
-        text,
-        html,
-        message_id: message_id.to_string(),
-        list: Some(ListHeaders {
-            id: format!("paperboy digest <digest.{}>", links.host()),
-            unsubscribe_url: view.unsubscribe_url.clone(),
-            bulk: true,
-            feedback_id: Some(format!("digest:paperboy:{}", links.host())),
-        }),
-    })
-}
-
 /// What `reader` would get if their digest were composed at `at`: nothing is stored.
 pub async fn preview(
     store: &Store,
@@ -382,7 +319,7 @@ pub async fn preview(
             })
         })
         .collect();
-    Ok(view_of(
+    Ok(view_for(
         &entries,
         c.entries.len(),
         c.trending,

@@ -1,17 +1,22 @@
 //! Types that validate once at the edge (feeds, forms, CLI); code further in trusts them.
-//! Nothing here does I/O.
+//! Nothing here does I/O. The query language lives here too (its parser and the text
+//! analysis both sides share), so a subscriber's queries are checked where they enter.
 
+pub mod analysis;
 mod email;
+mod explanation;
 mod feed;
 mod paper;
+pub mod query;
 mod subscriber;
 pub mod token;
 
 pub use email::EmailAddress;
+pub use explanation::{Explanation, MatchedQuery};
 pub use feed::{FeedKind, FeedName, FeedUrl};
 pub use paper::{AnnounceType, ArxivId, Ingested, Paper, PaperKey, PaperLinks, normalise_doi};
 pub use subscriber::{
-    Frequency, MaxPapers, Preferences, QueryList, SendHour, SubscriberStatus, TimeZone,
+    Frequency, MaxPapers, Preferences, QueryList, SendHour, Subscriber, SubscriberStatus, TimeZone,
     parse_weekday, weekday_code, weekday_name, weekdays,
 };
 

@@ -5,11 +5,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::Weekday;
+use chrono::{DateTime, Utc, Weekday};
 use serde::Serialize;
 
-use super::Invalid;
-use crate::matching::{Query, QueryListError, parse_lines};
+use super::query::{Query, QueryListError, parse_lines};
+use super::{EmailAddress, Invalid};
 
 /// How often a reader gets a digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -371,6 +371,28 @@ impl fmt::Display for SubscriberStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A subscriber as stored: who, their preferences and status, and where their digest
+/// windows stand.
+#[derive(Debug, Clone, Serialize)]
+pub struct Subscriber {
+    pub id: i64,
+    pub email: EmailAddress,
+    pub status: SubscriberStatus,
+    pub preferences: Preferences,
+    /// Mixed into every signed link; never shown.
+    #[serde(skip)]
+    pub link_key: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub link_sent_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+    /// Every paper with a higher id is new to this reader (see the digest window rule).
+    pub paper_cursor: i64,
+    /// When the reader's last digest window ended (set on confirmation too).
+    pub last_window_end: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use super::analysis::{category, stem, tokenize, words};
-use super::query::Field;
 use crate::domain::Paper;
+use crate::domain::analysis::{category, stem, tokenize, words};
+use crate::domain::query::Field;
 
 /// The analysed words of a title or an abstract.
 #[derive(Debug, Clone, Default)]

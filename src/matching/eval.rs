@@ -4,7 +4,7 @@
 //! evaluator.
 
 use super::document::Doc;
-use super::query::{Field, Node, Term, TermKind};
+use crate::domain::query::{Field, Node, Term, TermKind};
 
 /// Whether a term occurs in one concrete field of a paper.
 pub trait Evidence {

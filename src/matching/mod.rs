@@ -1,19 +1,21 @@
-//! Matching: the query language, text analysis, the percolator index that finds each
-//! paper's readers, the naive reference evaluator, ranking and explanations. Pure
-//! computation: it reads papers and queries handed to it and touches no storage or network.
+//! Matching: the percolator index that finds each paper's subscribers, the naive reference
+//! evaluator, ranking and explanations. Pure computation: it reads papers and queries
+//! handed to it and touches no storage or network.
 
-pub mod analysis;
 pub mod document;
 pub mod eval;
 pub mod percolator;
-pub mod query;
 pub mod rank;
 
 pub use document::Doc;
 pub use eval::naive_matches;
 pub use percolator::{BatchMatches, Percolator, QueryMask, ReaderId, ReaderMatches, TermStats};
-pub use query::{Field, Query, QueryError, QueryListError, parse_lines};
-pub use rank::{BatchStats, Explanation, Scored};
+pub use rank::{BatchStats, Scored};
+
+// The query language lives in `domain`, where a subscriber's queries are checked as they
+// enter; it is re-exported here as the language this engine matches.
+pub use crate::domain::query::{self, Field, Query, QueryError, QueryListError, parse_lines};
+pub use crate::domain::{Explanation, analysis};
 
 use crate::domain::Paper;
 

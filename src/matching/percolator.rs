@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 
 use super::document::Doc;
 use super::eval::{Indexed, eval};
-use super::query::{Field, MIN_PREFIX, Node, Query, Term, TermKind};
+use crate::domain::query::{Field, MIN_PREFIX, Node, Query, Term, TermKind};
 
 /// Readers are identified by the store's id.
 pub type ReaderId = i64;

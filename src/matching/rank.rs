@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::document::Doc;
 use super::eval::{Indexed, in_field};
-use super::query::{Field, Node, Query, Term, TermKind};
+use crate::domain::query::{Field, Node, Query, Term, TermKind};
+use crate::domain::{Explanation, MatchedQuery};
 
 const TITLE_WEIGHT: f64 = 3.0;
 const ABSTRACT_WEIGHT: f64 = 1.0;
@@ -62,25 +63,6 @@ impl BatchStats {
             _ => 2.0,
         }
     }
-}
-
-/// Why a paper is in a reader's digest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct Explanation {
-    /// Each of the reader's queries that matched, with the fields its words were found in.
-    pub queries: Vec<MatchedQuery>,
-    /// Byte ranges of the title to highlight, sorted and merged.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub title_spans: Vec<Range<usize>>,
-    /// Byte ranges of the abstract to highlight, sorted and merged.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub abstract_spans: Vec<Range<usize>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct MatchedQuery {
-    pub query: String,
-    pub fields: Vec<Field>,
 }
 
 /// A paper's score for one reader and the explanation behind it.

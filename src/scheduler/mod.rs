@@ -106,7 +106,7 @@ pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: M
         while let Some(next) = schedules.digests.after(&Utc::now()).next() {
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::time::sleep(wait).await;
-            match digest::compose_due(&store, &mailer, Utc::now(), false).await {
+            match digest::compose_due(&store, &mailer.message_ids(), Utc::now(), false).await {
                 Ok((report, _)) if report.due > 0 => tracing::info!(
                     due = report.due,
                     composed = report.composed,

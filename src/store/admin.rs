@@ -5,12 +5,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::subscribers::{
-    ClientInfo, ConsentText, Subscriber, email_key, insert_consent, insert_token,
-};
+use super::subscribers::{ClientInfo, ConsentText, email_key, insert_consent, insert_token};
 use super::{BeginWrite, Store, StoreError, StoreResult, on_pool};
 use crate::domain::token::hash_token;
-use crate::domain::{EmailAddress, Preferences};
+use crate::domain::{EmailAddress, Preferences, Subscriber};
 
 /// A reader added from the CLI.
 #[derive(Debug, Clone)]

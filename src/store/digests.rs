@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use super::{BeginWrite, Store, StoreError, StoreResult, StoredPaper, on_pool};
-use crate::matching::Explanation;
+use crate::domain::Explanation;
 
 /// One paper of a digest, best first.
 #[derive(Debug, Clone)]

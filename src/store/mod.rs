@@ -31,8 +31,7 @@ pub use digests::{
 pub use feeds::{FeedHealth, FeedRecord, FetchOutcome};
 pub use papers::{PaperSource, StoredPaper, UpsertCounts};
 pub use subscribers::{
-    ClientInfo, ConsentRecord, ConsentText, RequestOutcome, Subscriber, SubscriptionRequest,
-    email_key,
+    ClientInfo, ConsentRecord, ConsentText, RequestOutcome, SubscriptionRequest, email_key,
 };
 
 #[derive(Debug, thiserror::Error)]

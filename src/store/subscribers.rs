@@ -6,30 +6,9 @@ use serde::Serialize;
 
 use super::{BeginWrite, Store, StoreError, StoreResult, on_pool};
 use crate::domain::{
-    EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, SubscriberStatus,
-    TimeZone,
+    EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, Subscriber,
+    SubscriberStatus, TimeZone,
 };
-
-/// A reader as stored.
-#[derive(Debug, Clone, Serialize)]
-pub struct Subscriber {
-    pub id: i64,
-    pub email: EmailAddress,
-    pub status: SubscriberStatus,
-    pub preferences: Preferences,
-    /// Mixed into every signed link; never shown.
-    #[serde(skip)]
-    pub link_key: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub link_sent_at: Option<DateTime<Utc>>,
-    pub confirmed_at: Option<DateTime<Utc>>,
-    pub unsubscribed_at: Option<DateTime<Utc>>,
-    /// Every paper with a higher id is new to this reader (see the digest window rule).
-    pub paper_cursor: i64,
-    /// When the reader's last digest window ended (set on confirmation too).
-    pub last_window_end: Option<DateTime<Utc>>,
-}
 
 /// Where a request came from, for the consent record.
 #[derive(Debug, Clone, Default)]

@@ -8,8 +8,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::pages;
-use super::subscribe::page;
+use super::pages::{self, page};
 use super::{AppState, WebError};
 use crate::digest;
 use crate::domain::token::Purpose;

@@ -9,11 +9,10 @@ use axum::routing::get;
 use chrono::Utc;
 
 use super::guard::Client;
-use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION};
-use super::subscribe::page;
+use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION, page};
 use super::{AppState, WebError};
-use crate::delivery::notices::describe;
 use crate::domain::token::{hash_token, looks_like_random_token};
+use crate::email::notices::describe;
 use crate::store::ConsentText;
 
 pub fn router() -> Router<AppState> {

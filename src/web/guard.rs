@@ -1,6 +1,7 @@
 //! Abuse protection for the forms: who the client is (its address, and the proxy's word for
 //! it only when configured), rate limits per client and per email address, and CSRF
-//! checks (a cookie, a form token signed over it, and the Origin of the request).
+//! checks (a cookie, a form token signed over it, and the Origin of the request), and the
+//! signed links that open a subscriber's own pages.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -13,7 +14,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::{AppState, WebError};
 use crate::config::WebSettings;
-use crate::domain::token::{Links, random_token};
+use crate::domain::Subscriber;
+use crate::domain::token::{LinkKeys, Links, Purpose, random_token};
 use crate::store::ClientInfo;
 
 /// The name of the CSRF cookie.
@@ -215,6 +217,28 @@ pub fn check_csrf(headers: &HeaderMap, links: &Links, token: &str) -> Result<(),
         return Err(WebError::Forbidden);
     }
     Ok(())
+}
+
+/// The subscriber a signed link opens for `purpose`, or 404.
+pub async fn subscriber_for(
+    state: &AppState,
+    token: &str,
+    purpose: Purpose,
+) -> Result<Subscriber, WebError> {
+    let id = LinkKeys::reader_of(token).ok_or(WebError::NotFound)?;
+    let subscriber = state
+        .store
+        .subscriber(id)
+        .await?
+        .ok_or(WebError::NotFound)?;
+    if !state
+        .links
+        .keys()
+        .verify(token, purpose, id, &subscriber.link_key)
+    {
+        return Err(WebError::NotFound);
+    }
+    Ok(subscriber)
 }
 
 #[cfg(test)]

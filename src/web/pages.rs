@@ -1,6 +1,9 @@
-//! The pages, as askama templates in `templates/web`. Everything interpolated is escaped.
+//! The pages, as askama templates in `templates/web`, and the answer each is sent in.
+//! Everything interpolated is escaped.
 
 use askama::Template;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 
 use super::forms::{Choices, FieldErrors, FormFields};
 
@@ -13,6 +16,15 @@ unsubscribe.";
 
 /// Changes whenever [`CONSENT_TEXT`] does.
 pub const CONSENT_VERSION: &str = "2026-11-28";
+
+/// A page answer that may also set the CSRF cookie.
+pub fn page(status: StatusCode, body: String, set_cookie: Option<header::HeaderValue>) -> Response {
+    let mut response = (status, Html(body)).into_response();
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
 
 /// Renders a page; a template that fails (it cannot, short of a bug) still gives a page.
 pub fn render(t: &impl Template) -> String {
@@ -85,5 +97,5 @@ pub struct Message<'a> {
 #[derive(Template)]
 #[template(path = "web/archive.html")]
 pub struct Archive<'a> {
-    pub d: &'a crate::digest::DigestView,
+    pub d: &'a crate::email::digest::DigestView,
 }

@@ -10,38 +10,16 @@ use axum::{Form, Router};
 use chrono::Utc;
 
 use super::forms::{Choices, FieldErrors, FormFields};
-use super::guard::{Client, check_csrf, csrf_for_page};
-use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION};
-use super::subscribe::page;
+use super::guard::{Client, check_csrf, csrf_for_page, subscriber_for};
+use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION, page};
 use super::{AppState, WebError};
+use crate::domain::Subscriber;
 use crate::domain::SubscriberStatus;
-use crate::domain::token::{LinkKeys, Purpose};
-use crate::store::{ConsentText, Subscriber};
+use crate::domain::token::Purpose;
+use crate::store::ConsentText;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/preferences/{token}", get(show).post(change))
-}
-
-/// The reader a signed link opens for `purpose`, or 404.
-pub(super) async fn reader_for(
-    state: &AppState,
-    token: &str,
-    purpose: Purpose,
-) -> Result<Subscriber, WebError> {
-    let id = LinkKeys::reader_of(token).ok_or(WebError::NotFound)?;
-    let subscriber = state
-        .store
-        .subscriber(id)
-        .await?
-        .ok_or(WebError::NotFound)?;
-    if !state
-        .links
-        .keys()
-        .verify(token, purpose, id, &subscriber.link_key)
-    {
-        return Err(WebError::NotFound);
-    }
-    Ok(subscriber)
 }
 
 fn status_text(status: SubscriberStatus) -> &'static str {
@@ -87,7 +65,7 @@ async fn show(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, WebError> {
-    let subscriber = reader_for(&state, &token, Purpose::Preferences).await?;
+    let subscriber = subscriber_for(&state, &token, Purpose::Preferences).await?;
     let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
     let form = FormFields::from_preferences(&subscriber.preferences);
     Ok(page(
@@ -104,6 +82,36 @@ async fn show(
     ))
 }
 
+/// Brings back an unsubscribed subscriber who confirmed once, with a fresh consent
+/// record. Whether they came back.
+async fn resubscribe(
+    state: &AppState,
+    id: i64,
+    client: &Client,
+    now: chrono::DateTime<Utc>,
+) -> Result<bool, WebError> {
+    let back = state
+        .store
+        .change_status(
+            id,
+            &[SubscriberStatus::Unsubscribed],
+            SubscriberStatus::Active,
+            now,
+        )
+        .await?;
+    if back {
+        let consent = ConsentText {
+            version: CONSENT_VERSION,
+            text: CONSENT_TEXT,
+        };
+        state
+            .store
+            .record_consent(id, &client.info(), consent, now)
+            .await?;
+    }
+    Ok(back)
+}
+
 #[tracing::instrument(skip_all, fields(ip = %client.ip))]
 async fn change(
     State(state): State<AppState>,
@@ -112,7 +120,7 @@ async fn change(
     Path(token): Path<String>,
     Form(form): Form<FormFields>,
 ) -> Result<Response, WebError> {
-    let subscriber = reader_for(&state, &token, Purpose::Preferences).await?;
+    let subscriber = subscriber_for(&state, &token, Purpose::Preferences).await?;
     check_csrf(&headers, &state.links, &form.csrf)?;
     let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
     let now = Utc::now();
@@ -139,23 +147,9 @@ async fn change(
         "resubscribe" if subscriber.confirmed_at.is_none() => Some(
             "Your address was never confirmed: subscribe on the front page to get a confirmation link.",
         ),
-        "resubscribe" => {
-            let back = state
-                .store
-                .change_status(id, &[Unsubscribed], Active, now)
-                .await?;
-            if back {
-                let consent = ConsentText {
-                    version: CONSENT_VERSION,
-                    text: CONSENT_TEXT,
-                };
-                state
-                    .store
-                    .record_consent(id, &client.info(), consent, now)
-                    .await?;
-            }
-            back.then_some("Welcome back: you are subscribed again.")
-        }
+        "resubscribe" => resubscribe(&state, id, &client, now)
+            .await?
+            .then_some("Welcome back: you are subscribed again."),
         _ => {
             if matches!(subscriber.status, Unsubscribed | Bounced) {
                 return Err(WebError::NotFound);

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query as QueryParams, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use chrono::Utc;
@@ -20,10 +20,11 @@ use tokio::sync::Mutex;
 
 use super::forms::{Choices, FieldErrors, FormFields};
 use super::guard::{Client, check_csrf, csrf_for_page};
-use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION};
+use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION, page};
 use super::{AppState, WebError};
-use crate::delivery::notices;
 use crate::domain::token::{hash_token, random_token};
+use crate::domain::{EmailAddress, Preferences};
+use crate::email::{Email, notices};
 use crate::matching::eval::{Indexed, eval};
 use crate::matching::{Doc, Query};
 use crate::store::{ConsentText, RequestOutcome, SubscriptionRequest, email_key};
@@ -41,19 +42,6 @@ pub fn router() -> Router<AppState> {
             post(submit).get(|| async { axum::response::Redirect::to("/") }),
         )
         .route("/preview", get(preview))
-}
-
-/// A page answer that may also set the CSRF cookie.
-pub(super) fn page(
-    status: StatusCode,
-    body: String,
-    set_cookie: Option<header::HeaderValue>,
-) -> Response {
-    let mut response = (status, Html(body)).into_response();
-    if let Some(cookie) = set_cookie {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
-    response
 }
 
 #[tracing::instrument(skip_all)]
@@ -145,33 +133,7 @@ async fn submit(
         .store
         .request_subscription(&request, Utc::now())
         .await?;
-    let email_to_send = match &outcome {
-        RequestOutcome::Confirm(subscriber) => {
-            tracing::info!(subscriber = subscriber.id, "confirmation link requested");
-            Some(notices::confirmation(
-                &state.mailer,
-                &state.links,
-                subscriber,
-                &preferences,
-                &token,
-            )?)
-        }
-        RequestOutcome::AlreadySubscribed(subscriber) => {
-            tracing::info!(
-                subscriber = subscriber.id,
-                "already subscribed: settings link"
-            );
-            Some(notices::already_subscribed(
-                &state.mailer,
-                &state.links,
-                subscriber,
-            )?)
-        }
-        RequestOutcome::NothingToSend => {
-            tracing::info!(email = %email.masked(), "nothing sent (a link went out recently, or the address bounced or was erased)");
-            None
-        }
-    };
+    let email_to_send = subscription_email(&state, &outcome, &email, &preferences, &token)?;
     if let Some(message) = email_to_send {
         // Sent after answering, so the answer's timing says nothing about the address.
         let mailer = state.mailer.clone();
@@ -182,6 +144,42 @@ async fn submit(
         });
     }
     Ok(page(StatusCode::OK, check_inbox(), None))
+}
+
+/// The email a stored request calls for: the confirmation link, or a note with the
+/// settings link to an address already subscribed; none after a recent link, a bounce or
+/// an erase.
+fn subscription_email(
+    state: &AppState,
+    outcome: &RequestOutcome,
+    email: &EmailAddress,
+    preferences: &Preferences,
+    token: &str,
+) -> Result<Option<Email>, WebError> {
+    let ids = state.mailer.message_ids();
+    Ok(match outcome {
+        RequestOutcome::Confirm(subscriber) => {
+            tracing::info!(subscriber = subscriber.id, "confirmation link requested");
+            Some(notices::confirmation(
+                &ids,
+                &state.links,
+                subscriber,
+                preferences,
+                token,
+            )?)
+        }
+        RequestOutcome::AlreadySubscribed(subscriber) => {
+            tracing::info!(
+                subscriber = subscriber.id,
+                "already subscribed: settings link"
+            );
+            Some(notices::already_subscribed(&ids, &state.links, subscriber)?)
+        }
+        RequestOutcome::NothingToSend => {
+            tracing::info!(email = %email.masked(), "nothing sent (a link went out recently, or the address bounced or was erased)");
+            None
+        }
+    })
 }
 
 #[derive(Debug, Deserialize)]

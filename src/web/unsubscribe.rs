@@ -10,9 +10,8 @@ use axum::response::Response;
 use axum::routing::get;
 use chrono::Utc;
 
-use super::pages;
-use super::preferences::reader_for;
-use super::subscribe::page;
+use super::guard::subscriber_for;
+use super::pages::{self, page};
 use super::{AppState, WebError};
 use crate::domain::SubscriberStatus;
 use crate::domain::token::Purpose;
@@ -26,7 +25,7 @@ async fn show(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, WebError> {
-    let subscriber = reader_for(&state, &token, Purpose::Unsubscribe).await?;
+    let subscriber = subscriber_for(&state, &token, Purpose::Unsubscribe).await?;
     let preferences_url = state.links.preferences(subscriber.id, &subscriber.link_key);
     Ok(page(
         StatusCode::OK,
@@ -70,7 +69,7 @@ async fn unsubscribe(
     Path(token): Path<String>,
     request: Request,
 ) -> Result<Response, WebError> {
-    let subscriber = reader_for(&state, &token, Purpose::Unsubscribe).await?;
+    let subscriber = subscriber_for(&state, &token, Purpose::Unsubscribe).await?;
     if !is_one_click(&state, request).await {
         return Ok(page(
             StatusCode::BAD_REQUEST,

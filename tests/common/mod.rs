@@ -693,7 +693,7 @@ pub async fn active_reader(
     frequency: &str,
     hour: i64,
     tz: &str,
-) -> paperboy::store::Subscriber {
+) -> paperboy::domain::Subscriber {
     use paperboy::domain::token::hash_token;
     let token = pending_reader(store, email, queries, frequency, hour, tz).await;
     store

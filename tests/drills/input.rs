@@ -27,10 +27,11 @@ use std::time::{Duration, Instant};
 
 use common::{TestApp, TestDb, base64_parts, databases, link_starting, paperboy, spawn_app};
 use paperboy::config::Settings;
+use paperboy::domain::Subscriber;
 use paperboy::domain::{ArxivId, EmailAddress, Paper, SubscriberStatus};
 use paperboy::matching::eval::{Indexed, eval};
 use paperboy::matching::{Doc, Query, naive_matches, parse_lines, search};
-use paperboy::store::{Store, Subscriber};
+use paperboy::store::Store;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use reqwest::StatusCode;

@@ -94,7 +94,7 @@ async fn queue(store: &Store, paper: &str, at: DateTime<Utc>, n: usize) {
     .await;
     let mailer = paperboy::delivery::Mailer::from_settings(&paperboy::config::Settings::default())
         .expect("mailer for Message-IDs");
-    let (report, _) = paperboy::digest::compose_due(store, &mailer, at, false)
+    let (report, _) = paperboy::digest::compose_due(store, &mailer.message_ids(), at, false)
         .await
         .expect("compose");
     assert_eq!(report.composed, n, "{report:?}");

@@ -263,6 +263,8 @@ struct Token {
     at: usize,
 }
 
+/// Splits a query into tokens: parentheses, phrases, `-`, the operators, `field:` and
+/// words.
 fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
@@ -270,19 +272,14 @@ fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
     while i < chars.len() {
         let c = chars[i];
         let at = i + 1;
+        let single = |kind| Token { kind, at };
         if c.is_whitespace() {
             i += 1;
         } else if c == '(' {
-            tokens.push(Token {
-                kind: Tok::LParen,
-                at,
-            });
+            tokens.push(single(Tok::LParen));
             i += 1;
         } else if c == ')' {
-            tokens.push(Token {
-                kind: Tok::RParen,
-                at,
-            });
+            tokens.push(single(Tok::RParen));
             i += 1;
         } else if c == '"' {
             let close = chars[i + 1..]
@@ -290,16 +287,10 @@ fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
                 .position(|&c| c == '"')
                 .ok_or_else(|| QueryError::new(at, "unclosed quote"))?;
             let inner: String = chars[i + 1..i + 1 + close].iter().collect();
-            tokens.push(Token {
-                kind: Tok::Phrase(inner),
-                at,
-            });
+            tokens.push(single(Tok::Phrase(inner)));
             i += close + 2;
         } else if c == '-' && i + 1 < chars.len() && !chars[i + 1].is_whitespace() {
-            tokens.push(Token {
-                kind: Tok::Not("-"),
-                at,
-            });
+            tokens.push(single(Tok::Not("-")));
             i += 1;
         } else {
             let start = i;
@@ -310,62 +301,80 @@ fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
-            match word.as_str() {
-                "AND" => tokens.push(Token { kind: Tok::And, at }),
-                "OR" => tokens.push(Token { kind: Tok::Or, at }),
-                "NOT" => tokens.push(Token {
-                    kind: Tok::Not("NOT"),
-                    at,
-                }),
-                "-" => return Err(QueryError::new(at, "nothing after -")),
-                _ => match word.split_once(':') {
-                    Some((name, rest))
-                        if !name.is_empty() && name.chars().all(|c| c.is_alphabetic()) =>
-                    {
-                        let field = field_named(name, at)?;
-                        tokens.push(Token {
-                            kind: Tok::Field(field),
-                            at,
-                        });
-                        let rest_at = at + name.chars().count() + 1;
-                        // `title:-x`, `title:NOT x` and `title:abstract:x` are not in the
-                        // grammar; read loosely they would mean something else.
-                        if rest.starts_with('-') || matches!(rest, "AND" | "OR" | "NOT") {
-                            return Err(QueryError::new(
-                                rest_at,
-                                format!("{name}: takes a word, a \"phrase\" or ( … )"),
-                            )
-                            .hint(format!("write -{name}:… to exclude")));
-                        }
-                        if rest.split_once(':').is_some_and(|(n, _)| {
-                            !n.is_empty() && n.chars().all(char::is_alphabetic)
-                        }) {
-                            return Err(QueryError::new(
-                                at,
-                                format!("{name}: is followed by another field"),
-                            ));
-                        }
-                        if rest.is_empty() {
-                            let next = chars.get(i).copied();
-                            if next.is_none_or(char::is_whitespace) {
-                                return Err(QueryError::new(at, format!("nothing after {name}:")));
-                            }
-                        } else {
-                            tokens.push(Token {
-                                kind: Tok::Word(rest.to_string()),
-                                at: rest_at,
-                            });
-                        }
-                    }
-                    _ => tokens.push(Token {
-                        kind: Tok::Word(word),
-                        at,
-                    }),
-                },
-            }
+            lex_word(word, at, chars.get(i).copied(), &mut tokens)?;
         }
     }
     Ok(tokens)
+}
+
+/// One run of characters up to a space, parenthesis or quote, starting at `at`: an
+/// operator, `field:` (with the word after it, when it is written on), or a word. `next`
+/// is the character after the run.
+fn lex_word(
+    word: String,
+    at: usize,
+    next: Option<char>,
+    tokens: &mut Vec<Token>,
+) -> Result<(), QueryError> {
+    let kind = match word.as_str() {
+        "AND" => Tok::And,
+        "OR" => Tok::Or,
+        "NOT" => Tok::Not("NOT"),
+        "-" => return Err(QueryError::new(at, "nothing after -")),
+        _ => match word.split_once(':') {
+            Some((name, rest)) if !name.is_empty() && name.chars().all(|c| c.is_alphabetic()) => {
+                return lex_field(name, rest, at, next, tokens);
+            }
+            _ => Tok::Word(word),
+        },
+    };
+    tokens.push(Token { kind, at });
+    Ok(())
+}
+
+/// `name:rest` at `at`: the field, then `rest` as its word when it is written on.
+fn lex_field(
+    name: &str,
+    rest: &str,
+    at: usize,
+    next: Option<char>,
+    tokens: &mut Vec<Token>,
+) -> Result<(), QueryError> {
+    let field = field_named(name, at)?;
+    tokens.push(Token {
+        kind: Tok::Field(field),
+        at,
+    });
+    let rest_at = at + name.chars().count() + 1;
+    // `title:-x`, `title:NOT x` and `title:abstract:x` are not in the grammar; read
+    // loosely they would mean something else.
+    if rest.starts_with('-') || matches!(rest, "AND" | "OR" | "NOT") {
+        return Err(QueryError::new(
+            rest_at,
+            format!("{name}: takes a word, a \"phrase\" or ( … )"),
+        )
+        .hint(format!("write -{name}:… to exclude")));
+    }
+    if rest
+        .split_once(':')
+        .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(char::is_alphabetic))
+    {
+        return Err(QueryError::new(
+            at,
+            format!("{name}: is followed by another field"),
+        ));
+    }
+    if rest.is_empty() {
+        if next.is_none_or(char::is_whitespace) {
+            return Err(QueryError::new(at, format!("nothing after {name}:")));
+        }
+    } else {
+        tokens.push(Token {
+            kind: Tok::Word(rest.to_string()),
+            at: rest_at,
+        });
+    }
+    Ok(())
 }
 
 /// Characters no one types into a query: control characters other than tab (a NUL cannot

@@ -3,10 +3,10 @@
 
 use askama::Template;
 
-use super::mailer::{Email, ListHeaders, MailError, Mailer};
+use super::{Email, ListHeaders, MessageIds, RenderError};
 use crate::domain::Preferences;
+use crate::domain::Subscriber;
 use crate::domain::token::Links;
-use crate::store::Subscriber;
 
 #[derive(Template)]
 #[template(path = "email/confirm.html")]
@@ -60,27 +60,26 @@ pub fn describe(p: &Preferences) -> String {
 
 fn list_headers(links: &Links, subscriber: &Subscriber) -> ListHeaders {
     ListHeaders {
-        id: format!("paperboy digest <digest.{}>", links.host()),
+        id: super::list_id(links),
         unsubscribe_url: links.unsubscribe(subscriber.id, &subscriber.link_key),
         bulk: false,
         feedback_id: None,
     }
 }
 
-fn render(t: &impl Template) -> Result<String, MailError> {
-    t.render()
-        .map_err(|e| MailError::Build(format!("template: {e}")))
+fn render(t: &impl Template, what: &'static str) -> Result<String, RenderError> {
+    t.render().map_err(RenderError::of(what))
 }
 
 /// The email that asks a reader to confirm the settings `asked` for, carrying the
 /// confirmation `token`.
 pub fn confirmation(
-    mailer: &Mailer,
+    ids: &MessageIds,
     links: &Links,
     subscriber: &Subscriber,
     asked: &Preferences,
     token: &str,
-) -> Result<Email, MailError> {
+) -> Result<Email, RenderError> {
     let summary = describe(asked);
     let confirm_url = links.confirm(token);
     let unsubscribe_url = links.unsubscribe(subscriber.id, &subscriber.link_key);
@@ -88,46 +87,58 @@ pub fn confirmation(
     Ok(Email {
         to: subscriber.email.clone(),
         subject: "Confirm your paperboy digest".into(),
-        text: render(&ConfirmText {
-            email,
-            summary: &summary,
-            confirm_url: &confirm_url,
-            unsubscribe_url: &unsubscribe_url,
-        })?,
-        html: render(&ConfirmHtml {
-            email,
-            summary: &summary,
-            confirm_url: &confirm_url,
-            unsubscribe_url: &unsubscribe_url,
-        })?,
-        message_id: mailer.new_message_id(),
+        text: render(
+            &ConfirmText {
+                email,
+                summary: &summary,
+                confirm_url: &confirm_url,
+                unsubscribe_url: &unsubscribe_url,
+            },
+            "confirmation",
+        )?,
+        html: render(
+            &ConfirmHtml {
+                email,
+                summary: &summary,
+                confirm_url: &confirm_url,
+                unsubscribe_url: &unsubscribe_url,
+            },
+            "confirmation",
+        )?,
+        message_id: ids.next(),
         list: Some(list_headers(links, subscriber)),
     })
 }
 
 /// The email to an address that is already subscribed: a link to its settings.
 pub fn already_subscribed(
-    mailer: &Mailer,
+    ids: &MessageIds,
     links: &Links,
     subscriber: &Subscriber,
-) -> Result<Email, MailError> {
+) -> Result<Email, RenderError> {
     let preferences_url = links.preferences(subscriber.id, &subscriber.link_key);
     let unsubscribe_url = links.unsubscribe(subscriber.id, &subscriber.link_key);
     let email = subscriber.email.as_str();
     Ok(Email {
         to: subscriber.email.clone(),
         subject: "Your paperboy digest settings".into(),
-        text: render(&ManageText {
-            email,
-            preferences_url: &preferences_url,
-            unsubscribe_url: &unsubscribe_url,
-        })?,
-        html: render(&ManageHtml {
-            email,
-            preferences_url: &preferences_url,
-            unsubscribe_url: &unsubscribe_url,
-        })?,
-        message_id: mailer.new_message_id(),
+        text: render(
+            &ManageText {
+                email,
+                preferences_url: &preferences_url,
+                unsubscribe_url: &unsubscribe_url,
+            },
+            "settings",
+        )?,
+        html: render(
+            &ManageHtml {
+                email,
+                preferences_url: &preferences_url,
+                unsubscribe_url: &unsubscribe_url,
+            },
+            "settings",
+        )?,
+        message_id: ids.next(),
         list: Some(list_headers(links, subscriber)),
     })
 }

@@ -1,15 +1,18 @@
-//! Rendering a stored digest: the HTML and text bodies from `templates/email/digest.*`
-//! (same content in both), and the archive page. Everything a feed wrote is escaped; the
-//! only markup added to it is `<mark>` around matched words.
+//! The digest email: the view of a digest (what its email and its archive page show) and
+//! the HTML and text bodies from `templates/email/digest.*`, same content in both.
+//! Everything a feed wrote is escaped; the only markup added to it is `<mark>` around
+//! matched words.
 
 use std::ops::Range;
 
 use askama::Template;
 use chrono::{DateTime, Utc};
 
-use crate::domain::Preferences;
-use crate::matching::{Explanation, Field};
-use crate::store::StoredEntry;
+use super::{Email, ListHeaders, RenderError};
+use crate::domain::query::Field;
+use crate::domain::token::Links;
+use crate::domain::{Explanation, Preferences, Subscriber};
+use crate::store::{DigestRecord, StoredEntry};
 
 /// Authors listed before "et al.".
 const AUTHORS_SHOWN: usize = 4;
@@ -62,10 +65,79 @@ struct DigestText<'a> {
 }
 
 /// The HTML and text bodies.
-pub fn bodies(view: &DigestView) -> Result<(String, String), askama::Error> {
-    let html = DigestHtml { d: view }.render()?;
-    let text = DigestText { d: view }.render()?;
+pub fn bodies(view: &DigestView) -> Result<(String, String), RenderError> {
+    let html = DigestHtml { d: view }
+        .render()
+        .map_err(RenderError::of("digest"))?;
+    let text = DigestText { d: view }
+        .render()
+        .map_err(RenderError::of("digest"))?;
     Ok((html, to_crlf(&text)))
+}
+
+/// The email of a digest view, with the delivery's fixed Message-ID.
+pub fn email(
+    links: &Links,
+    subscriber: &Subscriber,
+    view: &DigestView,
+    message_id: &str,
+) -> Result<Email, RenderError> {
+    let (html, text) = bodies(view)?;
+    Ok(Email {
+        to: subscriber.email.clone(),
+        subject: view.subject.clone(),
+        text,
+        html,
+        message_id: message_id.to_string(),
+        list: Some(ListHeaders {
+            id: super::list_id(links),
+            unsubscribe_url: view.unsubscribe_url.clone(),
+            bulk: true,
+            feedback_id: Some(format!("digest:paperboy:{}", links.host())),
+        }),
+    })
+}
+
+/// The view of a stored digest with the papers it lists, read already.
+pub fn view_of_record(
+    digest: &DigestRecord,
+    entries: &[StoredEntry],
+    subscriber: &Subscriber,
+    links: &Links,
+) -> DigestView {
+    view_for(
+        entries,
+        usize::try_from(digest.total).unwrap_or(0),
+        digest.trending,
+        (digest.window_start, digest.window_end),
+        subscriber,
+        links.archive(digest.id, &digest.archive_key),
+        links,
+    )
+}
+
+/// The view of a digest for `subscriber`, whose archive page is at `archive`.
+pub fn view_for(
+    entries: &[StoredEntry],
+    total: usize,
+    trending: bool,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    subscriber: &Subscriber,
+    archive: String,
+    links: &Links,
+) -> DigestView {
+    view(
+        entries,
+        total,
+        trending,
+        window,
+        &subscriber.preferences,
+        DigestLinks {
+            archive,
+            preferences: links.preferences(subscriber.id, &subscriber.link_key),
+            unsubscribe: links.unsubscribe(subscriber.id, &subscriber.link_key),
+        },
+    )
 }
 
 /// Every line break as CRLF, in one pass (a lone CR is dropped).
