@@ -492,11 +492,12 @@ pub struct TestApp {
 /// Starts the app on `db`; `tweak` adjusts the settings (rate limits, SMTP) first.
 pub async fn spawn_app(db: &TestDb, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    // The port is chosen first so that links in emails point at this very instance.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    // Bound first and handed over, so that links in emails point at this very instance and
+    // no other process can take the port in between.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
     let mut settings = Settings {
         database_url: db.url.clone(),
         bind: format!("127.0.0.1:{port}"),
@@ -505,16 +506,14 @@ pub async fn spawn_app(db: &TestDb, tweak: impl FnOnce(&mut Settings)) -> TestAp
         ..Settings::default()
     };
     tweak(&mut settings);
-    let app = App::build(
-        settings,
-        ServeOptions {
-            scheduler: false,
-            worker: false,
-            demo: false,
-        },
-    )
-    .await
-    .expect("build app");
+    let options = ServeOptions {
+        scheduler: false,
+        worker: false,
+        demo: false,
+    };
+    let app = App::build_with_listener(settings, options, listener)
+        .await
+        .expect("build app");
     let addr = app.addr();
     let store = app.store().clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
