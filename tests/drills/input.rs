@@ -11,8 +11,8 @@
 //! - `query_fuzz`: the query parser under 20,000 seeded property cases.
 //! - `burst_one_client` and `burst_one_mailbox`: 1,000 subscribe requests within a minute
 //!   from one client, and from 1,000 clients for one mailbox.
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../api/helpers.rs"]
+mod helpers;
 #[path = "report.rs"]
 mod report;
 
@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestApp, TestDb, base64_parts, databases, link_starting, paperboy, spawn_app};
+use helpers::{TestApp, TestDb, base64_parts, databases, link_starting, paperboy, spawn_app};
 use paperboy::config::Settings;
 use paperboy::domain::{ArxivId, EmailAddress, Paper, SubscriberStatus};
 use paperboy::matching::eval::{Indexed, eval};

@@ -2,9 +2,7 @@
 //! PostgreSQL: subscribe, confirm, preferences, one-click unsubscribe, and every rule that
 //! protects them (enumeration, CSRF, honeypot, rate limits, tokens, headers, limits).
 
-mod common;
-
-use common::{TestApp, base64_parts, databases, link_starting, spawn_app};
+use crate::helpers::{TestApp, base64_parts, databases, link_starting, spawn_app};
 use paperboy::config::Settings;
 use paperboy::domain::token::hash_token;
 use paperboy::domain::{EmailAddress, SubscriberStatus};
@@ -981,7 +979,7 @@ async fn oversized_bodies_are_refused() {
 async fn the_live_preview_counts_recent_papers_and_explains_bad_queries() {
     for db in databases().await {
         let app = spawn_app(&db, quiet).await;
-        common::store_papers(
+        crate::helpers::store_papers(
             &app.store,
             &[
                 ("2411.00001", "Diffusion models for proteins"),

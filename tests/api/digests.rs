@@ -3,14 +3,14 @@
 //! back each message with an independent MIME parser, including faults: 451s, a 550, a
 //! connection dropped mid-DATA and a relay that is down and comes back.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration as StdDuration;
 
+use crate::helpers::{
+    SmtpSink, active_reader, arxiv_paper, databases, free_port, store_full_papers,
+};
 use chrono::{DateTime, Duration, Utc};
-use common::{SmtpSink, active_reader, arxiv_paper, databases, free_port, store_full_papers};
 use paperboy::config::{DeliverySettings, Secret, Settings};
 use paperboy::delivery::{Mailer, Worker};
 use paperboy::digest::{self, RunReport};
@@ -236,7 +236,7 @@ async fn a_digest_arrives_as_one_well_formed_message_whose_unsubscribe_link_work
         let Some(sink) = SmtpSink::start(dir.path()) else {
             return;
         };
-        let app = common::spawn_app(&db, |s| {
+        let app = crate::helpers::spawn_app(&db, |s| {
             s.smtp_url = Some(Secret::new(format!(
                 "smtp://127.0.0.1:{}?tls=none",
                 sink.port
@@ -632,7 +632,7 @@ async fn a_window_with_no_new_papers_does_not_hold_up_the_next_one() {
 async fn metrics_count_readers_digests_and_deliveries_in_prometheus_format() {
     for db in databases().await {
         let dir = tempfile::tempdir().unwrap();
-        let app = common::spawn_app(&db, |s| s.log = "warn".into()).await;
+        let app = crate::helpers::spawn_app(&db, |s| s.log = "warn".into()).await;
         let mailer = outbox_mailer(dir.path());
         queue_digests(&app.store, &mailer, 2).await;
         let worker = Worker::new(app.store.clone(), mailer, links(), fast_delivery());
@@ -678,7 +678,7 @@ async fn the_daily_clean_up_forgets_expired_links_and_readers_who_never_confirme
     for db in databases().await {
         let store = db.store().await;
         let kept = active_reader(&store, "kept@example.org", "", "daily", 8, "UTC").await;
-        common::pending_reader(&store, "never@example.org", "", "daily", 8, "UTC").await;
+        crate::helpers::pending_reader(&store, "never@example.org", "", "daily", 8, "UTC").await;
         // A month on, the clean-up runs: both links (the kept reader's, used, and the
         // other's, never used) have long expired, and one reader never confirmed.
         let later = Utc::now() + Duration::days(31);

@@ -4,9 +4,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use common::{SmtpSink, base64_parts, paperboy};
-
-mod common;
+use crate::helpers::{SmtpSink, base64_parts, paperboy};
 
 fn text(o: &Output) -> (String, String) {
     (

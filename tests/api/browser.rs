@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers::{SmtpSink, TestApp, TestDb, base64_parts, link_starting, spawn_app};
 use chrono::Weekday;
-use common::{SmtpSink, TestApp, TestDb, base64_parts, link_starting, spawn_app};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -15,8 +15,6 @@ use paperboy::config::Secret;
 use paperboy::domain::{EmailAddress, Frequency, SubscriberStatus};
 use paperboy::store::Subscriber;
 use serde_json::json;
-
-mod common;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";

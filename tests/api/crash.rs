@@ -3,13 +3,11 @@
 //! database. Every reader ends with exactly one delivered digest; the only repeats are
 //! messages in flight at the kill, and they carry the same Message-ID.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::helpers::{
     SmtpSink, TestDb, active_reader, arxiv_paper, databases, paperboy, store_full_papers,
 };
 use paperboy::store::Store;
@@ -219,7 +217,7 @@ async fn two_worker_processes_on_postgresql_serve_no_reader_twice() {
 async fn sigterm_lets_the_send_in_flight_finish_before_serve_exits() {
     for db in databases().await {
         let dir = tempfile::tempdir().unwrap();
-        let port = common::free_port();
+        let port = crate::helpers::free_port();
         // A relay that takes 2 s to answer each message.
         let Some(sink) = SmtpSink::faulty(dir.path(), port, &["--delay", "2"]) else {
             return;
@@ -234,7 +232,7 @@ async fn sigterm_lets_the_send_in_flight_finish_before_serve_exits() {
         paperboy::digest::compose_due(&store, &mailer, at, false)
             .await
             .unwrap();
-        let web = common::free_port();
+        let web = crate::helpers::free_port();
         let mut serve = paperboy(dir.path())
             .env("PAPERBOY_BIND", format!("127.0.0.1:{web}"))
             .args(["serve", "--no-scheduler"])

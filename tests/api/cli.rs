@@ -1,13 +1,11 @@
 //! The `paperboy` binary as an operator runs it: exit codes, output, and `serve` starting
 //! on its defaults.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{FeedServer, Reply, fixture, paperboy};
+use crate::helpers::{FeedServer, Reply, fixture, paperboy};
 
 struct Operator {
     dir: tempfile::TempDir,
@@ -292,17 +290,17 @@ async fn digest_preview_and_a_dry_run_show_what_a_reader_would_get() {
         op.dir.path().join("data/paperboy.db").display()
     ));
     let store = paperboy::store::Store::open(&url).await.unwrap();
-    common::active_reader(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
-    common::store_full_papers(
+    crate::helpers::active_reader(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
+    crate::helpers::store_full_papers(
         &store,
         vec![
-            common::arxiv_paper(
+            crate::helpers::arxiv_paper(
                 "2406.00001",
                 "Diffusion <i>now</i>",
                 "diffusion models",
                 Some(3),
             ),
-            common::arxiv_paper("2406.00002", "Unrelated", "graphs", None),
+            crate::helpers::arxiv_paper("2406.00002", "Unrelated", "graphs", None),
         ],
     )
     .await;

@@ -2,12 +2,10 @@
 //! shown, exported (consent included) and erased without a trace in a full dump; CSV
 //! import with broken rows; resends; stats; and `--help` for every subcommand.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::{TestDb, arxiv_paper, base64_parts, databases, paperboy, store_full_papers};
+use crate::helpers::{TestDb, arxiv_paper, base64_parts, databases, paperboy, store_full_papers};
 use serde_json::Value;
 
 fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
