@@ -12,7 +12,7 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use paperboy::config::Secret;
-use paperboy::domain::{EmailAddress, Frequency, SubscriberStatus};
+use paperboy::domain::{Frequency, SubscriberStatus};
 use paperboy::store::Subscriber;
 use serde_json::json;
 
@@ -252,11 +252,10 @@ async fn fill_in_subscribe_form(browser: &Client, choices: &Choices<'_>) {
     assert_eq!(value_of(browser, "select#timezone").await, choices.timezone);
 }
 
-async fn reader(app: &TestApp, email: &str) -> Subscriber {
-    app.store
-        .subscriber_by_email(&EmailAddress::parse(email).unwrap())
+/// The subscriber with this address; the test fails when it is not stored.
+async fn stored_subscriber(app: &TestApp, email: &str) -> Subscriber {
+    app.subscriber(email)
         .await
-        .unwrap()
         .unwrap_or_else(|| panic!("{email} is not stored"))
 }
 
@@ -306,7 +305,10 @@ async fn a_reader_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_real_br
     click(&browser, "button[type=submit]").await;
     wait_for_text(&browser, "h1", "Check your inbox").await;
     album.snap(&browser, "check-inbox").await;
-    assert_eq!(reader(&app, email).await.status, SubscriberStatus::Pending);
+    assert_eq!(
+        stored_subscriber(&app, email).await.status,
+        SubscriberStatus::Pending
+    );
 
     // One email, multipart, with one-click unsubscribe headers and the link.
     let received = sink.wait_for(1);
@@ -350,7 +352,7 @@ async fn a_reader_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_real_br
     let lede = wait_for_text(&browser, "p.lede", "every Thursday at 07:00").await;
     assert!(lede.contains("(Asia/Kolkata), up to 25 papers"), "{lede}");
     album.snap(&browser, "confirmed").await;
-    let subscriber = reader(&app, email).await;
+    let subscriber = stored_subscriber(&app, email).await;
     assert_eq!(subscriber.status, SubscriberStatus::Active);
     let p = &subscriber.preferences;
     assert_eq!(p.frequency, Frequency::Weekly(Weekday::Thu));
@@ -390,7 +392,7 @@ async fn a_reader_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_real_br
     click(&browser, "button[name=action][value=save]").await;
     wait_for_text(&browser, "p.flash", "Saved.").await;
     album.snap(&browser, "saved").await;
-    let subscriber = reader(&app, email).await;
+    let subscriber = stored_subscriber(&app, email).await;
     assert_eq!(
         subscriber.preferences.queries.lines(),
         [r#""state space model""#, r#"author:"Tri Dao""#]
@@ -403,7 +405,10 @@ async fn a_reader_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_real_br
     wait_for_text(&browser, "strong.status", "paused").await;
     assert!(is_shown(&browser, "button[name=action][value=resume]").await);
     album.snap(&browser, "paused").await;
-    assert_eq!(reader(&app, email).await.status, SubscriberStatus::Paused);
+    assert_eq!(
+        stored_subscriber(&app, email).await.status,
+        SubscriberStatus::Paused
+    );
 
     // Unsubscribe from the settings page.
     click(&browser, "button[name=action][value=unsubscribe]").await;
@@ -413,7 +418,7 @@ async fn a_reader_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_real_br
     assert!(is_shown(&browser, "button[name=action][value=resubscribe]").await);
     album.snap(&browser, "unsubscribed").await;
     assert_eq!(
-        reader(&app, email).await.status,
+        stored_subscriber(&app, email).await.status,
         SubscriberStatus::Unsubscribed
     );
     assert_eq!(album.taken, 7);
@@ -478,7 +483,7 @@ async fn the_subscribe_page_works_with_javascript_disabled() {
     browser.goto(&link).await.unwrap();
     wait_for_text(&browser, "h1", "You are subscribed").await;
     album.snap(&browser, "confirmed").await;
-    let subscriber = reader(&app, email).await;
+    let subscriber = stored_subscriber(&app, email).await;
     assert_eq!(subscriber.status, SubscriberStatus::Active);
     assert_eq!(
         subscriber.preferences.frequency,
