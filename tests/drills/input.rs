@@ -1031,11 +1031,11 @@ const CLI_CASES: &[CliCase] = &[
 ];
 
 /// Every reader the database must hold: address → (status, queries).
-type StoredReaders = BTreeMap<String, (SubscriberStatus, Vec<String>)>;
+type StoredSubscribers = BTreeMap<String, (SubscriberStatus, Vec<String>)>;
 
 /// Runs every command of [`CLI_CASES`]; returns the refused and the accepted counts, and
 /// adds the readers stored to `expected`.
-fn run_cli_cases(dir: &Path, db: &TestDb, expected: &mut StoredReaders) -> (usize, usize) {
+fn run_cli_cases(dir: &Path, db: &TestDb, expected: &mut StoredSubscribers) -> (usize, usize) {
     let (mut exit_2, mut accepted) = (0, 0);
     for case in CLI_CASES {
         let out = run_cli(dir, db, &(case.argv)());
@@ -1141,7 +1141,7 @@ fn hostile_csv() -> (Vec<u8>, Vec<usize>) {
 
 /// Imports the hostile CSV: good rows kept, every bad row named by its line. Adds the
 /// readers stored to `expected`; returns the good rows and the lines refused.
-fn import_hostile_csv(dir: &Path, db: &TestDb, expected: &mut StoredReaders) -> (usize, usize) {
+fn import_hostile_csv(dir: &Path, db: &TestDb, expected: &mut StoredSubscribers) -> (usize, usize) {
     let (csv, bad_lines) = hostile_csv();
     let file = dir.join("hostile.csv");
     std::fs::write(&file, &csv).expect("write csv");
@@ -1188,7 +1188,7 @@ fn import_broken_files(dir: &Path, db: &TestDb) -> usize {
 async fn check_cli_results(
     dir: &Path,
     db: &TestDb,
-    expected: &StoredReaders,
+    expected: &StoredSubscribers,
 ) -> (usize, usize, usize) {
     let store = db.store().await;
     let stored = stored_readers(&store).await;
@@ -1215,7 +1215,7 @@ async fn hostile_cli() {
     for db in databases().await {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
-        let mut expected = StoredReaders::new();
+        let mut expected = StoredSubscribers::new();
         let (mut exit_2, mut accepted) = run_cli_cases(d, &db, &mut expected);
         let (good_rows, csv_rows_refused) = import_hostile_csv(d, &db, &mut expected);
         accepted += good_rows;
