@@ -53,6 +53,26 @@ pub struct App {
 impl App {
     /// Opens (and migrates) the database and binds the listener; nothing runs yet.
     pub async fn build(settings: Settings, options: ServeOptions) -> anyhow::Result<App> {
+        Self::assemble(settings, options, None).await
+    }
+
+    /// As [`App::build`], serving on a listener the caller already bound (tests bind port
+    /// 0 and put that port in `base_url` first, so nothing can take it in between).
+    pub async fn build_with_listener(
+        settings: Settings,
+        options: ServeOptions,
+        listener: TcpListener,
+    ) -> anyhow::Result<App> {
+        Self::assemble(settings, options, Some(listener)).await
+    }
+
+    /// Binds the listener, when none is given, last: once the database, mailer and links
+    /// are ready.
+    async fn assemble(
+        settings: Settings,
+        options: ServeOptions,
+        listener: Option<TcpListener>,
+    ) -> anyhow::Result<App> {
         let store = Store::open(&settings.database_url)
             .await
             .context("opening the database")?;
@@ -68,9 +88,12 @@ impl App {
             .context("building the HTTP client")?;
         let mailer = Mailer::from_settings(&settings).context("setting up the mailer")?;
         let links = links_for(&settings, &store).await?;
-        let listener = TcpListener::bind(&settings.bind)
-            .await
-            .with_context(|| format!("binding the web listener to {}", settings.bind))?;
+        let listener = match listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(&settings.bind)
+                .await
+                .with_context(|| format!("binding the web listener to {}", settings.bind))?,
+        };
         let addr = listener.local_addr()?;
         Ok(App {
             _serve_lock: serve_lock,

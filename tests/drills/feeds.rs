@@ -3,8 +3,8 @@
 //! 50 MB body, a truncated document, an HTML page, re-keyed items), runs the production
 //! fetch and ingest path into a real database, and ends with an exact check of what is
 //! stored: every expected paper once, nothing from the failed responses.
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../api/helpers.rs"]
+mod helpers;
 #[path = "report.rs"]
 mod report;
 
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{FeedServer, Reply, TestDb, databases};
+use helpers::{FeedServer, Reply, TestDb, databases};
 use paperboy::config::FetchSettings;
 use paperboy::domain::{FeedKind, FeedName, FeedUrl, PaperKey};
 use paperboy::feeds::{FeedReport, FeedStatus, Fetcher, fetch_feeds};
@@ -58,7 +58,7 @@ const BLOG_ATOM: &str = "atom/nodefeedparser-intertwingly-real-atom.atom";
 
 /// A real-world sample from the shared fixtures folder.
 fn shared(relative: &str) -> Vec<u8> {
-    let dir = common::shared_fixtures()
+    let dir = helpers::shared_fixtures()
         .expect("the feed drills need the shared samples (set PAPERBOY_FIXTURES_DIR)");
     let path = dir.join(relative);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -605,7 +605,7 @@ fn gzip(body: &[u8]) -> Vec<u8> {
 /// Runs the binary in `dir` against `db`; returns (exit code, stdout, stderr).
 /// It runs on the blocking pool, so the feed server on this runtime can answer it.
 async fn cli(dir: &Path, db: &TestDb, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = common::paperboy(dir);
+    let mut cmd = helpers::paperboy(dir);
     cmd.env("PAPERBOY_DATABASE_URL", db.url.expose()).args(args);
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
@@ -1622,9 +1622,9 @@ async fn the_same_items_under_new_ids_are_the_same_papers() {
             assert_stored(&store, &want).await;
         }
         // A replacement announcement moved the listing's papers one version on.
-        let p = common::paper(&store, "arxiv:2609.26811").await;
+        let p = helpers::paper(&store, "arxiv:2609.26811").await;
         assert_eq!(p.paper.version, Some(2));
-        let p = common::paper(&store, "arxiv:2009.13987").await;
+        let p = helpers::paper(&store, "arxiv:2009.13987").await;
         assert_eq!(p.paper.version, Some(4));
 
         // An aggregator re-publishing the listing under its own guids: no new paper, one

@@ -11,8 +11,8 @@
 //! - `query_fuzz`: the query parser under 20,000 seeded property cases.
 //! - `burst_one_client` and `burst_one_mailbox`: 1,000 subscribe requests within a minute
 //!   from one client, and from 1,000 clients for one mailbox.
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../api/helpers.rs"]
+mod helpers;
 #[path = "report.rs"]
 mod report;
 
@@ -25,12 +25,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestApp, TestDb, base64_parts, databases, link_starting, paperboy, spawn_app};
+use helpers::{
+    TestApp, TestDb, base64_parts, confirm_link, databases, find_subscriber, outbox_messages,
+    paperboy_on, preferences_link, spawn_app,
+};
 use paperboy::config::Settings;
 use paperboy::domain::Subscriber;
 use paperboy::domain::{ArxivId, EmailAddress, Paper, SubscriberStatus};
 use paperboy::matching::eval::{Indexed, eval};
-use paperboy::matching::{Doc, Query, naive_matches, parse_lines, search};
+use paperboy::matching::{Doc, Query, QueryError, naive_matches, parse_lines, search};
 use paperboy::store::Store;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -283,7 +286,7 @@ fn form_body(csrf: &str, fields: &[(&str, Vec<u8>)], raw: bool) -> Vec<u8> {
 }
 
 /// The valid form a person would send, with `field` replaced by `value`.
-fn fields_with(email: &str, field: &str, value: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+fn fields_with(email: &str, field: &'static str, value: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let mut fields: Vec<(&'static str, Vec<u8>)> = vec![
         ("email", email.as_bytes().to_vec()),
         ("queries", b"diffusion".to_vec()),
@@ -296,13 +299,9 @@ fn fields_with(email: &str, field: &str, value: &[u8]) -> Vec<(&'static str, Vec
     ];
     match fields.iter_mut().find(|(n, _)| *n == field) {
         Some(slot) => slot.1 = value.to_vec(),
-        None => fields.push((leak(field), value.to_vec())),
+        None => fields.push((field, value.to_vec())),
     }
     fields
-}
-
-fn leak(s: &str) -> &'static str {
-    Box::leak(s.to_string().into_boxed_str())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -319,77 +318,107 @@ enum Expect {
     TooLarge,
 }
 
+/// A hostile value as it goes into the form body.
+#[derive(Clone, Copy)]
+enum Value {
+    /// Percent-encoded byte for byte, so invalid UTF-8 goes through as `%FF`.
+    Encoded(&'static [u8]),
+    /// Made when the case runs (too long to write out), then percent-encoded.
+    Made(fn() -> Vec<u8>),
+    /// Put into the body as it is, never percent-encoded.
+    Raw(&'static [u8]),
+}
+
+impl Value {
+    fn bytes(self) -> Vec<u8> {
+        match self {
+            Value::Encoded(bytes) | Value::Raw(bytes) => bytes.to_vec(),
+            Value::Made(make) => make(),
+        }
+    }
+
+    fn is_raw(self) -> bool {
+        matches!(self, Value::Raw(_))
+    }
+}
+
+/// One hostile form: the valid form with `field` set to `value` (and the `also` fields
+/// set too), and what must come of it.
 struct FormCase {
     name: &'static str,
     field: &'static str,
-    value: Vec<u8>,
-    /// Put into the body as it is (raw bytes), not percent-encoded.
-    raw: bool,
+    value: Value,
+    also: &'static [(&'static str, &'static [u8])],
     expect: Expect,
 }
 
-fn form_corpus() -> Vec<FormCase> {
-    use Expect::*;
-    let case = |name, field, value: &[u8], expect| FormCase {
+const fn case(
+    name: &'static str,
+    field: &'static str,
+    value: &'static [u8],
+    expect: Expect,
+) -> FormCase {
+    FormCase {
         name,
         field,
-        value: value.to_vec(),
-        raw: false,
+        value: Value::Encoded(value),
+        also: &[],
         expect,
-    };
-    let many_lines = |n: usize| {
-        (0..n)
-            .map(|i| format!("topic{i}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    let long_query = "diffusion ".repeat(1000);
-    let long_local = format!("{}@example.org", "a".repeat(300));
-    let mut cases = vec![
+    }
+}
+
+const fn made(
+    name: &'static str,
+    field: &'static str,
+    value: fn() -> Vec<u8>,
+    expect: Expect,
+) -> FormCase {
+    FormCase {
+        name,
+        field,
+        value: Value::Made(value),
+        also: &[],
+        expect,
+    }
+}
+
+const fn raw(
+    name: &'static str,
+    field: &'static str,
+    value: &'static [u8],
+    expect: Expect,
+) -> FormCase {
+    FormCase {
+        name,
+        field,
+        value: Value::Raw(value),
+        also: &[],
+        expect,
+    }
+}
+
+/// `n` query lines `topic0`, `topic1`, …
+fn many_lines(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| format!("topic{i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_bytes()
+}
+
+#[rustfmt::skip]
+const FORM_CASES: &[FormCase] = {
+    use Expect::*;
+    &[
         // Header injection in the address.
-        case(
-            "email_crlf_bcc",
-            "email",
-            b"eve@example.org\r\nBcc: x@example.net",
-            Refused("email"),
-        ),
-        case(
-            "email_lf_header",
-            "email",
-            b"eve@example.org\nX-Injected: 1",
-            Refused("email"),
-        ),
-        case(
-            "email_cr_only",
-            "email",
-            b"eve@example.org\rBcc: x@example.net",
-            Refused("email"),
-        ),
+        case("email_crlf_bcc", "email", b"eve@example.org\r\nBcc: x@example.net", Refused("email")),
+        case("email_lf_header", "email", b"eve@example.org\nX-Injected: 1", Refused("email")),
+        case("email_cr_only", "email", b"eve@example.org\rBcc: x@example.net", Refused("email")),
         case("email_nul", "email", b"eve\0@example.org", Refused("email")),
-        case(
-            "email_nul_tail",
-            "email",
-            b"eve@example.org\0Bcc: x@example.net",
-            Refused("email"),
-        ),
-        case(
-            "email_display_name",
-            "email",
-            b"Eve <eve@example.org>",
-            Refused("email"),
-        ),
-        case(
-            "email_two_recipients",
-            "email",
-            b"eve@example.org, x@example.net",
-            Refused("email"),
-        ),
-        case(
-            "email_semicolon",
-            "email",
-            b"eve@example.org;x@example.net",
-            Refused("email"),
-        ),
+        case("email_nul_tail", "email", b"eve@example.org\0Bcc: x@example.net", Refused("email")),
+        case("email_display_name", "email", b"Eve <eve@example.org>", Refused("email")),
+        case("email_two_recipients", "email", b"eve@example.org, x@example.net", Refused("email")),
+        case("email_semicolon", "email", b"eve@example.org;x@example.net", Refused("email")),
         case(
             "email_encoded_word",
             "email",
@@ -403,242 +432,346 @@ fn form_corpus() -> Vec<FormCase> {
             Refused("email"),
         ),
         case("email_script", "email", SCRIPT.as_bytes(), Refused("email")),
-        case(
-            "email_script_local",
-            "email",
-            b"<script>alert(1)</script>@example.org",
-            Refused("email"),
-        ),
+        case("email_script_local", "email", b"<script>alert(1)</script>@example.org", Refused("email")),
         case("email_img", "email", IMG.as_bytes(), Refused("email")),
-        case(
+        made(
             "email_overlong",
             "email",
-            long_local.as_bytes(),
+            || format!("{}@example.org", "a".repeat(300)).into_bytes(),
             Refused("email"),
         ),
-        case(
-            "email_10k",
-            "email",
-            "e".repeat(10_000).as_bytes(),
-            Refused("email"),
-        ),
-        case(
-            "email_invalid_utf8",
-            "email",
-            b"ev\xffe@example.org",
-            Refused("email"),
-        ),
-        case(
-            "email_overlong_utf8",
-            "email",
-            b"eve\xc0\xaf@example.org",
-            Refused("email"),
-        ),
+        made("email_10k", "email", || "e".repeat(10_000).into_bytes(), Refused("email")),
+        case("email_invalid_utf8", "email", b"ev\xffe@example.org", Refused("email")),
+        case("email_overlong_utf8", "email", b"eve\xc0\xaf@example.org", Refused("email")),
         case("email_empty", "email", b"", Refused("email")),
-        case(
-            "email_apostrophe_amp",
-            "email",
-            b"o'brien+a&b@Example.ORG",
-            Stored,
-        ),
+        case("email_apostrophe_amp", "email", b"o'brien+a&b@Example.ORG", Stored),
         // Queries.
         case("query_script", "queries", SCRIPT.as_bytes(), Stored),
-        case(
-            "query_img_unclosed",
-            "queries",
-            IMG.as_bytes(),
-            Refused("queries"),
-        ),
-        case(
-            "query_svg_phrase",
-            "queries",
-            b"\"<svg/onload=alert(1)>\" robots",
-            Stored,
-        ),
-        case(
-            "query_crlf_header",
-            "queries",
-            b"diffusion\r\nBcc: x@example.net",
-            Refused("queries"),
-        ),
-        case(
-            "query_cr_only",
-            "queries",
-            b"diffusion\rBcc x",
-            Refused("queries"),
-        ),
+        case("query_img_unclosed", "queries", IMG.as_bytes(), Refused("queries")),
+        case("query_svg_phrase", "queries", b"\"<svg/onload=alert(1)>\" robots", Stored),
+        case("query_crlf_header", "queries", b"diffusion\r\nBcc: x@example.net", Refused("queries")),
+        case("query_cr_only", "queries", b"diffusion\rBcc x", Refused("queries")),
         case("query_nul", "queries", b"diffusion\0", Refused("queries")),
-        case(
-            "query_escape_sequence",
-            "queries",
-            b"diffusion\x1b[2J",
-            Refused("queries"),
-        ),
-        case(
-            "query_invalid_utf8",
-            "queries",
-            b"diff\xffusion",
-            Refused("queries"),
-        ),
-        case(
-            "query_encoded_word",
-            "queries",
-            b"=?utf-8?b?QmNjOiB4QGV4YW1wbGUubmV0?=",
-            Stored,
-        ),
-        case(
-            "query_10k_chars",
-            "queries",
-            long_query.as_bytes(),
-            Refused("queries"),
-        ),
-        case(
-            "query_nested_10k",
-            "queries",
-            nested(10_000).as_bytes(),
-            Refused("queries"),
-        ),
-        case(
-            "query_nested_90",
-            "queries",
-            nested(90).as_bytes(),
-            Refused("queries"),
-        ),
-        case(
+        case("query_escape_sequence", "queries", b"diffusion\x1b[2J", Refused("queries")),
+        case("query_invalid_utf8", "queries", b"diff\xffusion", Refused("queries")),
+        case("query_encoded_word", "queries", b"=?utf-8?b?QmNjOiB4QGV4YW1wbGUubmV0?=", Stored),
+        made("query_10k_chars", "queries", || "diffusion ".repeat(1000).into_bytes(), Refused("queries")),
+        made("query_nested_10k", "queries", || nested(10_000).into_bytes(), Refused("queries")),
+        made("query_nested_90", "queries", || nested(90).into_bytes(), Refused("queries")),
+        made(
             "query_not_chain",
             "queries",
-            format!("{}diffusion", "-".repeat(150)).as_bytes(),
+            || format!("{}diffusion", "-".repeat(150)).into_bytes(),
             Refused("queries"),
         ),
-        case(
-            "query_20_lines",
-            "queries",
-            many_lines(20).as_bytes(),
-            Stored,
-        ),
-        case(
-            "query_21_lines",
-            "queries",
-            many_lines(21).as_bytes(),
-            Refused("queries"),
-        ),
-        case(
-            "query_2k_lines",
-            "queries",
-            many_lines(2_000).as_bytes(),
-            Refused("queries"),
-        ),
-        case(
-            "query_10k_lines",
-            "queries",
-            many_lines(10_000).as_bytes(),
-            TooLarge,
-        ),
-        case(
-            "query_bidi",
-            "queries",
-            "diffusion \u{202e}lortnoc".as_bytes(),
-            Stored,
-        ),
-        case(
-            "query_crlf_lines",
-            "queries",
-            b"diffusion\r\n\r\ntitle:robots\r\n",
-            Stored,
-        ),
+        made("query_20_lines", "queries", || many_lines(20), Stored),
+        made("query_21_lines", "queries", || many_lines(21), Refused("queries")),
+        made("query_2k_lines", "queries", || many_lines(2_000), Refused("queries")),
+        made("query_10k_lines", "queries", || many_lines(10_000), TooLarge),
+        case("query_bidi", "queries", "diffusion \u{202e}lortnoc".as_bytes(), Stored),
+        case("query_crlf_lines", "queries", b"diffusion\r\n\r\ntitle:robots\r\n", Stored),
         // The other settings.
-        case(
-            "frequency_script",
-            "frequency",
-            SCRIPT.as_bytes(),
-            Refused("frequency"),
-        ),
-        case(
-            "frequency_crlf",
-            "frequency",
-            b"daily\r\nBcc: x@example.net",
-            Refused("frequency"),
-        ),
+        case("frequency_script", "frequency", SCRIPT.as_bytes(), Refused("frequency")),
+        case("frequency_crlf", "frequency", b"daily\r\nBcc: x@example.net", Refused("frequency")),
         case("day_script_daily", "day", SCRIPT.as_bytes(), Stored),
-        case(
-            "day_script_weekly",
-            "day",
-            SCRIPT.as_bytes(),
-            Refused("day"),
-        ),
-        case(
-            "send_hour_crlf",
-            "send_hour",
-            b"8\r\nX-Injected: 1",
-            Refused("send_hour"),
-        ),
-        case(
-            "send_hour_huge",
-            "send_hour",
-            "9".repeat(10_000).as_bytes(),
-            Refused("send_hour"),
-        ),
-        case(
-            "timezone_script",
-            "timezone",
-            SCRIPT.as_bytes(),
-            Refused("timezone"),
-        ),
-        case(
-            "timezone_invalid_utf8",
-            "timezone",
-            b"Europe/Berl\xffin",
-            Refused("timezone"),
-        ),
-        case(
-            "max_papers_img",
-            "max_papers",
-            IMG.as_bytes(),
-            Refused("max_papers"),
-        ),
-        case(
-            "max_papers_nul",
-            "max_papers",
-            b"15\0",
-            Refused("max_papers"),
-        ),
+        FormCase {
+            also: &[("frequency", b"weekly")],
+            ..case("day_script_weekly", "day", SCRIPT.as_bytes(), Refused("day"))
+        },
+        case("send_hour_crlf", "send_hour", b"8\r\nX-Injected: 1", Refused("send_hour")),
+        made("send_hour_huge", "send_hour", || "9".repeat(10_000).into_bytes(), Refused("send_hour")),
+        case("timezone_script", "timezone", SCRIPT.as_bytes(), Refused("timezone")),
+        case("timezone_invalid_utf8", "timezone", b"Europe/Berl\xffin", Refused("timezone")),
+        case("max_papers_img", "max_papers", IMG.as_bytes(), Refused("max_papers")),
+        case("max_papers_nul", "max_papers", b"15\0", Refused("max_papers")),
         case("website_script", "website", SCRIPT.as_bytes(), Honeypot),
         case("csrf_script", "csrf", SCRIPT.as_bytes(), Forbidden),
         case("unknown_field_script", "name", SCRIPT.as_bytes(), Stored),
-    ];
-    // Raw bytes that were never percent-encoded.
-    cases.push(FormCase {
-        name: "raw_invalid_utf8_query",
-        field: "queries",
-        value: b"diff\xfe\xffusion".to_vec(),
-        raw: true,
-        expect: Refused("queries"),
-    });
-    cases.push(FormCase {
-        name: "raw_percent_junk_query",
-        field: "queries",
-        value: b"diffusion%zz%".to_vec(),
-        raw: true,
-        expect: Stored,
-    });
-    cases
+        // Raw bytes that were never percent-encoded.
+        raw("raw_invalid_utf8_query", "queries", b"diff\xfe\xffusion", Refused("queries")),
+        raw("raw_percent_junk_query", "queries", b"diffusion%zz%", Stored),
+    ]
+};
+
+impl FormCase {
+    /// The form this case posts, for a reader at `email` unless the case sets the address.
+    fn fields(&self, email: &str) -> Vec<(&'static str, Vec<u8>)> {
+        let mut fields = fields_with(email, self.field, &self.value.bytes());
+        for (name, value) in self.also {
+            fields.retain(|(n, _)| n != name);
+            fields.push((*name, value.to_vec()));
+        }
+        fields
+    }
+
+    /// What the value decodes to, as the form reads it.
+    fn decoded(&self) -> String {
+        let bytes = self.value.bytes();
+        if self.value.is_raw() {
+            // The form decoder turns `+` into a space and undoes valid %XX escapes only.
+            let plus = bytes
+                .iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect::<Vec<u8>>();
+            percent_encoding::percent_decode(&plus)
+                .decode_utf8_lossy()
+                .into_owned()
+        } else {
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
 }
 
-/// What a raw-bytes case decodes to, as the form reads it.
-fn decoded(case: &FormCase) -> String {
-    if case.raw {
-        // The form decoder turns `+` into a space and undoes valid %XX escapes only.
-        let plus = case
-            .value
-            .iter()
-            .map(|&b| if b == b'+' { b' ' } else { b })
-            .collect::<Vec<u8>>();
-        percent_encoding::percent_decode(&plus)
-            .decode_utf8_lossy()
-            .into_owned()
-    } else {
-        String::from_utf8_lossy(&case.value).into_owned()
+/// What came of one hostile form.
+enum Outcome {
+    /// Stored as `email` with these query lines.
+    Accepted(String, Vec<String>),
+    Refused,
+    Honeypot,
+}
+
+/// Checks the answer to `case` against what the case expects. `own` is the address the
+/// form carried unless the case set it.
+fn check_form_answer(what: &str, case: &FormCase, own: String, answer: &Answer) -> Outcome {
+    assert!(
+        !answer.status.is_server_error(),
+        "{what}: {} {}",
+        answer.status,
+        answer.body
+    );
+    no_raw_markup(what, &answer.body);
+    assert!(
+        !answer.headers.contains_key("bcc") && !answer.headers.contains_key("x-injected"),
+        "{what}: a header was injected into the answer"
+    );
+    match case.expect {
+        Expect::Stored => {
+            assert_eq!(answer.status, StatusCode::OK, "{what}: {}", answer.body);
+            assert!(answer.body.contains("Check your inbox"), "{what}");
+            let queries = if case.field == "queries" {
+                query_lines(&case.decoded())
+            } else {
+                vec!["diffusion".to_string()]
+            };
+            let email = if case.field == "email" {
+                EmailAddress::parse(&case.decoded())
+                    .expect("an accepted address")
+                    .as_str()
+                    .to_string()
+            } else {
+                own
+            };
+            Outcome::Accepted(email, queries)
+        }
+        Expect::Refused(field) => {
+            check_refused_beside(what, field, answer);
+            Outcome::Refused
+        }
+        Expect::Honeypot => {
+            assert_eq!(answer.status, StatusCode::OK, "{what}");
+            Outcome::Honeypot
+        }
+        Expect::Forbidden => {
+            assert_eq!(answer.status, StatusCode::FORBIDDEN, "{what}");
+            assert!(answer.body.contains("Reload the page"), "{what}");
+            Outcome::Refused
+        }
+        Expect::TooLarge => {
+            assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{what}");
+            assert!(answer.body.contains("length limit"), "{what}");
+            Outcome::Refused
+        }
     }
+}
+
+/// A 422 with the form shown again and a message beside `field`.
+fn check_refused_beside(what: &str, field: &str, answer: &Answer) {
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{what}: {}",
+        answer.body
+    );
+    let id = if field == "day" { "frequency" } else { field };
+    let marker = format!("class=\"error\" id=\"{id}-error\">");
+    let at = answer
+        .body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{what}: no message beside {field}"));
+    let message = answer.body[at + marker.len()..]
+        .split("</p>")
+        .next()
+        .unwrap_or("");
+    assert!(message.len() > 10, "{what}: message {message:?}");
+    assert!(
+        answer
+            .body
+            .contains("<form method=\"post\" action=\"/subscribe\""),
+        "{what}: the form is not shown again"
+    );
+}
+
+/// A request no browser sends, and the 4xx it must get.
+struct ProtocolCase {
+    name: &'static str,
+    body: Vec<u8>,
+    content_type: &'static str,
+    status: StatusCode,
+}
+
+fn protocol_cases(csrf: &str) -> Vec<ProtocolCase> {
+    let valid = form_body(
+        csrf,
+        &fields_with("proto@example.org", "queries", b"x y"),
+        false,
+    );
+    let mut duplicated = valid.clone();
+    duplicated.extend_from_slice(b"&email=other%40example.org");
+    let mut huge = valid;
+    huge.extend_from_slice(format!("&queries2={}", "a".repeat(70 * 1024)).as_bytes());
+    let form = "application/x-www-form-urlencoded";
+    vec![
+        ProtocolCase {
+            name: "json_body",
+            body: b"{\"email\":\"j@example.org\"}".to_vec(),
+            content_type: "application/json",
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        },
+        ProtocolCase {
+            name: "duplicate_email",
+            body: duplicated,
+            content_type: form,
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+        },
+        ProtocolCase {
+            name: "body_over_64k",
+            body: huge,
+            content_type: form,
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+        },
+    ]
+}
+
+/// Queries for the form's live preview, and whether each is valid.
+fn preview_cases() -> Vec<(String, bool)> {
+    vec![
+        (nested(10_000), false),
+        ("diffusion+".repeat(1_000), false),
+        ("diffusion%00".into(), false),
+        ("diff%FFusion".into(), false),
+        ("diffusion%0D%0ABcc:+x".into(), false),
+        ("%22%3E%3Cimg+src%3Dx+onerror%3Dalert(1)%3E".into(), false),
+        ("%3Cscript%3Ealert(1)%3C%2Fscript%3E".into(), true),
+        ("diffusion+-survey".into(), true),
+    ]
+}
+
+/// Every query answered with JSON, bad ones with a position.
+async fn check_previews(visitor: &Visitor, app: &TestApp, previews: &[(String, bool)]) {
+    for (q, good) in previews {
+        let answer = visitor
+            .http
+            .get(format!("{}/preview?q={q}", app.base))
+            .send()
+            .await
+            .expect("GET /preview");
+        assert_eq!(answer.status(), StatusCode::OK, "preview {q:.40}");
+        let v: serde_json::Value =
+            serde_json::from_str(&answer.text().await.expect("preview body"))
+                .expect("preview JSON");
+        assert_eq!(v["ok"], json!(*good), "preview {q:.40}: {v}");
+        if !good {
+            assert!(v["position"].as_u64().is_some_and(|p| p >= 1), "{v}");
+            assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+        }
+    }
+}
+
+/// Each accepted reader pending, with the queries they sent; returns how many.
+async fn check_stored_pending(
+    app: &TestApp,
+    expected: &BTreeMap<String, Vec<String>>,
+    backend: &str,
+) -> usize {
+    let stored = stored_readers(&app.store).await;
+    let got: BTreeMap<String, Vec<String>> = stored
+        .iter()
+        .map(|(email, (status, queries))| {
+            assert_eq!(*status, SubscriberStatus::Pending, "{email}");
+            (email.clone(), queries.clone())
+        })
+        .collect();
+    assert_eq!(&got, expected, "{backend}: stored readers");
+    got.len()
+}
+
+/// One confirmation email per accepted reader, with clean headers; returns the messages
+/// and how many arrived twice.
+async fn check_confirmations(
+    app: &TestApp,
+    expected: &BTreeMap<String, Vec<String>>,
+    backend: &str,
+) -> (Vec<String>, usize) {
+    app.wait_for_outbox(expected.len()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = app.outbox_messages();
+    let mut recipients: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &messages {
+        *recipients.entry(check_mail(m)).or_default() += 1;
+    }
+    let duplicates: usize = recipients.values().map(|n| n - 1).sum();
+    assert_eq!(duplicates, 0, "{recipients:?}");
+    assert_eq!(
+        recipients.keys().cloned().collect::<BTreeSet<_>>(),
+        expected.keys().cloned().collect::<BTreeSet<_>>(),
+        "{backend}: recipients"
+    );
+    (messages, duplicates)
+}
+
+/// Each accepted reader confirms from their email; their settings page shows the queries
+/// escaped. Returns the pages checked.
+async fn confirm_each(
+    visitor: &Visitor,
+    app: &TestApp,
+    messages: &[String],
+    expected: &BTreeMap<String, Vec<String>>,
+) -> usize {
+    let mut pages_checked = 0;
+    for m in messages {
+        let to = check_mail(m);
+        let page = visitor
+            .http
+            .get(confirm_link(m))
+            .send()
+            .await
+            .expect("confirm");
+        assert_eq!(page.status(), StatusCode::OK, "confirm {to}");
+        let body = page.text().await.expect("confirmed page");
+        no_raw_markup("confirmed page", &body);
+        let page = visitor
+            .http
+            .get(app.url(&preferences_link(&body)))
+            .send()
+            .await
+            .expect("preferences");
+        assert_eq!(page.status(), StatusCode::OK);
+        let body = page.text().await.expect("preferences page");
+        no_raw_markup("preferences page", &body);
+        for q in &expected[&to] {
+            if q.contains(['<', '>', '&', '"']) {
+                assert!(!body.contains(q.as_str()), "{q:?} shown unescaped");
+                assert!(body.contains("alert(1)"), "{q:?} not shown at all");
+            } else {
+                assert!(body.contains(q.as_str()), "{q:?} not shown");
+            }
+        }
+        pages_checked += 1;
+    }
+    let after = stored_readers(&app.store).await;
+    assert!(after.values().all(|(s, _)| *s == SubscriberStatus::Active));
+    assert_eq!(after.len(), expected.len());
+    pages_checked
 }
 
 #[tokio::test]
@@ -651,236 +784,53 @@ async fn hostile_form() {
         })
         .await;
         let visitor = Visitor::new(&app).await;
-        let corpus = form_corpus();
         let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let (mut refused_4xx, mut accepted, mut honeypot) = (0, 0, 0);
-        for (i, case) in corpus.iter().enumerate() {
+        for (i, case) in FORM_CASES.iter().enumerate() {
             let own = format!("case{i}@example.org");
-            let mut fields = fields_with(&own, case.field, &case.value);
-            if case.name == "day_script_weekly" {
-                fields.retain(|(n, _)| *n != "frequency");
-                fields.push(("frequency", b"weekly".to_vec()));
-            }
-            let answer = visitor.post_form(&fields, case.raw, &[]).await;
             let what = format!("{} ({})", case.name, db.backend);
-            assert!(
-                !answer.status.is_server_error(),
-                "{what}: {} {}",
-                answer.status,
-                answer.body
-            );
-            no_raw_markup(&what, &answer.body);
-            assert!(
-                !answer.headers.contains_key("bcc") && !answer.headers.contains_key("x-injected"),
-                "{what}: a header was injected into the answer"
-            );
-            match case.expect {
-                Expect::Stored => {
-                    assert_eq!(answer.status, StatusCode::OK, "{what}: {}", answer.body);
-                    assert!(answer.body.contains("Check your inbox"), "{what}");
+            let answer = visitor
+                .post_form(&case.fields(&own), case.value.is_raw(), &[])
+                .await;
+            match check_form_answer(&what, case, own, &answer) {
+                Outcome::Accepted(email, queries) => {
                     accepted += 1;
-                    let queries = if case.field == "queries" {
-                        query_lines(&decoded(case))
-                    } else {
-                        vec!["diffusion".to_string()]
-                    };
-                    let email = if case.field == "email" {
-                        EmailAddress::parse(&decoded(case))
-                            .expect("an accepted address")
-                            .as_str()
-                            .to_string()
-                    } else {
-                        own
-                    };
                     expected.insert(email, queries);
                 }
-                Expect::Refused(field) => {
-                    assert_eq!(
-                        answer.status,
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "{what}: {}",
-                        answer.body
-                    );
-                    let id = if field == "day" { "frequency" } else { field };
-                    let marker = format!("class=\"error\" id=\"{id}-error\">");
-                    let at = answer
-                        .body
-                        .find(&marker)
-                        .unwrap_or_else(|| panic!("{what}: no message beside {field}"));
-                    let message = answer.body[at + marker.len()..]
-                        .split("</p>")
-                        .next()
-                        .unwrap_or("");
-                    assert!(message.len() > 10, "{what}: message {message:?}");
-                    assert!(
-                        answer
-                            .body
-                            .contains("<form method=\"post\" action=\"/subscribe\""),
-                        "{what}: the form is not shown again"
-                    );
-                    refused_4xx += 1;
-                }
-                Expect::Honeypot => {
-                    assert_eq!(answer.status, StatusCode::OK, "{what}");
-                    honeypot += 1;
-                }
-                Expect::Forbidden => {
-                    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{what}");
-                    assert!(answer.body.contains("Reload the page"), "{what}");
-                    refused_4xx += 1;
-                }
-                Expect::TooLarge => {
-                    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{what}");
-                    assert!(answer.body.contains("length limit"), "{what}");
-                    refused_4xx += 1;
-                }
+                Outcome::Refused => refused_4xx += 1,
+                Outcome::Honeypot => honeypot += 1,
             }
         }
-
-        // Requests that no browser sends: each answered with a 4xx and a message.
-        let valid = form_body(
-            &visitor.csrf,
-            &fields_with("proto@example.org", "queries", b"x y"),
-            false,
-        );
-        let mut duplicated = valid.clone();
-        duplicated.extend_from_slice(b"&email=other%40example.org");
-        let mut huge = valid.clone();
-        huge.extend_from_slice(format!("&queries2={}", "a".repeat(70 * 1024)).as_bytes());
-        let protocol: Vec<(&str, Vec<u8>, &str, StatusCode)> = vec![
-            (
-                "json_body",
-                b"{\"email\":\"j@example.org\"}".to_vec(),
-                "application/json",
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ),
-            (
-                "duplicate_email",
-                duplicated,
-                "application/x-www-form-urlencoded",
-                StatusCode::UNPROCESSABLE_ENTITY,
-            ),
-            (
-                "body_over_64k",
-                huge,
-                "application/x-www-form-urlencoded",
-                StatusCode::PAYLOAD_TOO_LARGE,
-            ),
-        ];
-        for (name, body, content_type, status) in &protocol {
-            let answer = visitor.post_bytes(body.clone(), content_type, &[]).await;
+        let protocol = protocol_cases(&visitor.csrf);
+        for case in &protocol {
+            let answer = visitor
+                .post_bytes(case.body.clone(), case.content_type, &[])
+                .await;
+            let name = case.name;
             assert_eq!(
-                answer.status, *status,
+                answer.status, case.status,
                 "{name} ({}): {}",
                 db.backend, answer.body
             );
             assert!(!answer.body.trim().is_empty(), "{name}: no message");
             refused_4xx += 1;
         }
+        let previews = preview_cases();
+        check_previews(&visitor, &app, &previews).await;
 
-        // The form's live preview: every query answered with JSON, bad ones with a position.
-        let previews: Vec<(String, bool)> = vec![
-            (nested(10_000), false),
-            ("diffusion+".repeat(1_000), false),
-            ("diffusion%00".into(), false),
-            ("diff%FFusion".into(), false),
-            ("diffusion%0D%0ABcc:+x".into(), false),
-            ("%22%3E%3Cimg+src%3Dx+onerror%3Dalert(1)%3E".into(), false),
-            ("%3Cscript%3Ealert(1)%3C%2Fscript%3E".into(), true),
-            ("diffusion+-survey".into(), true),
-        ];
-        for (q, good) in &previews {
-            let answer = visitor
-                .http
-                .get(format!("{}/preview?q={q}", app.base))
-                .send()
-                .await
-                .expect("GET /preview");
-            assert_eq!(answer.status(), StatusCode::OK, "preview {q:.40}");
-            let v: serde_json::Value =
-                serde_json::from_str(&answer.text().await.expect("preview body"))
-                    .expect("preview JSON");
-            assert_eq!(v["ok"], json!(*good), "preview {q:.40}: {v}");
-            if !good {
-                assert!(v["position"].as_u64().is_some_and(|p| p >= 1), "{v}");
-                assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
-            }
-        }
-
-        // The database holds exactly what was accepted.
-        let stored = stored_readers(&app.store).await;
-        let got: BTreeMap<String, Vec<String>> = stored
-            .iter()
-            .map(|(email, (status, queries))| {
-                assert_eq!(*status, SubscriberStatus::Pending, "{email}");
-                (email.clone(), queries.clone())
-            })
-            .collect();
-        assert_eq!(got, expected, "{}: stored readers", db.backend);
-
-        // One confirmation email per accepted reader, with clean headers.
-        app.wait_for_outbox(expected.len()).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let messages = app.outbox_messages();
-        let mut recipients: BTreeMap<String, usize> = BTreeMap::new();
-        for m in &messages {
-            *recipients.entry(check_mail(m)).or_default() += 1;
-        }
-        let duplicates: usize = recipients.values().map(|n| n - 1).sum();
-        assert_eq!(duplicates, 0, "{recipients:?}");
-        assert_eq!(
-            recipients.keys().cloned().collect::<BTreeSet<_>>(),
-            expected.keys().cloned().collect::<BTreeSet<_>>(),
-            "{}: recipients",
-            db.backend
-        );
-
-        // Each accepted reader confirms; their settings page shows the queries escaped.
-        let mut pages_checked = 0;
-        for m in &messages {
-            let to = check_mail(m);
-            let text = &base64_parts(m)[0];
-            let link = link_starting(text, "http://127.0.0.1").expect("a confirmation link");
-            let page = visitor.http.get(&link).send().await.expect("confirm");
-            assert_eq!(page.status(), StatusCode::OK, "confirm {to}");
-            let body = page.text().await.expect("confirmed page");
-            no_raw_markup("confirmed page", &body);
-            let at = body.find("/preferences/").expect("a preferences link");
-            let prefs = &body[at..at + body[at..].find('"').expect("link end")];
-            let page = visitor
-                .http
-                .get(app.url(prefs))
-                .send()
-                .await
-                .expect("preferences");
-            assert_eq!(page.status(), StatusCode::OK);
-            let body = page.text().await.expect("preferences page");
-            no_raw_markup("preferences page", &body);
-            for q in &expected[&to] {
-                if q.contains(['<', '>', '&', '"']) {
-                    assert!(!body.contains(q.as_str()), "{q:?} shown unescaped");
-                    assert!(body.contains("alert(1)"), "{q:?} not shown at all");
-                } else {
-                    assert!(body.contains(q.as_str()), "{q:?} not shown");
-                }
-            }
-            pages_checked += 1;
-        }
-        assert_eq!(pages_checked, expected.len());
-        let after = stored_readers(&app.store).await;
-        assert!(after.values().all(|(s, _)| *s == SubscriberStatus::Active));
-        assert_eq!(after.len(), expected.len());
-
+        let stored = check_stored_pending(&app, &expected, db.backend).await;
+        let (messages, duplicates) = check_confirmations(&app, &expected, db.backend).await;
+        let pages_checked = confirm_each(&visitor, &app, &messages, &expected).await;
         report::report(
             "input.hostile_form",
             json!({
                 "backend": db.backend,
-                "cases": corpus.len() + protocol.len(),
+                "cases": FORM_CASES.len() + protocol.len(),
                 "refused_4xx": refused_4xx,
                 "server_errors": 0,
                 "accepted": accepted,
                 "honeypot": honeypot,
-                "stored": got.len(),
+                "stored": stored,
                 "emails": messages.len(),
                 "pages_checked": pages_checked,
                 "previews": previews.len(),
@@ -897,8 +847,7 @@ async fn hostile_form() {
 // ---------------------------------------------------------------------------------------
 
 fn run_cli(dir: &Path, db: &TestDb, args: &[OsString]) -> Output {
-    paperboy(dir)
-        .env("PAPERBOY_DATABASE_URL", db.url.expose())
+    paperboy_on(dir, db)
         .args(args)
         .output()
         .expect("run paperboy")
@@ -906,6 +855,31 @@ fn run_cli(dir: &Path, db: &TestDb, args: &[OsString]) -> Output {
 
 fn os(parts: &[&str]) -> Vec<OsString> {
     parts.iter().map(OsString::from).collect()
+}
+
+/// `subscribers add` with `args`.
+fn subscribers_add(args: &[&str]) -> Vec<OsString> {
+    let mut argv = os(&["subscribers", "add"]);
+    argv.extend(os(args));
+    argv
+}
+
+/// `papers search` with `args`.
+fn papers_search(args: &[&str]) -> Vec<OsString> {
+    let mut argv = os(&["papers", "search"]);
+    argv.extend(os(args));
+    argv
+}
+
+/// `subscribers add ADDRESS --query QUERY`, with bytes that are not UTF-8 allowed in both.
+fn subscribers_add_bytes(address: &[u8], query: Option<&[u8]>) -> Vec<OsString> {
+    let mut argv = os(&["subscribers", "add"]);
+    argv.push(OsString::from_vec(address.to_vec()));
+    if let Some(query) = query {
+        argv.push("--query".into());
+        argv.push(OsString::from_vec(query.to_vec()));
+    }
+    argv
 }
 
 fn stderr(o: &Output) -> String {
@@ -929,16 +903,312 @@ fn refused_with_2(what: &str, o: &Output) {
     );
 }
 
-fn outbox_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir.join("data/outbox"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-                .map(|p| std::fs::read_to_string(p).expect("read eml"))
-                .collect()
-        })
-        .unwrap_or_default()
+/// What must come of one command.
+enum CliExpect {
+    /// Exit 2 with a message.
+    Refused,
+    /// Exit 0, and this reader stored: address, queries, and whether confirmed.
+    Added(&'static str, &'static [&'static str], bool),
+    /// Exit 0, printing this and nothing else.
+    Prints(&'static str),
+}
+
+/// One hostile command line.
+struct CliCase {
+    name: &'static str,
+    argv: fn() -> Vec<OsString>,
+    expect: CliExpect,
+}
+
+const fn refused(name: &'static str, argv: fn() -> Vec<OsString>) -> CliCase {
+    CliCase {
+        name,
+        argv,
+        expect: CliExpect::Refused,
+    }
+}
+
+const CLI_CASES: &[CliCase] = &[
+    refused("add_crlf_bcc", || {
+        subscribers_add(&[
+            "eve@example.org\r\nBcc: x@example.net",
+            "--query",
+            "diffusion",
+        ])
+    }),
+    refused("add_script_address", || {
+        subscribers_add(&["<script>alert(1)</script>@example.org"])
+    }),
+    refused("add_encoded_word", || {
+        subscribers_add(&["=?utf-8?q?eve=0D=0ABcc=3A_x=40example.net?=@example.org"])
+    }),
+    refused("add_overlong_address", || {
+        subscribers_add(&[&format!("{}@example.org", "a".repeat(300))])
+    }),
+    refused("add_invalid_utf8_address", || {
+        subscribers_add_bytes(b"ev\xffe@example.org", None)
+    }),
+    refused("add_invalid_utf8_query", || {
+        subscribers_add_bytes(b"q1@example.org", Some(b"diff\xffusion"))
+    }),
+    refused("add_10k_query", || {
+        subscribers_add(&["q2@example.org", "--query", &"diffusion ".repeat(1000)])
+    }),
+    refused("add_nested_10k", || {
+        subscribers_add(&["q3@example.org", "--query", &nested(10_000)])
+    }),
+    refused("add_21_queries", || {
+        let mut argv = subscribers_add(&["many@example.org"]);
+        for i in 0..21 {
+            argv.extend(os(&["--query", &format!("topic{i}")]));
+        }
+        argv
+    }),
+    refused("add_escape_query", || {
+        subscribers_add(&["q4@example.org", "--query", "diffusion\x1b[2J"])
+    }),
+    refused("add_cr_query", || {
+        subscribers_add(&["q5@example.org", "--query", "diffusion\rBcc x"])
+    }),
+    refused("add_script_timezone", || {
+        subscribers_add(&["q6@example.org", "--timezone", SCRIPT])
+    }),
+    refused("add_crlf_frequency", || {
+        subscribers_add(&[
+            "q7@example.org",
+            "--frequency",
+            "daily\r\nBcc: x@example.net",
+        ])
+    }),
+    refused("add_send_hour_99", || {
+        subscribers_add(&["q8@example.org", "--send-hour", "99"])
+    }),
+    refused("add_send_hour_text", || {
+        subscribers_add(&["q9@example.org", "--send-hour", "<b>8</b>"])
+    }),
+    refused("add_max_papers_huge", || {
+        subscribers_add(&["q10@example.org", "--max-papers", "100000"])
+    }),
+    CliCase {
+        name: "add_script_query",
+        argv: || subscribers_add(&["html1@example.org", "--query", SCRIPT, "--confirmed"]),
+        expect: CliExpect::Added("html1@example.org", &[SCRIPT], true),
+    },
+    CliCase {
+        name: "add_img_phrase_query",
+        argv: || {
+            subscribers_add(&[
+                "html2@example.org",
+                "--query",
+                "\"<img src=x onerror=alert(1)>\" robots",
+            ])
+        },
+        expect: CliExpect::Added(
+            "html2@example.org",
+            &["\"<img src=x onerror=alert(1)>\" robots"],
+            false,
+        ),
+    },
+    refused("add_twice", || {
+        subscribers_add(&["HTML1@example.org", "--query", "other"])
+    }),
+    refused("search_10k", || {
+        papers_search(&[&"diffusion ".repeat(1000)])
+    }),
+    refused("search_nested_10k", || papers_search(&[&nested(10_000)])),
+    refused("search_nested_9", || papers_search(&[&nested(9)])),
+    refused("search_empty", || papers_search(&[""])),
+    refused("search_bell", || papers_search(&["diffusion\x07"])),
+    refused("search_invalid_utf8", || {
+        let mut argv = papers_search(&[]);
+        argv.push(OsString::from_vec(b"\xff\xfe".to_vec()));
+        argv
+    }),
+    CliCase {
+        name: "search_script",
+        argv: || papers_search(&[SCRIPT, "--json"]),
+        expect: CliExpect::Prints("[]"),
+    },
+];
+
+/// Every reader the database must hold: address → (status, queries).
+type StoredSubscribers = BTreeMap<String, (SubscriberStatus, Vec<String>)>;
+
+/// Runs every command of [`CLI_CASES`]; returns the refused and the accepted counts, and
+/// adds the readers stored to `expected`.
+fn run_cli_cases(dir: &Path, db: &TestDb, expected: &mut StoredSubscribers) -> (usize, usize) {
+    let (mut exit_2, mut accepted) = (0, 0);
+    for case in CLI_CASES {
+        let out = run_cli(dir, db, &(case.argv)());
+        let what = format!("{} ({})", case.name, db.backend);
+        match case.expect {
+            CliExpect::Refused => {
+                refused_with_2(&what, &out);
+                exit_2 += 1;
+            }
+            CliExpect::Added(email, queries, confirmed) => {
+                assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(&out));
+                accepted += 1;
+                let status = if confirmed {
+                    SubscriberStatus::Active
+                } else {
+                    SubscriberStatus::Pending
+                };
+                let queries = queries.iter().map(|q| q.to_string()).collect();
+                expected.insert(email.to_string(), (status, queries));
+            }
+            CliExpect::Prints(printed) => {
+                assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(&out));
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    printed,
+                    "{what}"
+                );
+                accepted += 1;
+            }
+        }
+    }
+    (exit_2, accepted)
+}
+
+/// One row of the hostile CSV, and the reader it stores when it is good.
+struct CsvRow {
+    line: fn() -> Vec<u8>,
+    stored: Option<(&'static str, SubscriberStatus, &'static str)>,
+}
+
+const fn bad_row(line: fn() -> Vec<u8>) -> CsvRow {
+    CsvRow { line, stored: None }
+}
+
+const CSV_ROWS: &[CsvRow] = &[
+    CsvRow {
+        line: || b"imp1@example.org,diffusion,daily,8,UTC,true".to_vec(),
+        stored: Some(("imp1@example.org", SubscriberStatus::Active, "diffusion")),
+    },
+    bad_row(|| b"\"imp2@example.org\r\nBcc: x@example.net\",diffusion,daily,8,UTC,true".to_vec()),
+    CsvRow {
+        line: || format!("imp3@example.org,{SCRIPT},daily,8,UTC,true").into_bytes(),
+        stored: Some(("imp3@example.org", SubscriberStatus::Active, SCRIPT)),
+    },
+    bad_row(|| b"imp4@example.org,diffusion\0,daily,8,UTC,true".to_vec()),
+    bad_row(|| {
+        let long_query = "diffusion ".repeat(1000);
+        format!("imp5@example.org,{long_query},daily,8,UTC,true").into_bytes()
+    }),
+    bad_row(|| b"imp6@example.org,diff\xffusion,daily,8,UTC,true".to_vec()),
+    bad_row(|| format!("imp7@example.org,diffusion,daily,8,{SCRIPT},true").into_bytes()),
+    bad_row(|| b"imp8@example.org,diffusion,\"daily\r\nBcc: x@example.net\",8,UTC,true".to_vec()),
+    bad_row(|| {
+        let overlong = format!("{}@example.org", "a".repeat(300));
+        format!("{overlong},diffusion,daily,8,UTC,true").into_bytes()
+    }),
+    bad_row(|| format!("imp9@example.org,{},daily,8,UTC,true", nested(10_000)).into_bytes()),
+    bad_row(|| {
+        b"=?utf-8?b?QmNjOiB4QGV4YW1wbGUubmV0?=@example.org,diffusion,daily,8,UTC,true".to_vec()
+    }),
+    CsvRow {
+        line: || {
+            b"imp10@example.org,\"\"\"<svg/onload=alert(1)>\"\" graphs\",weekly:mon,6,Europe/Berlin,no"
+                .to_vec()
+        },
+        stored: Some((
+            "imp10@example.org",
+            SubscriberStatus::Pending,
+            "\"<svg/onload=alert(1)>\" graphs",
+        )),
+    },
+    bad_row(|| b"imp11@example.org,diffusion\x1b[31m,daily,8,UTC,true".to_vec()),
+];
+
+/// The rows of [`CSV_ROWS`], then one reader with 21 queries (refused whole); returns the
+/// file and the line numbers that must be reported.
+fn hostile_csv() -> (Vec<u8>, Vec<usize>) {
+    let mut csv: Vec<u8> = b"email,query,frequency,send_hour,timezone,confirmed\n".to_vec();
+    let mut bad_lines = Vec::new();
+    for (i, row) in CSV_ROWS.iter().enumerate() {
+        csv.extend_from_slice(&(row.line)());
+        csv.push(b'\n');
+        if row.stored.is_none() {
+            bad_lines.push(i + 2);
+        }
+    }
+    for q in 0..21 {
+        csv.extend_from_slice(format!("imp12@example.org,topic{q},daily,8,UTC,true\n").as_bytes());
+    }
+    bad_lines.push(CSV_ROWS.len() + 2);
+    (csv, bad_lines)
+}
+
+/// Imports the hostile CSV: good rows kept, every bad row named by its line. Adds the
+/// readers stored to `expected`; returns the good rows and the lines refused.
+fn import_hostile_csv(dir: &Path, db: &TestDb, expected: &mut StoredSubscribers) -> (usize, usize) {
+    let (csv, bad_lines) = hostile_csv();
+    let file = dir.join("hostile.csv");
+    std::fs::write(&file, &csv).expect("write csv");
+    let out = run_cli(
+        dir,
+        db,
+        &[OsString::from("subscribers"), "import".into(), file.into()],
+    );
+    refused_with_2(&format!("import ({})", db.backend), &out);
+    let err = stderr(&out);
+    for line in &bad_lines {
+        assert!(
+            err.contains(&format!("line {line}:")),
+            "line {line} not reported: {err}"
+        );
+    }
+    let good: Vec<_> = CSV_ROWS.iter().filter_map(|row| row.stored).collect();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&format!("{} readers added", good.len())),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for (email, status, query) in &good {
+        expected.insert(email.to_string(), (*status, vec![query.to_string()]));
+    }
+    (good.len(), bad_lines.len())
+}
+
+/// A CSV whose header is not UTF-8, and one that is not there: each refused with exit 2.
+fn import_broken_files(dir: &Path, db: &TestDb) -> usize {
+    let broken = dir.join("broken.csv");
+    std::fs::write(&broken, b"em\xffail,query\nz@example.org,x\n").expect("write csv");
+    let files = [broken, dir.join("missing.csv")];
+    for path in &files {
+        let argv = [OsString::from("subscribers"), "import".into(), path.into()];
+        let out = run_cli(dir, db, &argv);
+        refused_with_2(&format!("import of a bad file ({})", db.backend), &out);
+    }
+    files.len()
+}
+
+/// The database holds exactly what was accepted, and each pending reader got exactly one
+/// clean confirmation. Returns the readers stored, the emails and the duplicates.
+async fn check_cli_results(
+    dir: &Path,
+    db: &TestDb,
+    expected: &StoredSubscribers,
+) -> (usize, usize, usize) {
+    let store = db.store().await;
+    let stored = stored_readers(&store).await;
+    assert_eq!(&stored, expected, "{}: stored readers", db.backend);
+    let messages = outbox_messages(&dir.join("data/outbox"));
+    let mut recipients: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &messages {
+        *recipients.entry(check_mail(m)).or_default() += 1;
+    }
+    let pending: BTreeSet<String> = expected
+        .iter()
+        .filter(|(_, (s, _))| *s == SubscriberStatus::Pending)
+        .map(|(e, _)| e.clone())
+        .collect();
+    assert_eq!(recipients.keys().cloned().collect::<BTreeSet<_>>(), pending);
+    let duplicates: usize = recipients.values().map(|n| n - 1).sum();
+    assert_eq!(duplicates, 0);
+    store.close().await;
+    (stored.len(), messages.len(), duplicates)
 }
 
 #[tokio::test]
@@ -946,368 +1216,25 @@ async fn hostile_cli() {
     for db in databases().await {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
-        let invalid = |bytes: &[u8]| OsString::from_vec(bytes.to_vec());
-        let long_query = "diffusion ".repeat(1000);
-        let deep = nested(10_000);
-        let overlong = format!("{}@example.org", "a".repeat(300));
-        let mut twenty_one = os(&["subscribers", "add", "many@example.org"]);
-        for i in 0..21 {
-            twenty_one.extend(os(&["--query", &format!("topic{i}")]));
-        }
-        // (name, argv, accepted: Some((address, queries, confirmed)))
-        type Accepted = Option<(&'static str, Vec<&'static str>, bool)>;
-        let mut cases: Vec<(&str, Vec<OsString>, Accepted)> = vec![
-            (
-                "add_crlf_bcc",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "eve@example.org\r\nBcc: x@example.net",
-                    "--query",
-                    "diffusion",
-                ]),
-                None,
-            ),
-            (
-                "add_script_address",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "<script>alert(1)</script>@example.org",
-                ]),
-                None,
-            ),
-            (
-                "add_encoded_word",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "=?utf-8?q?eve=0D=0ABcc=3A_x=40example.net?=@example.org",
-                ]),
-                None,
-            ),
-            (
-                "add_overlong_address",
-                os(&["subscribers", "add", &overlong]),
-                None,
-            ),
-            (
-                "add_invalid_utf8_address",
-                vec![
-                    "subscribers".into(),
-                    "add".into(),
-                    invalid(b"ev\xffe@example.org"),
-                ],
-                None,
-            ),
-            (
-                "add_invalid_utf8_query",
-                vec![
-                    "subscribers".into(),
-                    "add".into(),
-                    "q1@example.org".into(),
-                    "--query".into(),
-                    invalid(b"diff\xffusion"),
-                ],
-                None,
-            ),
-            (
-                "add_10k_query",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "q2@example.org",
-                    "--query",
-                    &long_query,
-                ]),
-                None,
-            ),
-            (
-                "add_nested_10k",
-                os(&["subscribers", "add", "q3@example.org", "--query", &deep]),
-                None,
-            ),
-            ("add_21_queries", twenty_one, None),
-            (
-                "add_escape_query",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "q4@example.org",
-                    "--query",
-                    "diffusion\x1b[2J",
-                ]),
-                None,
-            ),
-            (
-                "add_cr_query",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "q5@example.org",
-                    "--query",
-                    "diffusion\rBcc x",
-                ]),
-                None,
-            ),
-            (
-                "add_script_timezone",
-                os(&["subscribers", "add", "q6@example.org", "--timezone", SCRIPT]),
-                None,
-            ),
-            (
-                "add_crlf_frequency",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "q7@example.org",
-                    "--frequency",
-                    "daily\r\nBcc: x@example.net",
-                ]),
-                None,
-            ),
-            (
-                "add_send_hour_99",
-                os(&["subscribers", "add", "q8@example.org", "--send-hour", "99"]),
-                None,
-            ),
-            (
-                "add_send_hour_text",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "q9@example.org",
-                    "--send-hour",
-                    "<b>8</b>",
-                ]),
-                None,
-            ),
-            (
-                "add_max_papers_huge",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "q10@example.org",
-                    "--max-papers",
-                    "100000",
-                ]),
-                None,
-            ),
-            (
-                "add_script_query",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "html1@example.org",
-                    "--query",
-                    SCRIPT,
-                    "--confirmed",
-                ]),
-                Some(("html1@example.org", vec![SCRIPT], true)),
-            ),
-            (
-                "add_img_phrase_query",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "html2@example.org",
-                    "--query",
-                    "\"<img src=x onerror=alert(1)>\" robots",
-                ]),
-                Some((
-                    "html2@example.org",
-                    vec!["\"<img src=x onerror=alert(1)>\" robots"],
-                    false,
-                )),
-            ),
-            (
-                "add_twice",
-                os(&[
-                    "subscribers",
-                    "add",
-                    "HTML1@example.org",
-                    "--query",
-                    "other",
-                ]),
-                None,
-            ),
-            ("search_10k", os(&["papers", "search", &long_query]), None),
-            ("search_nested_10k", os(&["papers", "search", &deep]), None),
-            (
-                "search_nested_9",
-                os(&["papers", "search", &nested(9)]),
-                None,
-            ),
-            ("search_empty", os(&["papers", "search", ""]), None),
-            (
-                "search_bell",
-                os(&["papers", "search", "diffusion\x07"]),
-                None,
-            ),
-            (
-                "search_invalid_utf8",
-                vec!["papers".into(), "search".into(), invalid(b"\xff\xfe")],
-                None,
-            ),
-        ];
-        cases.push((
-            "search_script",
-            os(&["papers", "search", SCRIPT, "--json"]),
-            None,
-        ));
-        let (mut exit_2, mut accepted) = (0, 0);
-        let mut expected: BTreeMap<String, (SubscriberStatus, Vec<String>)> = BTreeMap::new();
-        for (name, args, accept) in &cases {
-            let out = run_cli(d, &db, args);
-            let what = format!("{name} ({})", db.backend);
-            if *name == "search_script" {
-                assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(&out));
-                assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]", "{what}");
-                accepted += 1;
-                continue;
-            }
-            match accept {
-                Some((email, queries, confirmed)) => {
-                    assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(&out));
-                    accepted += 1;
-                    let status = if *confirmed {
-                        SubscriberStatus::Active
-                    } else {
-                        SubscriberStatus::Pending
-                    };
-                    expected.insert(
-                        email.to_string(),
-                        (status, queries.iter().map(|q| q.to_string()).collect()),
-                    );
-                }
-                None => {
-                    refused_with_2(&what, &out);
-                    exit_2 += 1;
-                }
-            }
-        }
-
-        // CSV import: good rows kept, every bad row named by its line.
-        let mut csv: Vec<u8> = b"email,query,frequency,send_hour,timezone,confirmed\n".to_vec();
-        let rows: Vec<(Vec<u8>, bool)> = vec![
-            (b"imp1@example.org,diffusion,daily,8,UTC,true".to_vec(), true),
-            (b"\"imp2@example.org\r\nBcc: x@example.net\",diffusion,daily,8,UTC,true".to_vec(), false),
-            (format!("imp3@example.org,{SCRIPT},daily,8,UTC,true").into_bytes(), true),
-            (b"imp4@example.org,diffusion\0,daily,8,UTC,true".to_vec(), false),
-            (format!("imp5@example.org,{long_query},daily,8,UTC,true").into_bytes(), false),
-            (b"imp6@example.org,diff\xffusion,daily,8,UTC,true".to_vec(), false),
-            (format!("imp7@example.org,diffusion,daily,8,{SCRIPT},true").into_bytes(), false),
-            (b"imp8@example.org,diffusion,\"daily\r\nBcc: x@example.net\",8,UTC,true".to_vec(), false),
-            (format!("{overlong},diffusion,daily,8,UTC,true").into_bytes(), false),
-            (format!("imp9@example.org,{deep},daily,8,UTC,true").into_bytes(), false),
-            (b"=?utf-8?b?QmNjOiB4QGV4YW1wbGUubmV0?=@example.org,diffusion,daily,8,UTC,true".to_vec(), false),
-            (b"imp10@example.org,\"\"\"<svg/onload=alert(1)>\"\" graphs\",weekly:mon,6,Europe/Berlin,no".to_vec(), true),
-            (b"imp11@example.org,diffusion\x1b[31m,daily,8,UTC,true".to_vec(), false),
-        ];
-        let mut bad_lines = Vec::new();
-        for (i, (row, good)) in rows.iter().enumerate() {
-            csv.extend_from_slice(row);
-            csv.push(b'\n');
-            if !good {
-                bad_lines.push(i + 2);
-            }
-        }
-        // One reader with 21 queries: refused whole, nothing of it stored.
-        let first_many = rows.len() + 2;
-        for q in 0..21 {
-            csv.extend_from_slice(
-                format!("imp12@example.org,topic{q},daily,8,UTC,true\n").as_bytes(),
-            );
-        }
-        bad_lines.push(first_many);
-        let file = d.join("hostile.csv");
-        std::fs::write(&file, &csv).expect("write csv");
-        let out = run_cli(
-            d,
-            &db,
-            &[
-                OsString::from("subscribers"),
-                "import".into(),
-                file.clone().into(),
-            ],
-        );
-        refused_with_2(&format!("import ({})", db.backend), &out);
-        exit_2 += 1;
-        let err = stderr(&out);
-        for line in &bad_lines {
-            assert!(
-                err.contains(&format!("line {line}:")),
-                "line {line} not reported: {err}"
-            );
-        }
-        let good_rows = rows.iter().filter(|(_, g)| *g).count();
-        assert!(
-            String::from_utf8_lossy(&out.stdout).starts_with(&format!("{good_rows} readers added")),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let mut expected = StoredSubscribers::new();
+        let (mut exit_2, mut accepted) = run_cli_cases(d, &db, &mut expected);
+        let (good_rows, csv_rows_refused) = import_hostile_csv(d, &db, &mut expected);
         accepted += good_rows;
-        expected.insert(
-            "imp1@example.org".into(),
-            (SubscriberStatus::Active, vec!["diffusion".into()]),
-        );
-        expected.insert(
-            "imp3@example.org".into(),
-            (SubscriberStatus::Active, vec![SCRIPT.into()]),
-        );
-        expected.insert(
-            "imp10@example.org".into(),
-            (
-                SubscriberStatus::Pending,
-                vec!["\"<svg/onload=alert(1)>\" graphs".into()],
-            ),
-        );
-
-        // A CSV whose header is not UTF-8, and one that is not there.
-        let broken = d.join("broken.csv");
-        std::fs::write(&broken, b"em\xffail,query\nz@example.org,x\n").expect("write csv");
-        for path in [broken, d.join("missing.csv")] {
-            let out = run_cli(
-                d,
-                &db,
-                &[OsString::from("subscribers"), "import".into(), path.into()],
-            );
-            refused_with_2(&format!("import of a bad file ({})", db.backend), &out);
-            exit_2 += 1;
-        }
-
-        // The database holds exactly what was accepted.
-        let store = db.store().await;
-        let stored = stored_readers(&store).await;
-        assert_eq!(stored, expected, "{}: stored readers", db.backend);
-        // And each pending reader got exactly one clean confirmation.
-        let messages = outbox_files(d);
-        let mut recipients: BTreeMap<String, usize> = BTreeMap::new();
-        for m in &messages {
-            *recipients.entry(check_mail(m)).or_default() += 1;
-        }
-        let pending: BTreeSet<String> = expected
-            .iter()
-            .filter(|(_, (s, _))| *s == SubscriberStatus::Pending)
-            .map(|(e, _)| e.clone())
-            .collect();
-        assert_eq!(recipients.keys().cloned().collect::<BTreeSet<_>>(), pending);
-        let duplicates: usize = recipients.values().map(|n| n - 1).sum();
-        assert_eq!(duplicates, 0);
-        store.close().await;
-
+        exit_2 += 1 + import_broken_files(d, &db);
+        let (stored, emails, duplicates) = check_cli_results(d, &db, &expected).await;
+        let rows = CSV_ROWS.len() + 21;
         report::report(
             "input.hostile_cli",
             json!({
                 "backend": db.backend,
-                "cases": cases.len() + rows.len() + 21 + 2,
-                "commands": cases.len() + 3,
-                "csv_rows": rows.len() + 21,
+                "cases": CLI_CASES.len() + rows + 2,
+                "commands": CLI_CASES.len() + 3,
+                "csv_rows": rows,
                 "exit_2": exit_2,
-                "csv_rows_refused": bad_lines.len(),
+                "csv_rows_refused": csv_rows_refused,
                 "accepted": accepted,
-                "stored": stored.len(),
-                "emails": messages.len(),
+                "stored": stored,
+                "emails": emails,
                 "duplicates": duplicates,
             }),
         );
@@ -1521,56 +1448,17 @@ fn query_fuzz() {
         TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &FUZZ_SEED));
     let outcome = runner.run(&fuzz_input(), |s| {
         cases.fetch_add(1, Ordering::Relaxed);
-        let len = s.chars().count();
         // A reader's whole field, as the form and `import` read it.
         let _ = parse_lines(&s);
         match Query::parse(&s) {
             Err(e) => {
                 refused.fetch_add(1, Ordering::Relaxed);
-                prop_assert!(
-                    (1..=len.max(1) + 1).contains(&e.position),
-                    "position {} outside 1..={} for {s:?}",
-                    e.position,
-                    len + 1
-                );
-                prop_assert!(!e.problem.trim().is_empty());
-                let shown = e.to_string();
-                let at = format!(" at {}", e.position);
-                prop_assert!(shown.contains(&at), "{shown:?}");
+                check_refused_query(&s, &e)?;
             }
             Ok(q) => {
                 ok.fetch_add(1, Ordering::Relaxed);
-                prop_assert!(
-                    !s.contains(|c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r')
-                        || c == '\u{FFFD}'),
-                    "accepted a control character or U+FFFD: {s:?}"
-                );
-                prop_assert_eq!(q.root().to_string(), q.canonical());
-                prop_assert!(!q.canonical().is_empty());
-                // Its own text parses to the same query.
-                let again = Query::parse(q.text());
-                prop_assert_eq!(again.as_ref().ok(), Some(&q));
-                // The index, the reference evaluator and the search agree on every paper.
-                let mut naive = BTreeSet::new();
-                for (i, doc) in docs.iter().enumerate() {
-                    let reference = naive_matches(q.root(), doc);
-                    prop_assert_eq!(
-                        eval(q.root(), &Indexed(doc)),
-                        reference,
-                        "{:?} on paper {}",
-                        s,
-                        i
-                    );
-                    if reference {
-                        naive.insert(papers[i].key.as_str().to_string());
-                    }
-                }
-                let found: BTreeSet<String> = search(&q, &papers)
-                    .iter()
-                    .map(|h| h.paper.key.as_str().to_string())
-                    .collect();
-                prop_assert_eq!(&found, &naive, "search and reference differ for {:?}", s);
-                matched.fetch_add(found.len(), Ordering::Relaxed);
+                let found = check_accepted_query(&s, &q, &docs, &papers)?;
+                matched.fetch_add(found, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -1578,8 +1466,89 @@ fn query_fuzz() {
     if let Err(e) = outcome {
         panic!("query fuzz failed: {e}");
     }
+    let extremes_refused = refuse_extremes();
 
-    // Fixed extremes: deep nesting and long input are refused without recursion.
+    let cases = cases.into_inner();
+    let (ok, refused) = (ok.into_inner(), refused.into_inner());
+    assert!(cases >= FUZZ_CASES as usize);
+    assert!(
+        ok > 1_000 && refused > 1_000,
+        "ok {ok}, refused {refused}: the generators are off"
+    );
+    report::report(
+        "input.query_fuzz",
+        json!({
+            "cases": cases,
+            "seed": String::from_utf8_lossy(&FUZZ_SEED),
+            "ok": ok,
+            "refused": refused,
+            "papers_matched": matched.into_inner(),
+            "extremes_refused": extremes_refused,
+            "panics": 0,
+            "secs": started.elapsed().as_secs_f64(),
+        }),
+    );
+}
+
+/// A refusal names a position inside the text (or just past it) and a problem.
+fn check_refused_query(s: &str, e: &QueryError) -> Result<(), TestCaseError> {
+    let len = s.chars().count();
+    prop_assert!(
+        (1..=len.max(1) + 1).contains(&e.position),
+        "position {} outside 1..={} for {s:?}",
+        e.position,
+        len + 1
+    );
+    prop_assert!(!e.problem.trim().is_empty());
+    let shown = e.to_string();
+    let at = format!(" at {}", e.position);
+    prop_assert!(shown.contains(&at), "{shown:?}");
+    Ok(())
+}
+
+/// An accepted query holds no control character, reads back as itself, and the index, the
+/// reference evaluator and the search agree on every paper. Returns the papers it found.
+fn check_accepted_query(
+    s: &str,
+    q: &Query,
+    docs: &[Doc],
+    papers: &[Paper],
+) -> Result<usize, TestCaseError> {
+    prop_assert!(
+        !s.contains(|c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+            || c == '\u{FFFD}'),
+        "accepted a control character or U+FFFD: {s:?}"
+    );
+    prop_assert_eq!(q.root().to_string(), q.canonical());
+    prop_assert!(!q.canonical().is_empty());
+    // Its own text parses to the same query.
+    let again = Query::parse(q.text());
+    prop_assert_eq!(again.as_ref().ok(), Some(q));
+    let mut naive = BTreeSet::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let reference = naive_matches(q.root(), doc);
+        prop_assert_eq!(
+            eval(q.root(), &Indexed(doc)),
+            reference,
+            "{:?} on paper {}",
+            s,
+            i
+        );
+        if reference {
+            naive.insert(papers[i].key.as_str().to_string());
+        }
+    }
+    let found: BTreeSet<String> = search(q, papers)
+        .iter()
+        .map(|h| h.paper.key.as_str().to_string())
+        .collect();
+    prop_assert_eq!(&found, &naive, "search and reference differ for {:?}", s);
+    Ok(found.len())
+}
+
+/// Fixed extremes: deep nesting and long input are refused without recursion, and the
+/// deepest allowed nesting still works. Returns how many were refused.
+fn refuse_extremes() -> usize {
     let extremes = [
         nested(10_000),
         nested(100_000),
@@ -1602,29 +1571,8 @@ fn query_fuzz() {
     assert!(parse_lines(&lines).is_err());
     let deep_lines = vec![nested(10_000); 1_000].join("\n");
     assert!(parse_lines(&deep_lines).is_err());
-    // The deepest allowed nesting still works.
     assert!(Query::parse(&nested(paperboy::matching::query::MAX_DEPTH)).is_ok());
-
-    let cases = cases.into_inner();
-    let (ok, refused) = (ok.into_inner(), refused.into_inner());
-    assert!(cases >= FUZZ_CASES as usize);
-    assert!(
-        ok > 1_000 && refused > 1_000,
-        "ok {ok}, refused {refused}: the generators are off"
-    );
-    report::report(
-        "input.query_fuzz",
-        json!({
-            "cases": cases,
-            "seed": String::from_utf8_lossy(&FUZZ_SEED),
-            "ok": ok,
-            "refused": refused,
-            "papers_matched": matched.into_inner(),
-            "extremes_refused": extremes.len() + 2,
-            "panics": 0,
-            "secs": started.elapsed().as_secs_f64(),
-        }),
-    );
+    extremes.len() + 2
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1832,11 +1780,8 @@ async fn burst_one_mailbox() {
 
         let stored = stored_readers(&app.store).await;
         assert_eq!(stored.len(), 1, "{}: one reader", db.backend);
-        let reader = app
-            .store
-            .subscriber_by_email(&EmailAddress::parse("victim@example.org").expect("address"))
+        let reader = find_subscriber(&app.store, "victim@example.org")
             .await
-            .expect("read")
             .expect("the reader");
         let consents = app.store.consents(reader.id).await.expect("consents");
         let recipients = settled_outbox(&app, 1).await;

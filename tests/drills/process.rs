@@ -6,8 +6,8 @@
 //! Kill moments are drawn from a seed (`PAPERBOY_DRILL_SEED`, printed in every figures
 //! line), so a failing run can be replayed.
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../api/helpers.rs"]
+mod helpers;
 #[path = "report.rs"]
 mod report;
 
@@ -18,7 +18,7 @@ use std::process::{Child, Output, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use common::{FeedServer, Reply, SmtpSink, TestDb, databases, paperboy};
+use helpers::{FeedServer, Reply, SmtpSink, TestDb, databases, paperboy};
 use paperboy::store::Store;
 use serde_json::json;
 use sqlx::Connection;
@@ -507,7 +507,7 @@ async fn readers_and_papers(store: &Store, n: usize) -> Vec<String> {
     for (t, topic) in TOPICS.iter().enumerate() {
         for j in 0..PER_TOPIC {
             let n = 50_000 + (t * 100 + j) as u32;
-            papers.push(common::arxiv_paper(
+            papers.push(helpers::arxiv_paper(
                 &arxiv_id(n),
                 &format!("A {topic} paper, number {j}"),
                 &format!("We study {topic} in setting {j}."),
@@ -515,7 +515,7 @@ async fn readers_and_papers(store: &Store, n: usize) -> Vec<String> {
             ));
         }
     }
-    common::store_full_papers(store, papers).await;
+    helpers::store_full_papers(store, papers).await;
     emails
 }
 

@@ -6,8 +6,8 @@
 //! the digests of their sent deliveries arrived, each once, apart from a message the relay
 //! took without answering (the documented in-flight duplicate, same Message-ID).
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../api/helpers.rs"]
+mod helpers;
 #[path = "report.rs"]
 mod report;
 
@@ -18,7 +18,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{
+use helpers::{
     SmtpSink, TestDb, active_reader, arxiv_paper, databases, free_port, paperboy, store_full_papers,
 };
 use paperboy::domain::{EmailAddress, SubscriberStatus};

@@ -2,11 +2,8 @@
 //! project did not write (aiosmtpd, storing into a Maildir), and into the file outbox.
 
 use std::process::Output;
-use std::time::Duration;
 
-use common::{SmtpSink, base64_parts, paperboy};
-
-mod common;
+use crate::helpers::{SmtpSink, base64_parts, paperboy};
 
 fn text(o: &Output) -> (String, String) {
     (
@@ -36,14 +33,7 @@ fn a_test_email_reaches_a_real_smtp_server_as_one_multipart_message() {
         stdout.starts_with("sent to ada@example.org via SMTP relay 127.0.0.1:"),
         "{stdout}"
     );
-    let mut received = Vec::new();
-    for _ in 0..50 {
-        received = sink.received();
-        if !received.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let received = sink.wait_for(1);
     assert_eq!(received.len(), 1, "exactly one message");
     let message = &received[0];
     let id = stdout.split("Message-ID ").nth(1).unwrap().trim();

@@ -1,10 +1,8 @@
 //! Feeds served over real HTTP, ingested end to end into a real database (SQLite, and
 //! PostgreSQL when configured).
 
-mod common;
-
+use crate::helpers::{FeedServer, Reply, TestDb, databases, fast_fetch, fetcher, fixture, paper};
 use chrono::Utc;
-use common::{FeedServer, Reply, TestDb, databases, fetcher, fixture, paper};
 use paperboy::domain::{FeedKind, FeedName, FeedUrl, PaperKey};
 use paperboy::feeds::{FeedReport, FeedStatus, fetch_feeds};
 use paperboy::store::{FeedRecord, Store, UpsertCounts};
@@ -457,7 +455,7 @@ async fn oversized_responses_are_refused() {
     add_feed(&store, "big", &url, FeedKind::Feed).await;
     let settings = paperboy::config::FetchSettings {
         max_bytes: 500_000,
-        ..common::fast_fetch()
+        ..fast_fetch()
     };
     let fetcher = paperboy::feeds::Fetcher::new(settings, "t").unwrap();
     let feeds = store.list_feeds().await.unwrap();

@@ -2,20 +2,17 @@
 //! shown, exported (consent included) and erased without a trace in a full dump; CSV
 //! import with broken rows; resends; stats; and `--help` for every subcommand.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::{TestDb, arxiv_paper, base64_parts, databases, paperboy, store_full_papers};
+use crate::helpers::{
+    TestDb, arxiv_paper, base64_parts, databases, outbox_messages, paperboy, paperboy_on,
+    store_full_papers, tomorrow,
+};
 use serde_json::Value;
 
 fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
-    paperboy(dir)
-        .env("PAPERBOY_DATABASE_URL", db.url.expose())
-        .args(args)
-        .output()
-        .unwrap()
+    paperboy_on(dir, db).args(args).output().unwrap()
 }
 
 fn ok(o: &Output) -> String {
@@ -33,14 +30,7 @@ fn json(o: &Output) -> Value {
 }
 
 fn outbox(dir: &Path) -> Vec<String> {
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("data/outbox"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    files
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect()
+    outbox_messages(&dir.join("data/outbox"))
 }
 
 /// A full dump of the database as text (`sqlite3 .dump` or `pg_dump`); `None` when the
@@ -306,7 +296,7 @@ async fn a_resent_digest_arrives_again_with_the_same_content_and_a_new_message_i
             vec![arxiv_paper("2409.00001", "Diffusion", "diffusion", None)],
         )
         .await;
-        let at = chrono::Utc::now() + chrono::Duration::hours(25);
+        let at = tomorrow();
         ok(&run(d, &db, &["digest", "run", "--at", &at.to_rfc3339()]));
         assert_eq!(outbox(d).len(), 1);
         let date = at.date_naive().to_string();

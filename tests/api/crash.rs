@@ -3,14 +3,13 @@
 //! database. Every reader ends with exactly one delivered digest; the only repeats are
 //! messages in flight at the kill, and they carry the same Message-ID.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{
-    SmtpSink, TestDb, active_reader, arxiv_paper, databases, paperboy, store_full_papers,
+use crate::helpers::{
+    SmtpSink, TestDb, active_reader, arxiv_paper, confirmed_subscribers, databases,
+    find_subscriber, free_port, paperboy, run_due_digests, store_full_papers, tomorrow,
 };
 use paperboy::store::Store;
 
@@ -49,26 +48,12 @@ fn configure(dir: &Path, db: &TestDb, port: u16) {
 }
 
 async fn readers(store: &Store, n: usize) {
-    for i in 0..n {
-        active_reader(
-            store,
-            &format!("c{i}@example.org"),
-            "diffusion",
-            "daily",
-            8,
-            "UTC",
-        )
-        .await;
-    }
+    confirmed_subscribers(store, "c", n, "diffusion").await;
     store_full_papers(
         store,
         vec![arxiv_paper("2405.00001", "Diffusion", "diffusion", None)],
     )
     .await;
-}
-
-fn tomorrow() -> String {
-    (chrono::Utc::now() + chrono::Duration::hours(25)).to_rfc3339()
 }
 
 async fn delivered_once_each(store: &Store, n: usize) {
@@ -88,7 +73,7 @@ async fn a_run_killed_mid_delivery_and_started_again_delivers_each_digest_once()
         configure(dir.path(), &db, sink.port);
         let store = db.store().await;
         readers(&store, n).await;
-        let at = tomorrow();
+        let at = tomorrow().to_rfc3339();
 
         let mut first = paperboy(dir.path())
             .args(["digest", "run", "--at", &at])
@@ -186,22 +171,15 @@ async fn two_worker_processes_on_postgresql_serve_no_reader_twice() {
     let at = tomorrow();
     // Compose first, without delivering, so that both workers start on a full queue.
     let dry = paperboy(dir.path())
-        .args(["digest", "run", "--at", &at, "--dry-run"])
+        .args(["digest", "run", "--at", &at.to_rfc3339(), "--dry-run"])
         .output()
         .unwrap();
     assert!(dry.status.success());
     let mailer =
         paperboy::delivery::Mailer::from_settings(&paperboy::config::Settings::default()).unwrap();
-    let (report, _) = paperboy::digest::compose_due(
-        &store,
-        &mailer.message_ids(),
-        chrono::DateTime::parse_from_rfc3339(&at).unwrap().into(),
-        false,
-    )
-    .await
-    .unwrap();
+    let report = run_due_digests(&store, &mailer, at).await;
     assert_eq!(report.composed, n);
-    let [a, b] = two_runs_at_once(dir.path(), &at);
+    let [a, b] = two_runs_at_once(dir.path(), &at.to_rfc3339());
     let sent = |v: &serde_json::Value| v["delivered"]["sent"].as_u64().unwrap();
     let (sa, sb) = (sent(&a), sent(&b));
     eprintln!("worker A sent {sa}, worker B sent {sb}");
@@ -219,7 +197,7 @@ async fn two_worker_processes_on_postgresql_serve_no_reader_twice() {
 async fn sigterm_lets_the_send_in_flight_finish_before_serve_exits() {
     for db in databases().await {
         let dir = tempfile::tempdir().unwrap();
-        let port = common::free_port();
+        let port = free_port();
         // A relay that takes 2 s to answer each message.
         let Some(sink) = SmtpSink::faulty(dir.path(), port, &["--delay", "2"]) else {
             return;
@@ -230,11 +208,8 @@ async fn sigterm_lets_the_send_in_flight_finish_before_serve_exits() {
         let mailer =
             paperboy::delivery::Mailer::from_settings(&paperboy::config::Settings::default())
                 .unwrap();
-        let at = chrono::Utc::now() + chrono::Duration::hours(25);
-        paperboy::digest::compose_due(&store, &mailer.message_ids(), at, false)
-            .await
-            .unwrap();
-        let web = common::free_port();
+        run_due_digests(&store, &mailer, tomorrow()).await;
+        let web = free_port();
         let mut serve = paperboy(dir.path())
             .env("PAPERBOY_BIND", format!("127.0.0.1:{web}"))
             .args(["serve", "--no-scheduler"])
@@ -306,12 +281,8 @@ async fn two_digest_runs_at_once_after_a_three_day_outage_give_one_digest_per_re
         let composed = |v: &serde_json::Value| v["report"]["composed"].as_u64().unwrap();
         assert_eq!(composed(&a) + composed(&b), 3, "{}", db.backend);
         for i in 0..3 {
-            let reader = store
-                .subscriber_by_email(
-                    &paperboy::domain::EmailAddress::parse(&format!("tz{i}@example.org")).unwrap(),
-                )
+            let reader = find_subscriber(&store, &format!("tz{i}@example.org"))
                 .await
-                .unwrap()
                 .unwrap();
             assert_eq!(
                 store.digests_of(reader.id).await.unwrap().len(),

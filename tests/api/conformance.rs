@@ -2,12 +2,10 @@
 //! HTTP and ingested into a real database: the counts and fields SOURCES.md states, and for
 //! the edge cases, a correct parse or a clean failure of that feed alone.
 
-mod common;
-
 use std::path::Path;
 
+use crate::helpers::{FeedServer, Reply, TestDb, databases, fetcher, paper, shared_fixtures};
 use chrono::Utc;
-use common::{FeedServer, Reply, TestDb, databases, fetcher, paper, shared_fixtures};
 use paperboy::domain::{FeedKind, FeedName, FeedUrl, PaperKey};
 use paperboy::feeds::{FeedReport, FeedStatus, fetch_feeds};
 use paperboy::store::Store;

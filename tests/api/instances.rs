@@ -1,13 +1,11 @@
 //! Several `serve` processes: on SQLite a second one on the same file refuses to start; on
 //! PostgreSQL exactly one runs the schedule and another takes over when it stops.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{databases, free_port, paperboy};
+use crate::helpers::{databases, free_port, paperboy};
 
 /// `serve` with its log going to a file in `dir`.
 fn serve(dir: &Path, db_url: Option<&str>, name: &str) -> (Child, PathBuf) {

@@ -2,133 +2,14 @@
 //! PostgreSQL: subscribe, confirm, preferences, one-click unsubscribe, and every rule that
 //! protects them (enumeration, CSRF, honeypot, rate limits, tokens, headers, limits).
 
-mod common;
-
-use common::{TestApp, base64_parts, databases, link_starting, spawn_app};
+use crate::helpers::{
+    TestApp, Visitor, base64_parts, confirm_link, confirmation_for, databases, header_value,
+    hidden_csrf, spawn_app, store_papers, unsubscribe_in_one_click, unsubscribe_link,
+};
 use paperboy::config::Settings;
-use paperboy::domain::Subscriber;
+use paperboy::domain::SubscriberStatus;
 use paperboy::domain::token::hash_token;
-use paperboy::domain::{EmailAddress, SubscriberStatus};
 use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
-
-/// A visitor with a browser's memory for the CSRF cookie and nothing else.
-struct Visitor {
-    http: reqwest::Client,
-    cookie: Option<String>,
-    base: String,
-}
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Visitor {
-    fn new(app: &TestApp) -> Visitor {
-        Visitor {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookie: None,
-            base: app.base.clone(),
-        }
-    }
-
-    fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http") {
-            path_or_url.to_string()
-        } else {
-            format!("{}{path_or_url}", self.base)
-        }
-    }
-
-    async fn read(&mut self, response: reqwest::Response) -> Page {
-        let status = response.status();
-        let headers = response.headers().clone();
-        if let Some(set) = headers.get("set-cookie") {
-            let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
-            self.cookie = Some(pair);
-        }
-        Page {
-            status,
-            headers,
-            body: response.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let mut req = self.http.get(self.url(path));
-        if let Some(c) = &self.cookie {
-            req = req.header("cookie", c);
-        }
-        let response = req.send().await.unwrap();
-        self.read(response).await
-    }
-
-    /// Posts urlencoded `fields`, with the cookie and the extra headers given.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)], extra: &[(&str, &str)]) -> Page {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        let mut req = self
-            .http
-            .post(self.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        if let Some(c) = &self.cookie {
-            req = req.header("cookie", c);
-        }
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        let response = req.send().await.unwrap();
-        self.read(response).await
-    }
-
-    /// The CSRF token of the page at `path` (the form), fetching it first.
-    async fn csrf_from(&mut self, path: &str) -> String {
-        let page = self.get(path).await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        hidden_csrf(&page.body)
-    }
-
-    /// Fills the subscribe form as a person would and sends it.
-    async fn subscribe(&mut self, email: &str, queries: &str) -> Page {
-        let csrf = self.csrf_from("/").await;
-        self.post(
-            "/subscribe",
-            &[
-                ("email", email),
-                ("queries", queries),
-                ("frequency", "weekly"),
-                ("day", "thu"),
-                ("send_hour", "7"),
-                ("timezone", "Asia/Kolkata"),
-                ("max_papers", "12"),
-                ("website", ""),
-                ("csrf", &csrf),
-            ],
-            &[("user-agent", "TestBrowser/1.0")],
-        )
-        .await
-    }
-}
-
-fn hidden_csrf(body: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let at = body.find(marker).expect("a CSRF field") + marker.len();
-    body[at..].split('"').next().unwrap().to_string()
-}
-
-async fn reader(app: &TestApp, email: &str) -> Option<Subscriber> {
-    app.store
-        .subscriber_by_email(&EmailAddress::parse(email).unwrap())
-        .await
-        .unwrap()
-}
 
 /// The `n`-th message in the outbox, once it is there.
 async fn outbox_message(app: &TestApp, n: usize) -> String {
@@ -139,57 +20,6 @@ async fn outbox_message(app: &TestApp, n: usize) -> String {
         all.len()
     );
     all[n].clone()
-}
-
-fn confirm_link(message: &str) -> String {
-    let text = &base64_parts(message)[0];
-    link_starting(text, "http://127.0.0.1").expect("a confirmation link")
-}
-
-fn header_value<'a>(message: &'a str, name: &str) -> Option<&'a str> {
-    message
-        .split("\r\n\r\n")
-        .next()?
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-}
-
-fn unsubscribe_link(message: &str) -> String {
-    header_value(message, "List-Unsubscribe")
-        .expect("List-Unsubscribe")
-        .trim_matches(['<', '>'])
-        .to_string()
-}
-
-fn preferences_link(page: &str) -> String {
-    let at = page.find("/preferences/").expect("a preferences link");
-    let rest = &page[at..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
-/// The latest confirmation email to `email`, once it is in the outbox.
-async fn confirmation_for(app: &TestApp, email: &str) -> String {
-    for _ in 0..100 {
-        let found = app.outbox_messages().into_iter().rev().find(|m| {
-            header_value(m, "To") == Some(email)
-                && header_value(m, "Subject") == Some("Confirm your paperboy digest")
-        });
-        if let Some(m) = found {
-            return m;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("no confirmation email to {email}");
-}
-
-/// Subscribes, confirms through the emailed link, and returns the reader's preferences link.
-async fn subscribe_and_confirm(app: &TestApp, v: &mut Visitor, email: &str) -> String {
-    let page = v.subscribe(email, "diffusion").await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    let message = confirmation_for(app, email).await;
-    let page = v.get(&confirm_link(&message)).await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    preferences_link(&page.body)
 }
 
 fn quiet(s: &mut Settings) {
@@ -211,7 +41,7 @@ async fn a_reader_subscribes_and_confirms_with_consent_recorded() {
             "operator note"
         );
 
-        let pending = reader(&app, "ada@example.org").await.expect("stored");
+        let pending = app.subscriber("ada@example.org").await.expect("stored");
         assert_eq!(pending.status, SubscriberStatus::Pending);
         assert_eq!(
             pending.preferences.queries.lines(),
@@ -229,7 +59,7 @@ async fn a_reader_subscribes_and_confirms_with_consent_recorded() {
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         assert!(page.body.contains("You are subscribed"));
         assert!(page.body.contains("every Thursday at 07:00 (Asia/Kolkata)"));
-        let active = reader(&app, "ada@example.org").await.unwrap();
+        let active = app.subscriber("ada@example.org").await.unwrap();
         assert_eq!(active.status, SubscriberStatus::Active);
         assert!(active.confirmed_at.is_some());
 
@@ -265,17 +95,17 @@ async fn unknown_and_known_addresses_get_the_same_answer() {
         v.subscribe("pending@example.org", "diffusion").await;
         let pending = v.subscribe("pending@example.org", "other").await;
 
-        subscribe_and_confirm(&app, &mut v, "active@example.org").await;
+        v.subscribe_and_confirm(&app, "active@example.org").await;
         let active = v.subscribe("active@example.org", "diffusion").await;
 
-        let prefs = subscribe_and_confirm(&app, &mut v, "gone@example.org").await;
+        let prefs = v.subscribe_and_confirm(&app, "gone@example.org").await;
         let csrf = v.csrf_from(&prefs).await;
         v.post(&prefs, &[("action", "unsubscribe"), ("csrf", &csrf)], &[])
             .await;
         let gone = v.subscribe("gone@example.org", "diffusion").await;
 
-        subscribe_and_confirm(&app, &mut v, "bounced@example.org").await;
-        let bounced_id = reader(&app, "bounced@example.org").await.unwrap().id;
+        v.subscribe_and_confirm(&app, "bounced@example.org").await;
+        let bounced_id = app.subscriber("bounced@example.org").await.unwrap().id;
         let now = chrono::Utc::now();
         app.store
             .change_status(
@@ -303,7 +133,7 @@ async fn unknown_and_known_addresses_get_the_same_answer() {
             );
         }
         // The confirmed reader was sent their settings link and nothing changed.
-        let active_reader = reader(&app, "active@example.org").await.unwrap();
+        let active_reader = app.subscriber("active@example.org").await.unwrap();
         assert_eq!(active_reader.status, SubscriberStatus::Active);
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let all = app.wait_for_outbox(7).await;
@@ -318,13 +148,13 @@ async fn unknown_and_known_addresses_get_the_same_answer() {
             "the active reader got a settings link"
         );
         // Someone else's second request does not change what the pending reader confirms.
-        let pending_reader = reader(&app, "pending@example.org").await.unwrap();
+        let pending_reader = app.subscriber("pending@example.org").await.unwrap();
         assert_eq!(pending_reader.preferences.queries.lines(), ["diffusion"]);
         // A reader who just left is not mailed again from the form for a day, and a
         // bounced address never is.
-        let gone_reader = reader(&app, "gone@example.org").await.unwrap();
+        let gone_reader = app.subscriber("gone@example.org").await.unwrap();
         assert_eq!(gone_reader.status, SubscriberStatus::Unsubscribed);
-        let bounced_reader = reader(&app, "bounced@example.org").await.unwrap();
+        let bounced_reader = app.subscriber("bounced@example.org").await.unwrap();
         assert_eq!(bounced_reader.status, SubscriberStatus::Bounced);
         app.stop().await;
         db.cleanup().await;
@@ -410,7 +240,7 @@ async fn bad_input_is_refused_next_to_its_field_and_the_form_refilled() {
             assert!(page.body.contains(id), "{id}");
         }
         assert!(
-            reader(&app, "ok@example.org").await.is_none(),
+            app.subscriber("ok@example.org").await.is_none(),
             "nothing stored"
         );
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -470,14 +300,14 @@ async fn forms_without_a_valid_csrf_token_or_from_another_origin_are_refused() {
             .post("/subscribe", &with_a_token, &[("origin", "null")])
             .await;
         assert_eq!(page.status, StatusCode::FORBIDDEN);
-        assert!(reader(&app, "csrf@example.org").await.is_none());
+        assert!(app.subscriber("csrf@example.org").await.is_none());
 
         // The same request from our own page goes through.
         let page = a
             .post("/subscribe", &with_a_token, &[("origin", &app.base)])
             .await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        assert!(reader(&app, "csrf@example.org").await.is_some());
+        assert!(app.subscriber("csrf@example.org").await.is_some());
         app.stop().await;
         db.cleanup().await;
     }
@@ -507,7 +337,7 @@ async fn a_filled_honeypot_gets_the_usual_answer_and_nothing_happens() {
             .await;
         assert_eq!(bot.status, StatusCode::OK);
         assert_eq!(bot.body, human.body);
-        assert!(reader(&app, "bot@example.org").await.is_none());
+        assert!(app.subscriber("bot@example.org").await.is_none());
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert_eq!(app.outbox_messages().len(), 1, "only the human's email");
         app.stop().await;
@@ -541,7 +371,7 @@ async fn subscribing_is_rate_limited_per_client_and_per_address() {
             .parse()
             .unwrap();
         assert!((1..=1800).contains(&retry), "Retry-After {retry}");
-        assert!(reader(&app, "c@example.org").await.is_none());
+        assert!(app.subscriber("c@example.org").await.is_none());
         // X-Forwarded-For is not believed unless configured.
         let spoofed = v
             .post(
@@ -587,7 +417,7 @@ async fn subscribing_is_rate_limited_per_client_and_per_address() {
         );
         let consents = app
             .store
-            .consents(reader(&app, "victim@example.org").await.unwrap().id)
+            .consents(app.subscriber("victim@example.org").await.unwrap().id)
             .await
             .unwrap();
         assert_eq!(
@@ -630,7 +460,7 @@ async fn expired_and_tampered_confirmation_links_open_nothing() {
         );
         let page = v.get(&link).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND);
-        let still = reader(&app, "late@example.org").await.unwrap();
+        let still = app.subscriber("late@example.org").await.unwrap();
         assert_eq!(still.status, SubscriberStatus::Pending);
         app.stop().await;
         db.cleanup().await;
@@ -642,7 +472,7 @@ async fn preferences_edit_pause_resume_unsubscribe_and_come_back() {
     for db in databases().await {
         let app = spawn_app(&db, quiet).await;
         let mut v = Visitor::new(&app);
-        let prefs = subscribe_and_confirm(&app, &mut v, "pat@example.org").await;
+        let prefs = v.subscribe_and_confirm(&app, "pat@example.org").await;
         let page = v.get(&prefs).await;
         assert_eq!(page.status, StatusCode::OK);
         assert!(page.body.contains(">diffusion</textarea>"));
@@ -664,7 +494,7 @@ async fn preferences_edit_pause_resume_unsubscribe_and_come_back() {
         let page = v.post(&prefs, &fields, &[]).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         assert!(page.body.contains("Saved."));
-        let r = reader(&app, "pat@example.org").await.unwrap();
+        let r = app.subscriber("pat@example.org").await.unwrap();
         assert_eq!(
             r.preferences.queries.lines(),
             ["cat:cs.LG -survey", "author:\"Tri Dao\""]
@@ -677,7 +507,7 @@ async fn preferences_edit_pause_resume_unsubscribe_and_come_back() {
         let page = v.post(&prefs, &bad, &[]).await;
         assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(page.body.contains("Nothing was saved"));
-        let unchanged = reader(&app, "pat@example.org").await.unwrap();
+        let unchanged = app.subscriber("pat@example.org").await.unwrap();
         assert_eq!(unchanged.preferences, r.preferences);
 
         // No CSRF token: refused, nothing changes.
@@ -701,7 +531,7 @@ async fn preferences_edit_pause_resume_unsubscribe_and_come_back() {
             assert_eq!(page.status, StatusCode::OK, "{action}");
             assert!(page.body.contains(flash), "{action}: {}", page.body);
             assert_eq!(
-                reader(&app, "pat@example.org").await.unwrap().status,
+                app.subscriber("pat@example.org").await.unwrap().status,
                 status,
                 "{action}"
             );
@@ -722,7 +552,7 @@ async fn tampered_or_misused_links_are_a_plain_404_that_changes_nothing() {
     for db in databases().await {
         let app = spawn_app(&db, quiet).await;
         let mut v = Visitor::new(&app);
-        let prefs = subscribe_and_confirm(&app, &mut v, "tam@example.org").await;
+        let prefs = v.subscribe_and_confirm(&app, "tam@example.org").await;
         let unsubscribe = unsubscribe_link(&confirmation_for(&app, "tam@example.org").await);
         let token = prefs.rsplit('/').next().unwrap();
         let (id, sig) = token.split_once('.').unwrap();
@@ -753,7 +583,7 @@ async fn tampered_or_misused_links_are_a_plain_404_that_changes_nothing() {
             assert_eq!(page.status, StatusCode::NOT_FOUND, "POST {bad}");
         }
         assert_eq!(
-            reader(&app, "tam@example.org").await.unwrap().status,
+            app.subscriber("tam@example.org").await.unwrap().status,
             SubscriberStatus::Active
         );
         app.stop().await;
@@ -766,8 +596,8 @@ async fn one_click_unsubscribe_follows_rfc_8058_in_both_encodings() {
     for db in databases().await {
         let app = spawn_app(&db, quiet).await;
         let mut v = Visitor::new(&app);
-        subscribe_and_confirm(&app, &mut v, "one@example.org").await;
-        subscribe_and_confirm(&app, &mut v, "two@example.org").await;
+        v.subscribe_and_confirm(&app, "one@example.org").await;
+        v.subscribe_and_confirm(&app, "two@example.org").await;
         let one_message = confirmation_for(&app, "one@example.org").await;
         let two_message = confirmation_for(&app, "two@example.org").await;
         let link_for = |addr: &str| {
@@ -784,7 +614,7 @@ async fn one_click_unsubscribe_follows_rfc_8058_in_both_encodings() {
         assert_eq!(page.status, StatusCode::OK);
         assert!(page.body.contains("<button type=\"submit\""));
         assert_eq!(
-            reader(&app, "one@example.org").await.unwrap().status,
+            app.subscriber("one@example.org").await.unwrap().status,
             SubscriberStatus::Active
         );
 
@@ -796,23 +626,17 @@ async fn one_click_unsubscribe_follows_rfc_8058_in_both_encodings() {
         let empty = http.post(&one).send().await.unwrap();
         assert_eq!(empty.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
-            reader(&app, "one@example.org").await.unwrap().status,
+            app.subscriber("one@example.org").await.unwrap().status,
             SubscriberStatus::Active
         );
 
         // urlencoded, as mail providers send it: no cookie, no CSRF token.
-        let one_click = |url: String| {
-            http.post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body("List-Unsubscribe=One-Click")
-                .send()
-        };
-        let r = one_click(one.clone()).await.unwrap();
+        let r = unsubscribe_in_one_click(&one).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert!(r.headers().get("location").is_none());
         assert!(r.text().await.unwrap().contains("Subscribe again"));
         assert_eq!(
-            reader(&app, "one@example.org").await.unwrap().status,
+            app.subscriber("one@example.org").await.unwrap().status,
             SubscriberStatus::Unsubscribed
         );
 
@@ -833,11 +657,11 @@ async fn one_click_unsubscribe_follows_rfc_8058_in_both_encodings() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(
-            reader(&app, "two@example.org").await.unwrap().status,
+            app.subscriber("two@example.org").await.unwrap().status,
             SubscriberStatus::Unsubscribed
         );
         // Again: still 200, still unsubscribed.
-        let r = one_click(one.clone()).await.unwrap();
+        let r = unsubscribe_in_one_click(&one).await;
         assert_eq!(r.status(), StatusCode::OK);
         app.stop().await;
         db.cleanup().await;
@@ -906,7 +730,7 @@ async fn every_page_carries_the_security_headers_and_no_inline_script() {
     for db in databases().await {
         let app = spawn_app(&db, quiet).await;
         let mut v = Visitor::new(&app);
-        let prefs = subscribe_and_confirm(&app, &mut v, "sec@example.org").await;
+        let prefs = v.subscribe_and_confirm(&app, "sec@example.org").await;
         let unsubscribe = unsubscribe_link(&confirmation_for(&app, "sec@example.org").await);
         for path in ["/", prefs.as_str(), unsubscribe.as_str(), "/no-such-page"] {
             let page = v.get(path).await;
@@ -964,7 +788,7 @@ async fn oversized_bodies_are_refused() {
             )
             .await;
         assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert!(reader(&app, "big@example.org").await.is_none());
+        assert!(app.subscriber("big@example.org").await.is_none());
         // A long query within the body limit is refused by the query rules, not stored.
         let long = "a".repeat(10_000);
         let page = v.subscribe("big@example.org", &long).await;
@@ -981,7 +805,7 @@ async fn oversized_bodies_are_refused() {
 async fn the_live_preview_counts_recent_papers_and_explains_bad_queries() {
     for db in databases().await {
         let app = spawn_app(&db, quiet).await;
-        common::store_papers(
+        store_papers(
             &app.store,
             &[
                 ("2411.00001", "Diffusion models for proteins"),
@@ -1022,7 +846,7 @@ async fn a_confirmation_link_opened_twice_at_once_confirms_once() {
         let mut codes = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
         codes.sort();
         assert_eq!(codes, [200, 404], "{}", db.backend);
-        let r = reader(&app, "twice@example.org").await.unwrap();
+        let r = app.subscriber("twice@example.org").await.unwrap();
         let consents = app.store.consents(r.id).await.unwrap();
         let confirmed = consents.iter().filter(|c| c.event == "confirmed").count();
         assert_eq!(confirmed, 1);

@@ -2,8 +2,6 @@
 //! both bodies (a paper with HTML, script and LaTeX in its text included), SpamAssassin's
 //! structural rules, `tidy` on the HTML, and DKIM verified by dkimpy.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

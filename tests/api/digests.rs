@@ -3,17 +3,19 @@
 //! back each message with an independent MIME parser, including faults: 451s, a 550, a
 //! connection dropped mid-DATA and a relay that is down and comes back.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, Utc};
-use common::{SmtpSink, active_reader, arxiv_paper, databases, free_port, store_full_papers};
+use crate::helpers::{
+    SmtpSink, active_reader, arxiv_paper, confirmed_subscribers, databases, find_subscriber,
+    free_port, pending_reader, run_due_digests, spawn_app, store_full_papers, tomorrow,
+    unsubscribe_in_one_click,
+};
+use chrono::{Duration, Utc};
 use paperboy::config::{DeliverySettings, Secret, Settings};
 use paperboy::delivery::{Mailer, Worker};
-use paperboy::digest::{self, RunReport};
+use paperboy::digest;
 use paperboy::domain::SubscriberStatus;
 use paperboy::domain::token::{LinkKeys, Links};
 use paperboy::store::Store;
@@ -52,18 +54,6 @@ fn fast_delivery() -> DeliverySettings {
     }
 }
 
-/// An instant a day and a bit after now, when every daily reader is due.
-fn tomorrow() -> DateTime<Utc> {
-    Utc::now() + Duration::hours(25)
-}
-
-async fn run(store: &Store, mailer: &Mailer, at: DateTime<Utc>) -> RunReport {
-    digest::compose_due(store, &mailer.message_ids(), at, false)
-        .await
-        .unwrap()
-        .0
-}
-
 async fn statuses(store: &Store) -> HashMap<String, i64> {
     store.delivery_counts().await.unwrap().into_iter().collect()
 }
@@ -99,7 +89,7 @@ async fn a_reader_never_gets_the_same_paper_twice_and_none_falls_between_windows
         )
         .await;
         let at = tomorrow();
-        let first = run(&store, &mailer, at).await;
+        let first = run_due_digests(&store, &mailer, at).await;
         assert_eq!(
             (first.due, first.composed, first.skipped),
             (1, 1, 0),
@@ -107,7 +97,7 @@ async fn a_reader_never_gets_the_same_paper_twice_and_none_falls_between_windows
             db.backend
         );
         // The same instant again: not due, nothing new.
-        let again = run(&store, &mailer, at).await;
+        let again = run_due_digests(&store, &mailer, at).await;
         assert_eq!((again.due, again.composed), (0, 0));
 
         // A paper arriving now, and the old one seen again from another source, go to the
@@ -125,7 +115,7 @@ async fn a_reader_never_gets_the_same_paper_twice_and_none_falls_between_windows
             ],
         )
         .await;
-        let next = run(&store, &mailer, at + Duration::days(1)).await;
+        let next = run_due_digests(&store, &mailer, at + Duration::days(1)).await;
         assert_eq!((next.due, next.composed), (1, 1));
         let digests = store.digests_of(reader.id).await.unwrap();
         assert_eq!(digests.len(), 2);
@@ -237,7 +227,7 @@ async fn a_digest_arrives_as_one_well_formed_message_whose_unsubscribe_link_work
         let Some(sink) = SmtpSink::start(dir.path()) else {
             return;
         };
-        let app = common::spawn_app(&db, |s| {
+        let app = spawn_app(&db, |s| {
             s.smtp_url = Some(Secret::new(format!(
                 "smtp://127.0.0.1:{}?tls=none",
                 sink.port
@@ -269,7 +259,7 @@ async fn a_digest_arrives_as_one_well_formed_message_whose_unsubscribe_link_work
         .await
         .unwrap();
         let mailer = smtp_mailer(sink.port);
-        run(&store, &mailer, tomorrow()).await;
+        run_due_digests(&store, &mailer, tomorrow()).await;
         let worker = Worker::new(store.clone(), mailer, links, fast_delivery());
         let report = worker.drain().await.unwrap();
         assert_eq!(report.sent, 1, "{}", db.backend);
@@ -332,13 +322,7 @@ async fn a_digest_arrives_as_one_well_formed_message_whose_unsubscribe_link_work
             .trim_matches(['<', '>'])
             .to_string();
         assert!(url.starts_with(&app.url("/unsubscribe/")), "{url}");
-        let r = reqwest::Client::new()
-            .post(&url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("List-Unsubscribe=One-Click")
-            .send()
-            .await
-            .unwrap();
+        let r = unsubscribe_in_one_click(&url).await;
         assert_eq!(r.status(), 200);
         let after = store.subscriber(reader.id).await.unwrap().unwrap();
         assert_eq!(after.status, SubscriberStatus::Unsubscribed);
@@ -370,23 +354,13 @@ async fn a_digest_arrives_as_one_well_formed_message_whose_unsubscribe_link_work
 
 /// Readers `r0…r{n-1}@example.org` with one digest each, queued.
 async fn queue_digests(store: &Store, mailer: &Mailer, n: usize) {
-    for i in 0..n {
-        active_reader(
-            store,
-            &format!("r{i}@example.org"),
-            "diffusion",
-            "daily",
-            8,
-            "UTC",
-        )
-        .await;
-    }
+    confirmed_subscribers(store, "r", n, "diffusion").await;
     store_full_papers(
         store,
         vec![arxiv_paper("2404.00001", "Diffusion", "diffusion", None)],
     )
     .await;
-    let report = run(store, mailer, tomorrow()).await;
+    let report = run_due_digests(store, mailer, tomorrow()).await;
     assert_eq!(report.composed, n);
 }
 
@@ -419,11 +393,7 @@ async fn transient_failures_retry_a_550_bounces_and_nothing_is_lost_or_doubled()
         let s = statuses(&store).await;
         assert_eq!(s.get("sent"), Some(&11), "{}: {s:?}", db.backend);
         assert_eq!(s.get("bounced"), Some(&1), "{s:?}");
-        let bounced = store
-            .subscriber_by_email(&paperboy::domain::EmailAddress::parse("r3@example.org").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let bounced = find_subscriber(&store, "r3@example.org").await.unwrap();
         assert_eq!(
             bounced.status,
             SubscriberStatus::Bounced,
@@ -469,11 +439,7 @@ async fn suppression_is_checked_when_a_delivery_is_claimed() {
         let store = db.store().await;
         let mailer = outbox_mailer(dir.path());
         queue_digests(&store, &mailer, 2).await;
-        let gone = store
-            .subscriber_by_email(&paperboy::domain::EmailAddress::parse("r0@example.org").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let gone = find_subscriber(&store, "r0@example.org").await.unwrap();
         store
             .change_status(
                 gone.id,
@@ -598,7 +564,7 @@ async fn a_window_with_no_new_papers_does_not_hold_up_the_next_one() {
             active_reader(&store, "quiet@example.org", "diffusion", "daily", 8, "UTC").await;
         let first = tomorrow();
         // Nothing arrived: the window is recorded as skipped.
-        let empty = run(&store, &mailer, first).await;
+        let empty = run_due_digests(&store, &mailer, first).await;
         assert_eq!(
             (empty.due, empty.skipped),
             (1, 1),
@@ -615,7 +581,7 @@ async fn a_window_with_no_new_papers_does_not_hold_up_the_next_one() {
             )],
         )
         .await;
-        let next = run(&store, &mailer, first + Duration::days(1)).await;
+        let next = run_due_digests(&store, &mailer, first + Duration::days(1)).await;
         assert_eq!(
             (next.due, next.composed, next.failed),
             (1, 1, 0),
@@ -633,7 +599,7 @@ async fn a_window_with_no_new_papers_does_not_hold_up_the_next_one() {
 async fn metrics_count_readers_digests_and_deliveries_in_prometheus_format() {
     for db in databases().await {
         let dir = tempfile::tempdir().unwrap();
-        let app = common::spawn_app(&db, |s| s.log = "warn".into()).await;
+        let app = spawn_app(&db, |s| s.log = "warn".into()).await;
         let mailer = outbox_mailer(dir.path());
         queue_digests(&app.store, &mailer, 2).await;
         let worker = Worker::new(app.store.clone(), mailer, links(), fast_delivery());
@@ -679,7 +645,7 @@ async fn the_daily_clean_up_forgets_expired_links_and_readers_who_never_confirme
     for db in databases().await {
         let store = db.store().await;
         let kept = active_reader(&store, "kept@example.org", "", "daily", 8, "UTC").await;
-        common::pending_reader(&store, "never@example.org", "", "daily", 8, "UTC").await;
+        pending_reader(&store, "never@example.org", "", "daily", 8, "UTC").await;
         // A month on, the clean-up runs: both links (the kept reader's, used, and the
         // other's, never used) have long expired, and one reader never confirmed.
         let later = Utc::now() + Duration::days(31);
@@ -832,7 +798,7 @@ async fn the_email_highlights_what_it_shows_and_the_archive_page_highlights_ever
             })
             .collect();
         store_full_papers(&store, papers).await;
-        let report = run(&store, &mailer, tomorrow()).await;
+        let report = run_due_digests(&store, &mailer, tomorrow()).await;
         assert_eq!(report.composed, 1, "{}", db.backend);
         let digest = store.digests_of(reader.id).await.unwrap().remove(0);
         assert_eq!((digest.total, digest.shown), (5, 2));

@@ -1,5 +1,8 @@
 //! Shared test harness: real databases (a SQLite file, and a fresh PostgreSQL database when
-//! `PAPERBOY_TEST_POSTGRES_URL` is set), and a real HTTP server that serves feed files.
+//! `PAPERBOY_TEST_POSTGRES_URL` is set), a real HTTP server that serves feed files, a real
+//! SMTP sink, the running app, and the steps a person takes (subscribe, confirm from the
+//! mail, unsubscribe) or the schedule takes (run the due digests). The integration tests
+//! use it as `crate::helpers`; the drills include this file by path.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -15,9 +18,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use paperboy::config::Settings;
 use paperboy::config::{DatabaseUrl, FetchSettings};
+use paperboy::delivery::Mailer;
+use paperboy::digest::RunReport;
 use paperboy::domain::PaperKey;
+use paperboy::domain::Subscriber;
 use paperboy::feeds::Fetcher;
 use paperboy::store::{Store, StoredPaper};
 use paperboy::{App, ServeOptions};
@@ -311,6 +318,26 @@ pub fn paperboy(dir: &Path) -> Command {
     cmd
 }
 
+/// The `paperboy` binary run in `dir` on the database under test.
+pub fn paperboy_on(dir: &Path, db: &TestDb) -> Command {
+    let mut cmd = paperboy(dir);
+    cmd.env("PAPERBOY_DATABASE_URL", db.url.expose());
+    cmd
+}
+
+/// Every message a file mailer wrote to `outbox` so far, oldest first.
+pub fn outbox_messages(outbox: &Path) -> Vec<String> {
+    let mut files: Vec<_> = std::fs::read_dir(outbox)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+    files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("read outbox file"))
+        .collect()
+}
+
 /// A stored paper by key; the test fails when it is missing.
 pub async fn paper(store: &Store, key: &str) -> StoredPaper {
     store
@@ -492,11 +519,12 @@ pub struct TestApp {
 /// Starts the app on `db`; `tweak` adjusts the settings (rate limits, SMTP) first.
 pub async fn spawn_app(db: &TestDb, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    // The port is chosen first so that links in emails point at this very instance.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    // Bound first and handed over, so that links in emails point at this very instance and
+    // no other process can take the port in between.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
     let mut settings = Settings {
         database_url: db.url.clone(),
         bind: format!("127.0.0.1:{port}"),
@@ -505,16 +533,14 @@ pub async fn spawn_app(db: &TestDb, tweak: impl FnOnce(&mut Settings)) -> TestAp
         ..Settings::default()
     };
     tweak(&mut settings);
-    let app = App::build(
-        settings,
-        ServeOptions {
-            scheduler: false,
-            worker: false,
-            demo: false,
-        },
-    )
-    .await
-    .expect("build app");
+    let options = ServeOptions {
+        scheduler: false,
+        worker: false,
+        demo: false,
+    };
+    let app = App::build_with_listener(settings, options, listener)
+        .await
+        .expect("build app");
     let addr = app.addr();
     let store = app.store().clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -539,15 +565,12 @@ impl TestApp {
 
     /// Every message written to the outbox so far, oldest first.
     pub fn outbox_messages(&self) -> Vec<String> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.outbox)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
-        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        files
-            .iter()
-            .map(|p| std::fs::read_to_string(p).expect("read outbox file"))
-            .collect()
+        outbox_messages(&self.outbox)
+    }
+
+    /// The subscriber with this address, if stored.
+    pub async fn subscriber(&self, email: &str) -> Option<Subscriber> {
+        find_subscriber(&self.store, email).await
     }
 
     /// Waits until the outbox holds `n` messages (or 10 s passed).
@@ -580,6 +603,195 @@ pub fn link_starting(text: &str, prefix: &str) -> Option<String> {
         .find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
         .unwrap_or(rest.len());
     Some(rest[..end].to_string())
+}
+
+/// The value of header `name` in `message`, if present.
+pub fn header_value<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message
+        .split("\r\n\r\n")
+        .next()?
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+}
+
+/// The confirmation link in the text part of a confirmation email.
+pub fn confirm_link(message: &str) -> String {
+    let text = &base64_parts(message)[0];
+    link_starting(text, "http://127.0.0.1").expect("a confirmation link")
+}
+
+/// The one-click unsubscribe URL of a message's `List-Unsubscribe` header.
+pub fn unsubscribe_link(message: &str) -> String {
+    header_value(message, "List-Unsubscribe")
+        .expect("List-Unsubscribe")
+        .trim_matches(['<', '>'])
+        .to_string()
+}
+
+/// The settings link on a page (the one a confirmation shows).
+pub fn preferences_link(page: &str) -> String {
+    let at = page.find("/preferences/").expect("a preferences link");
+    let rest = &page[at..];
+    rest[..rest.find('"').expect("link end")].to_string()
+}
+
+/// Unsubscribes as a mail provider does for RFC 8058: an urlencoded POST of
+/// `List-Unsubscribe=One-Click` to the header's URL, with no cookie and no redirects followed.
+pub async fn unsubscribe_in_one_click(url: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .expect("POST the unsubscribe link")
+}
+
+/// A visitor of the web pages with a browser's memory for the CSRF cookie and nothing else.
+pub struct Visitor {
+    pub http: reqwest::Client,
+    cookie: Option<String>,
+    base: String,
+}
+
+/// What the app answered.
+pub struct Page {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Visitor {
+    pub fn new(app: &TestApp) -> Visitor {
+        Visitor {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+            base: app.base.clone(),
+        }
+    }
+
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    async fn read(&mut self, response: reqwest::Response) -> Page {
+        let status = response.status();
+        let headers = response.headers().clone();
+        if let Some(set) = headers.get("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
+            self.cookie = Some(pair);
+        }
+        Page {
+            status,
+            headers,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let mut req = self.http.get(self.url(path));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let response = req.send().await.unwrap();
+        self.read(response).await
+    }
+
+    /// Posts urlencoded `fields`, with the cookie and the extra headers given.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> Page {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let response = req.send().await.unwrap();
+        self.read(response).await
+    }
+
+    /// The CSRF token of the page at `path` (the form), fetching it first.
+    pub async fn csrf_from(&mut self, path: &str) -> String {
+        let page = self.get(path).await;
+        assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.body);
+        hidden_csrf(&page.body)
+    }
+
+    /// Fills the subscribe form as a person would and sends it.
+    pub async fn subscribe(&mut self, email: &str, queries: &str) -> Page {
+        let csrf = self.csrf_from("/").await;
+        self.post(
+            "/subscribe",
+            &[
+                ("email", email),
+                ("queries", queries),
+                ("frequency", "weekly"),
+                ("day", "thu"),
+                ("send_hour", "7"),
+                ("timezone", "Asia/Kolkata"),
+                ("max_papers", "12"),
+                ("website", ""),
+                ("csrf", &csrf),
+            ],
+            &[("user-agent", "TestBrowser/1.0")],
+        )
+        .await
+    }
+
+    /// Subscribes, confirms through the emailed link, and returns the subscriber's
+    /// preferences link.
+    pub async fn subscribe_and_confirm(&mut self, app: &TestApp, email: &str) -> String {
+        let page = self.subscribe(email, "diffusion").await;
+        assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.body);
+        let message = confirmation_for(app, email).await;
+        let page = self.get(&confirm_link(&message)).await;
+        assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.body);
+        preferences_link(&page.body)
+    }
+}
+
+/// The CSRF token of a form page.
+pub fn hidden_csrf(body: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let at = body.find(marker).expect("a CSRF field") + marker.len();
+    body[at..].split('"').next().unwrap().to_string()
+}
+
+/// The latest confirmation email to `email`, once it is in the outbox.
+pub async fn confirmation_for(app: &TestApp, email: &str) -> String {
+    for _ in 0..100 {
+        let found = app.outbox_messages().into_iter().rev().find(|m| {
+            header_value(m, "To") == Some(email)
+                && header_value(m, "Subject") == Some("Confirm your paperboy digest")
+        });
+        if let Some(m) = found {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no confirmation email to {email}");
 }
 
 /// Stores papers `(arxiv id, title)` as if a feed named `test` had just carried them.
@@ -706,4 +918,33 @@ pub async fn active_reader(
         .await
         .unwrap()
         .expect("confirmed")
+}
+
+/// The subscriber with this address, if stored.
+pub async fn find_subscriber(store: &Store, email: &str) -> Option<Subscriber> {
+    store
+        .subscriber_by_email(&paperboy::domain::EmailAddress::parse(email).unwrap())
+        .await
+        .unwrap()
+}
+
+/// `n` confirmed subscribers `{prefix}0@example.org`… who want `query` daily at 08:00 UTC.
+pub async fn confirmed_subscribers(store: &Store, prefix: &str, n: usize, query: &str) {
+    for i in 0..n {
+        let email = format!("{prefix}{i}@example.org");
+        active_reader(store, &email, query, "daily", 8, "UTC").await;
+    }
+}
+
+/// An instant a day and a bit after now, when every daily subscriber is due.
+pub fn tomorrow() -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::hours(25)
+}
+
+/// Composes and queues every digest due at `at`, as the scheduler's digest run does.
+pub async fn run_due_digests(store: &Store, mailer: &Mailer, at: DateTime<Utc>) -> RunReport {
+    paperboy::digest::compose_due(store, &mailer.message_ids(), at, false)
+        .await
+        .expect("digest run")
+        .0
 }

@@ -1,13 +1,13 @@
 //! The `paperboy` binary as an operator runs it: exit codes, output, and `serve` starting
 //! on its defaults.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{FeedServer, Reply, fixture, paperboy};
+use crate::helpers::{
+    FeedServer, Reply, active_reader, arxiv_paper, fixture, free_port, paperboy, store_full_papers,
+};
 
 struct Operator {
     dir: tempfile::TempDir,
@@ -30,7 +30,6 @@ impl Operator {
     }
 }
 
-/// The binary in `dir`, with none of this process's `PAPERBOY_*` settings.
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -234,14 +233,6 @@ async fn fetched_papers_are_listed_and_shown_as_json() {
     assert_eq!(shown["sources"][0]["announce_type"], "new");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn serve_starts_on_its_defaults_answers_health_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -292,17 +283,17 @@ async fn digest_preview_and_a_dry_run_show_what_a_reader_would_get() {
         op.dir.path().join("data/paperboy.db").display()
     ));
     let store = paperboy::store::Store::open(&url).await.unwrap();
-    common::active_reader(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
-    common::store_full_papers(
+    active_reader(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
+    store_full_papers(
         &store,
         vec![
-            common::arxiv_paper(
+            arxiv_paper(
                 "2406.00001",
                 "Diffusion <i>now</i>",
                 "diffusion models",
                 Some(3),
             ),
-            common::arxiv_paper("2406.00002", "Unrelated", "graphs", None),
+            arxiv_paper("2406.00002", "Unrelated", "graphs", None),
         ],
     )
     .await;
