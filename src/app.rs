@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -122,6 +123,31 @@ impl App {
         &self.store
     }
 
+    /// Starts the delivery worker; when it stops because the relay refused us for good,
+    /// `/healthz` turns unavailable, so a supervisor or an alert sees it.
+    fn spawn_worker(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+        delivery_stopped: Arc<std::sync::Mutex<Option<String>>>,
+    ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        let worker = Worker::new(
+            self.store.clone(),
+            self.mailer.clone(),
+            self.links.clone(),
+            self.settings.delivery.clone(),
+        );
+        tokio::spawn(async move {
+            let ran = worker.run(stop).await;
+            if let Err(e) = &ran
+                && e.downcast_ref::<Stopped>().is_some()
+                && let Ok(mut slot) = delivery_stopped.lock()
+            {
+                *slot = Some(format!("{e:#}"));
+            }
+            ran
+        })
+    }
+
     /// Serves until `shutdown` completes, then stops the scheduler and closes the store.
     pub async fn run(
         self,
@@ -166,25 +192,10 @@ impl App {
             }
         });
         let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
-        let worker = self.options.worker.then(|| {
-            let worker = Worker::new(
-                self.store.clone(),
-                self.mailer.clone(),
-                self.links.clone(),
-                self.settings.delivery.clone(),
-            );
-            tokio::spawn(async move {
-                let ran = worker.run(worker_stop).await;
-                if let Err(e) = &ran
-                    && e.downcast_ref::<Stopped>().is_some()
-                    && let Ok(mut slot) = delivery_stopped.lock()
-                {
-                    // /healthz turns unavailable, so a supervisor or an alert sees it.
-                    *slot = Some(format!("{e:#}"));
-                }
-                ran
-            })
-        });
+        let worker = self
+            .options
+            .worker
+            .then(|| self.spawn_worker(worker_stop, delivery_stopped));
         let router = web::router(state, self.settings.web.max_body_bytes);
         let served = axum::serve(
             self.listener,
