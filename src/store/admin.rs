@@ -1,9 +1,8 @@
-//! What operators do to readers and the outbox from the CLI: add a reader by hand, list
-//! them, erase one (leaving only a hash on the suppression list), queue a resend, and
-//! count everything for `stats`.
+//! What operators do to readers and the outbox from the CLI: add a reader by hand, erase
+//! one (leaving only a hash on the suppression list), queue a resend, and the daily
+//! clean-up.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::subscribers::{
     ClientInfo, ConsentText, Subscriber, email_key, insert_consent, insert_token,
@@ -25,16 +24,6 @@ pub struct NewReader<'a> {
     pub token_hash: &'a str,
     pub token_ttl: chrono::Duration,
     pub consent: ConsentText<'a>,
-}
-
-/// Counts for `paperboy stats`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Stats {
-    pub papers: i64,
-    pub subscribers: Vec<(String, i64)>,
-    pub digests: Vec<(String, i64)>,
-    pub deliveries: Vec<(String, i64)>,
-    pub suppressed: i64,
 }
 
 /// The form in which an erased address is remembered.
@@ -228,17 +217,6 @@ impl Store {
         }))
     }
 
-    /// Deliveries queued or waiting to retry, and when the oldest of them was queued.
-    pub async fn queue_depth(&self) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status IN ('queued', 'retry')",
-            )
-            .fetch_one(pool)
-            .await?
-        }))
-    }
-
     /// Housekeeping: confirmation tokens expired more than a week ago, and readers who never
     /// confirmed within 30 days (with their consent record), are deleted. Returns how many
     /// of each.
@@ -264,33 +242,6 @@ impl Store {
             .rows_affected();
             tx.commit().await?;
             (tokens, readers)
-        }))
-    }
-
-    /// Everything `stats` shows.
-    pub async fn stats(&self) -> StoreResult<Stats> {
-        Ok(on_pool!(self, pool => {
-            Stats {
-                papers: sqlx::query_scalar("SELECT COUNT(*) FROM papers").fetch_one(pool).await?,
-                subscribers: sqlx::query_as(
-                    "SELECT status, COUNT(*) FROM subscribers GROUP BY status ORDER BY status",
-                )
-                .fetch_all(pool)
-                .await?,
-                digests: sqlx::query_as(
-                    "SELECT status, COUNT(*) FROM digests GROUP BY status ORDER BY status",
-                )
-                .fetch_all(pool)
-                .await?,
-                deliveries: sqlx::query_as(
-                    "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status",
-                )
-                .fetch_all(pool)
-                .await?,
-                suppressed: sqlx::query_scalar("SELECT COUNT(*) FROM suppressions")
-                    .fetch_one(pool)
-                    .await?,
-            }
         }))
     }
 }

@@ -696,15 +696,6 @@ impl Store {
         Ok(outcomes.iter().map(|(id, _)| held.contains(id)).collect())
     }
 
-    /// How many deliveries are in each state.
-    pub async fn delivery_counts(&self) -> StoreResult<Vec<(String, i64)>> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as("SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status")
-                .fetch_all(pool)
-                .await?
-        }))
-    }
-
     /// Every delivery of a digest: `(id, status, message_id, attempts)`, oldest first.
     pub async fn deliveries_of(
         &self,

@@ -5,6 +5,7 @@
 //! It knows nothing of HTTP, feeds formats or email: it stores domain values.
 
 mod admin;
+mod counts;
 mod digests;
 mod feeds;
 mod papers;
@@ -24,7 +25,8 @@ use sqlx::{Database, Transaction};
 
 use crate::config::DatabaseUrl;
 
-pub use admin::{NewReader, Stats, suppression_hash};
+pub use admin::{NewReader, suppression_hash};
+pub use counts::{Snapshot, Stats};
 pub use digests::{
     Claimed, DigestEntry, DigestRecord, ListedEntry, NewDigest, Outcome, StoredEntry,
 };

@@ -445,10 +445,4 @@ impl Store {
         }
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
-
-    pub async fn count_papers(&self) -> StoreResult<i64> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM papers").fetch_one(pool).await?
-        }))
-    }
 }
