@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 
 use super::subscribers::{
-    ClientInfo, ConsentText, Subscriber, email_key, insert_consent, insert_token,
+    ClientInfo, ConsentText, NewRow, Subscriber, insert_consent, insert_subscriber, insert_token,
 };
-use super::{BeginWrite, Store, StoreError, StoreResult, on_pool};
-use crate::domain::token::hash_token;
+use super::suppression::{is_listed, suppression_hash};
+use super::{BeginWrite, Store, StoreError, StoreResult, email_key, on_pool};
 use crate::domain::{EmailAddress, Preferences};
 
 /// A reader added from the CLI.
@@ -24,11 +24,6 @@ pub struct NewReader<'a> {
     pub token_hash: &'a str,
     pub token_ttl: chrono::Duration,
     pub consent: ConsentText<'a>,
-}
-
-/// The form in which an erased address is remembered.
-pub fn suppression_hash(email: &EmailAddress) -> String {
-    hash_token(&email_key(email))
 }
 
 impl Store {
@@ -67,44 +62,22 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             for r in readers {
-                let key = email_key(r.email);
                 let hash = suppression_hash(r.email);
-                let p = r.preferences;
-                let status = if r.confirmed { "active" } else { "pending" };
-                let suppressed: Option<String> =
-                    sqlx::query_scalar("SELECT reason FROM suppressions WHERE email_hash = $1")
-                        .bind(&hash)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if suppressed.is_some() && !r.confirmed {
+                if !r.confirmed && is_listed(&mut *tx, &hash).await? {
                     results.push(Err(StoreError::Conflict(format!(
                         "{} is on the suppression list; add it with --confirmed only if its owner asked",
                         r.email
                     ))));
                     continue;
                 }
-                let id: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO subscribers (email, email_key, status, queries, frequency, \
-                     send_hour, timezone, max_papers, link_key, created_at, updated_at, \
-                     link_sent_at, confirmed_at, last_window_end, paper_cursor) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $11, $11, \
-                     (SELECT COALESCE(MAX(id), 0) FROM papers)) \
-                     ON CONFLICT (email_key) DO NOTHING RETURNING id",
-                )
-                .bind(r.email.as_str())
-                .bind(&key)
-                .bind(status)
-                .bind(p.queries.to_text())
-                .bind(p.frequency.as_code())
-                .bind(i32::from(p.send_hour.get()))
-                .bind(p.timezone.name())
-                .bind(i32::from(p.max_papers.get()))
-                .bind(r.link_key)
-                .bind(now)
-                .bind(r.confirmed.then_some(now))
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(id) = id else {
+                let row = NewRow {
+                    email: r.email,
+                    preferences: r.preferences,
+                    link_key: r.link_key,
+                    confirmed: r.confirmed,
+                    seen_stored_papers: true,
+                };
+                let Some(id) = insert_subscriber(&mut tx, &row, now).await? else {
                     results.push(Err(StoreError::Conflict(format!(
                         "{} is already a reader",
                         r.email
@@ -120,7 +93,8 @@ impl Store {
                 if r.confirmed {
                     insert_consent(&mut tx, id, "confirmed", now, &client, r.consent).await?;
                 } else {
-                    insert_token(&mut tx, r.token_hash, id, now, now + r.token_ttl, p).await?;
+                    let expires = now + r.token_ttl;
+                    insert_token(&mut tx, r.token_hash, id, now, expires, r.preferences).await?;
                 }
                 results.push(Ok(id));
             }
@@ -162,18 +136,6 @@ impl Store {
             erased
         });
         Ok(erased)
-    }
-
-    /// Whether an address is on the suppression list.
-    pub async fn is_suppressed(&self, email: &EmailAddress) -> StoreResult<bool> {
-        let hash = suppression_hash(email);
-        let found: Option<String> = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT email_hash FROM suppressions WHERE email_hash = $1")
-                .bind(&hash)
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(found.is_some())
     }
 
     /// Queues another delivery of a digest (same content, new Message-ID).
