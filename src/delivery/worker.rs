@@ -27,7 +27,7 @@ use crate::digest;
 use crate::domain::SubscriberStatus;
 use crate::domain::token::Links;
 use crate::store::{
-    Claimed, DigestRecord, ListedEntry, Outcome, Store, StoredEntry, StoredPaper, Subscriber,
+    Claimed, DigestEntry, DigestRecord, Outcome, Store, StoredEntry, StoredPaper, Subscriber,
 };
 
 /// What a drain delivered.
@@ -434,7 +434,7 @@ impl Worker {
             .into_iter()
             .map(|s| (s.id, s))
             .collect();
-        let mut digests: HashMap<i64, (DigestRecord, Vec<ListedEntry>)> = self
+        let mut digests: HashMap<i64, (DigestRecord, Vec<DigestEntry>)> = self
             .store
             .digests_for_sending(&digest_ids)
             .await
