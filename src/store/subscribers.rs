@@ -146,6 +146,19 @@ impl TryFrom<SubscriberRow> for Subscriber {
     }
 }
 
+/// Binds a reader's preferences as the next five parameters, in the order every statement
+/// names their columns: queries, frequency, send_hour, timezone, max_papers.
+macro_rules! bind_preferences {
+    ($query:expr, $p:expr) => {
+        $query
+            .bind($p.queries.to_text())
+            .bind($p.frequency.as_code())
+            .bind(i32::from($p.send_hour.get()))
+            .bind($p.timezone.name())
+            .bind(i32::from($p.max_papers.get()))
+    };
+}
+
 macro_rules! select_subscribers {
     ($rest:literal) => {
         concat!(
@@ -413,20 +426,16 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let changed = on_pool!(self, pool => {
-            sqlx::query(
+            let query = sqlx::query(
                 "UPDATE subscribers SET queries = $2, frequency = $3, send_hour = $4, \
                  timezone = $5, max_papers = $6, updated_at = $7 WHERE id = $1",
             )
-            .bind(id)
-            .bind(p.queries.to_text())
-            .bind(p.frequency.as_code())
-            .bind(i32::from(p.send_hour.get()))
-            .bind(p.timezone.name())
-            .bind(i32::from(p.max_papers.get()))
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
+            .bind(id);
+            bind_preferences!(query, p)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
         });
         Ok(changed > 0)
     }
@@ -598,8 +607,7 @@ where
     DB::Arguments: sqlx::IntoArguments<DB>,
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
 {
-    let p = r.preferences;
-    sqlx::query_scalar::<DB, i64>(
+    let query = sqlx::query_scalar::<DB, i64>(
         "INSERT INTO subscribers (email, email_key, status, queries, frequency, send_hour, \
          timezone, max_papers, link_key, created_at, updated_at, link_sent_at, confirmed_at, \
          last_window_end, paper_cursor) \
@@ -609,18 +617,14 @@ where
     )
     .bind(r.email.as_str())
     .bind(email_key(r.email))
-    .bind(if r.confirmed { "active" } else { "pending" })
-    .bind(p.queries.to_text())
-    .bind(p.frequency.as_code())
-    .bind(i32::from(p.send_hour.get()))
-    .bind(p.timezone.name())
-    .bind(i32::from(p.max_papers.get()))
-    .bind(r.link_key)
-    .bind(now)
-    .bind(r.confirmed.then_some(now))
-    .bind(r.seen_stored_papers)
-    .fetch_optional(&mut **tx)
-    .await
+    .bind(if r.confirmed { "active" } else { "pending" });
+    bind_preferences!(query, r.preferences)
+        .bind(r.link_key)
+        .bind(now)
+        .bind(r.confirmed.then_some(now))
+        .bind(r.seen_stored_papers)
+        .fetch_optional(&mut **tx)
+        .await
 }
 
 pub(super) async fn insert_consent<DB>(
@@ -675,7 +679,7 @@ where
     for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
     for<'e> &'e mut <DB as sqlx::Database>::Connection: sqlx::Executor<'e, Database = DB>,
 {
-    sqlx::query::<DB>(
+    let query = sqlx::query::<DB>(
         "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at, \
          queries, frequency, send_hour, timezone, max_papers) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -683,13 +687,7 @@ where
     .bind(token_hash)
     .bind(id)
     .bind(now)
-    .bind(expires_at)
-    .bind(p.queries.to_text())
-    .bind(p.frequency.as_code())
-    .bind(i32::from(p.send_hour.get()))
-    .bind(p.timezone.name())
-    .bind(i32::from(p.max_papers.get()))
-    .execute(&mut **tx)
-    .await?;
+    .bind(expires_at);
+    bind_preferences!(query, p).execute(&mut **tx).await?;
     Ok(())
 }
