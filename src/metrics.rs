@@ -89,7 +89,7 @@ pub fn global() -> &'static Metrics {
 }
 
 /// Everything, in Prometheus text format: this process's counters and the database's
-/// gauges.
+/// gauges (read by [`Store::snapshot`]).
 pub async fn render(store: &Store) -> anyhow::Result<String> {
     let gauges = Registry::new();
     let readers = GaugeVec::new(
@@ -123,30 +123,27 @@ pub async fn render(store: &Store) -> anyhow::Result<String> {
     gauges.register(Box::new(oldest.clone()))?;
     gauges.register(Box::new(papers.clone()))?;
 
-    let stats = store.stats().await?;
-    papers.set(stats.papers);
-    for (status, n) in &stats.subscribers {
+    let db = store.snapshot().await?;
+    papers.set(db.papers);
+    for (status, n) in &db.subscribers {
         readers.with_label_values(&[status.as_str()]).set(*n as f64);
     }
-    for (status, n) in &stats.deliveries {
+    for (status, n) in &db.deliveries {
         deliveries
             .with_label_values(&[status.as_str()])
             .set(*n as f64);
     }
-    let (depth, oldest_at) = store.queue_depth().await?;
-    queue.set(depth);
+    queue.set(db.queue_depth);
     let now = Utc::now();
     oldest.set(
-        oldest_at
+        db.queue_oldest_at
             .map(|t| (now - t).num_milliseconds() as f64 / 1000.0)
             .unwrap_or(0.0),
     );
-    for f in store.list_feeds().await? {
-        if let Some(t) = f.health.last_success_at {
-            feed_age
-                .with_label_values(&[f.name.as_str()])
-                .set((now - t).num_seconds() as f64);
-        }
+    for (feed, t) in &db.feeds_last_success {
+        feed_age
+            .with_label_values(&[feed.as_str()])
+            .set((now - *t).num_seconds() as f64);
     }
 
     let mut families = global().registry.gather();

@@ -26,7 +26,7 @@ use crate::config::DeliverySettings;
 use crate::domain::token::Links;
 use crate::domain::{Subscriber, SubscriberStatus};
 use crate::email::{self, Email};
-use crate::store::{Claimed, DigestRecord, ListedEntry, Outcome, Store, StoredEntry, StoredPaper};
+use crate::store::{Claimed, DigestEntry, DigestRecord, Outcome, Store, StoredEntry, StoredPaper};
 
 /// What a drain delivered.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -499,7 +499,7 @@ impl Worker {
             .into_iter()
             .map(|s| (s.id, s))
             .collect();
-        let mut digests: HashMap<i64, (DigestRecord, Vec<ListedEntry>)> = self
+        let mut digests: HashMap<i64, (DigestRecord, Vec<DigestEntry>)> = self
             .store
             .digests_for_sending(&digest_ids)
             .await
@@ -543,7 +543,7 @@ impl Worker {
         &self,
         c: &Claimed,
         readers: &HashMap<i64, Subscriber>,
-        digests: &mut HashMap<i64, (DigestRecord, Vec<ListedEntry>)>,
+        digests: &mut HashMap<i64, (DigestRecord, Vec<DigestEntry>)>,
         papers: &HashMap<i64, StoredPaper>,
     ) -> Result<Ready, Outcome> {
         let subscriber = match readers.get(&c.subscriber_id) {

@@ -1,13 +1,14 @@
-//! What operators do to readers and the outbox from the CLI: add a reader by hand, list
-//! them, erase one (leaving only a hash on the suppression list), queue a resend, and
-//! count everything for `stats`.
+//! What operators do to readers and the outbox from the CLI: add a reader by hand, erase
+//! one (leaving only a hash on the suppression list), queue a resend, and the daily
+//! clean-up.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use super::subscribers::{ClientInfo, ConsentText, email_key, insert_consent, insert_token};
-use super::{BeginWrite, Store, StoreError, StoreResult, on_pool};
-use crate::domain::token::hash_token;
+use super::subscribers::{
+    ClientInfo, ConsentText, NewRow, insert_consent, insert_subscriber, insert_token,
+};
+use super::suppression::{is_listed, suppression_hash};
+use super::{BeginWrite, Store, StoreError, StoreResult, email_key, on_pool};
 use crate::domain::{EmailAddress, Preferences, Subscriber};
 
 /// A reader added from the CLI.
@@ -23,21 +24,6 @@ pub struct NewReader<'a> {
     pub token_hash: &'a str,
     pub token_ttl: chrono::Duration,
     pub consent: ConsentText<'a>,
-}
-
-/// Counts for `paperboy stats`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Stats {
-    pub papers: i64,
-    pub subscribers: Vec<(String, i64)>,
-    pub digests: Vec<(String, i64)>,
-    pub deliveries: Vec<(String, i64)>,
-    pub suppressed: i64,
-}
-
-/// The form in which an erased address is remembered.
-pub fn suppression_hash(email: &EmailAddress) -> String {
-    hash_token(&email_key(email))
 }
 
 impl Store {
@@ -76,44 +62,22 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             for r in readers {
-                let key = email_key(r.email);
                 let hash = suppression_hash(r.email);
-                let p = r.preferences;
-                let status = if r.confirmed { "active" } else { "pending" };
-                let suppressed: Option<String> =
-                    sqlx::query_scalar("SELECT reason FROM suppressions WHERE email_hash = $1")
-                        .bind(&hash)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if suppressed.is_some() && !r.confirmed {
+                if !r.confirmed && is_listed(&mut *tx, &hash).await? {
                     results.push(Err(StoreError::Conflict(format!(
                         "{} is on the suppression list; add it with --confirmed only if its owner asked",
                         r.email
                     ))));
                     continue;
                 }
-                let id: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO subscribers (email, email_key, status, queries, frequency, \
-                     send_hour, timezone, max_papers, link_key, created_at, updated_at, \
-                     link_sent_at, confirmed_at, last_window_end, paper_cursor) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $11, $11, \
-                     (SELECT COALESCE(MAX(id), 0) FROM papers)) \
-                     ON CONFLICT (email_key) DO NOTHING RETURNING id",
-                )
-                .bind(r.email.as_str())
-                .bind(&key)
-                .bind(status)
-                .bind(p.queries.to_text())
-                .bind(p.frequency.as_code())
-                .bind(i32::from(p.send_hour.get()))
-                .bind(p.timezone.name())
-                .bind(i32::from(p.max_papers.get()))
-                .bind(r.link_key)
-                .bind(now)
-                .bind(r.confirmed.then_some(now))
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(id) = id else {
+                let row = NewRow {
+                    email: r.email,
+                    preferences: r.preferences,
+                    link_key: r.link_key,
+                    confirmed: r.confirmed,
+                    seen_stored_papers: true,
+                };
+                let Some(id) = insert_subscriber(&mut tx, &row, now).await? else {
                     results.push(Err(StoreError::Conflict(format!(
                         "{} is already a reader",
                         r.email
@@ -129,7 +93,8 @@ impl Store {
                 if r.confirmed {
                     insert_consent(&mut tx, id, "confirmed", now, &client, r.consent).await?;
                 } else {
-                    insert_token(&mut tx, r.token_hash, id, now, now + r.token_ttl, p).await?;
+                    let expires = now + r.token_ttl;
+                    insert_token(&mut tx, r.token_hash, id, now, expires, r.preferences).await?;
                 }
                 results.push(Ok(id));
             }
@@ -173,18 +138,6 @@ impl Store {
         Ok(erased)
     }
 
-    /// Whether an address is on the suppression list.
-    pub async fn is_suppressed(&self, email: &EmailAddress) -> StoreResult<bool> {
-        let hash = suppression_hash(email);
-        let found: Option<String> = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT email_hash FROM suppressions WHERE email_hash = $1")
-                .bind(&hash)
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(found.is_some())
-    }
-
     /// Queues another delivery of a digest (same content, new Message-ID).
     #[tracing::instrument(skip_all, fields(digest = digest_id))]
     pub async fn queue_resend(
@@ -226,17 +179,6 @@ impl Store {
         }))
     }
 
-    /// Deliveries queued or waiting to retry, and when the oldest of them was queued.
-    pub async fn queue_depth(&self) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status IN ('queued', 'retry')",
-            )
-            .fetch_one(pool)
-            .await?
-        }))
-    }
-
     /// Housekeeping: confirmation tokens expired more than a week ago, and readers who never
     /// confirmed within 30 days (with their consent record), are deleted. Returns how many
     /// of each.
@@ -262,33 +204,6 @@ impl Store {
             .rows_affected();
             tx.commit().await?;
             (tokens, readers)
-        }))
-    }
-
-    /// Everything `stats` shows.
-    pub async fn stats(&self) -> StoreResult<Stats> {
-        Ok(on_pool!(self, pool => {
-            Stats {
-                papers: sqlx::query_scalar("SELECT COUNT(*) FROM papers").fetch_one(pool).await?,
-                subscribers: sqlx::query_as(
-                    "SELECT status, COUNT(*) FROM subscribers GROUP BY status ORDER BY status",
-                )
-                .fetch_all(pool)
-                .await?,
-                digests: sqlx::query_as(
-                    "SELECT status, COUNT(*) FROM digests GROUP BY status ORDER BY status",
-                )
-                .fetch_all(pool)
-                .await?,
-                deliveries: sqlx::query_as(
-                    "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status",
-                )
-                .fetch_all(pool)
-                .await?,
-                suppressed: sqlx::query_scalar("SELECT COUNT(*) FROM suppressions")
-                    .fetch_one(pool)
-                    .await?,
-            }
         }))
     }
 }

@@ -3,13 +3,17 @@
 //! exactly once per window; deliveries are claimed with a lease and finished only by the
 //! worker holding it.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::{BeginWrite, Store, StoreError, StoreResult, StoredPaper, on_pool};
+use super::{
+    BeginWrite, Store, StoreError, StoreResult, StoredPaper, WriteTx, on_pool, push_id_list,
+};
 use crate::domain::Explanation;
 
-/// One paper of a digest, best first.
+/// One paper of a digest, best first: by id, with its score and why it matched.
 #[derive(Debug, Clone)]
 pub struct DigestEntry {
     pub paper_id: i64,
@@ -53,14 +57,6 @@ pub struct DigestRecord {
     pub created_at: DateTime<Utc>,
 }
 
-/// A digest's paper as listed, by id, with its score and why it matched.
-#[derive(Debug, Clone)]
-pub struct ListedEntry {
-    pub paper_id: i64,
-    pub score: f64,
-    pub explanation: Explanation,
-}
-
 /// A digest's paper as stored, with its score and why it matched.
 #[derive(Debug, Clone)]
 pub struct StoredEntry {
@@ -69,20 +65,27 @@ pub struct StoredEntry {
     pub explanation: Explanation,
 }
 
-#[derive(sqlx::FromRow)]
-struct BatchEntryRow {
-    digest_id: i64,
-    paper_id: i64,
-    score: f64,
-    explanation: String,
-    rank: i32,
-}
-
+/// A row of `digest_papers`.
 #[derive(sqlx::FromRow)]
 struct EntryRow {
+    digest_id: i64,
+    rank: i32,
     paper_id: i64,
     score: f64,
     explanation: String,
+}
+
+impl EntryRow {
+    fn into_entry(self) -> StoreResult<DigestEntry> {
+        let explanation = serde_json::from_str(&self.explanation).map_err(|e| {
+            StoreError::Corrupt(format!("digest {}: explanation: {e}", self.digest_id))
+        })?;
+        Ok(DigestEntry {
+            paper_id: self.paper_id,
+            score: self.score,
+            explanation,
+        })
+    }
 }
 
 /// A delivery a worker holds: send it, then finish it.
@@ -124,6 +127,21 @@ type OutcomeRow<'a> = (
     bool,
 );
 
+/// How an outcome is written: a release goes back to the queue as due now, its attempt
+/// given back.
+fn outcome_row(id: i64, outcome: &Outcome, now: DateTime<Utc>) -> OutcomeRow<'_> {
+    let (status, error, reply, next) = match outcome {
+        Outcome::Sent(reply) => ("sent", None, Some(reply.as_str()), None),
+        Outcome::Retry { error, at } => ("retry", Some(error.as_str()), None, Some(*at)),
+        Outcome::Failed(e) => ("failed", Some(e.as_str()), None, None),
+        Outcome::Bounced(e) => ("bounced", Some(e.as_str()), None, None),
+        Outcome::Suppressed(e) => ("suppressed", Some(e.as_str()), None, None),
+        Outcome::Released => ("retry", None, None, Some(now)),
+    };
+    let released = matches!(outcome, Outcome::Released);
+    (id, status, error, reply, next, released)
+}
+
 macro_rules! select_digests {
     ($rest:literal) => {
         concat!(
@@ -136,110 +154,29 @@ macro_rules! select_digests {
 
 impl Store {
     /// Writes a digest for a reader's window, moving the window on in the same
-    /// transaction, and queues its delivery when it has papers. `None` when the window is
-    /// no longer the reader's current one (another run composed it, or the reader changed
-    /// status meanwhile): nothing is written.
+    /// transaction, and queues its delivery when it has papers: [`Store::save_digests`]
+    /// for one reader. `None` when the window is no longer the reader's current one
+    /// (another run composed it, or the reader changed status meanwhile): nothing is
+    /// written.
     #[tracing::instrument(skip_all, fields(subscriber = d.subscriber_id, papers = d.entries.len()))]
     pub async fn save_digest(
         &self,
         d: &NewDigest<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<i64>> {
-        let status = if d.entries.is_empty() {
-            "skipped"
-        } else {
-            "composed"
-        };
-        let id: Option<i64> = on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            // The window moves on only from where it stood, forward in time, for a reader
-            // still active: of two runs composing it, one wins.
-            let moved = sqlx::query(
-                "UPDATE subscribers SET paper_cursor = $3, last_window_end = $4 \
-                 WHERE id = $1 AND paper_cursor = $2 AND status = 'active' \
-                 AND (last_window_end IS NULL OR last_window_end < $4)",
-            )
-            .bind(d.subscriber_id)
-            .bind(d.papers_after)
-            .bind(d.papers_upto)
-            .bind(d.window_end)
-            .execute(&mut *tx)
+        Ok(self
+            .save_digests(std::slice::from_ref(d), now)
             .await?
-            .rows_affected();
-            if moved == 0 {
-                return Ok(None);
-            }
-            let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO digests (subscriber_id, window_start, window_end, papers_after, \
-                 papers_upto, status, total, shown, trending, archive_key, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (subscriber_id, window_end) DO NOTHING RETURNING id",
-            )
-            .bind(d.subscriber_id)
-            .bind(d.window_start)
-            .bind(d.window_end)
-            .bind(d.papers_after)
-            .bind(d.papers_upto)
-            .bind(status)
-            .bind(i32::try_from(d.entries.len()).unwrap_or(i32::MAX))
-            .bind(i32::try_from(d.shown.min(d.entries.len())).unwrap_or(i32::MAX))
-            .bind(d.trending)
-            .bind(d.archive_key)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(id) = id else {
-                // The window just moved for us, so nobody else can have written it.
-                return Err(StoreError::Conflict(format!(
-                    "reader {} already has a digest ending at {}",
-                    d.subscriber_id, d.window_end
-                )));
-            };
-            for (chunk_no, chunk) in d.entries.chunks(200).enumerate() {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO digest_papers (digest_id, rank, paper_id, score, explanation) ",
-                );
-                let mut failed = None;
-                q.push_values(chunk.iter().enumerate(), |mut row, (i, e)| {
-                    let explanation = serde_json::to_string(&e.explanation).unwrap_or_else(|err| {
-                        failed = Some(err.to_string());
-                        String::new()
-                    });
-                    row.push_bind(id)
-                        .push_bind(i32::try_from(chunk_no * 200 + i + 1).unwrap_or(i32::MAX))
-                        .push_bind(e.paper_id)
-                        .push_bind(e.score)
-                        .push_bind(explanation);
-                });
-                if let Some(err) = failed {
-                    return Err(StoreError::Corrupt(format!("explanation: {err}")));
-                }
-                q.build().execute(&mut *tx).await?;
-            }
-            if !d.entries.is_empty() {
-                sqlx::query(
-                    "INSERT INTO deliveries (digest_id, subscriber_id, message_id, status, \
-                     next_attempt_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'queued', $4, $4, $4)",
-                )
-                .bind(id)
-                .bind(d.subscriber_id)
-                .bind(d.message_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Some(id)
-        });
-        Ok(id)
+            .pop()
+            .flatten())
     }
 
-    /// Writes many readers' digests in one transaction, as [`Store::save_digest`] does for
-    /// one: each reader's window moves on by compare-and-set, and only the readers whose
-    /// window moved get a digest (`None` for the others, in input order). All or nothing:
-    /// an error leaves every window where it was, and the caller may retry one by one.
-    /// Each reader may appear once.
+    /// Writes many readers' digests in one transaction, each with its papers and, when it
+    /// has papers, its delivery. Each reader's window moves on by compare-and-set (the
+    /// window rule, in `move_windows`), and only the readers whose window moved get a
+    /// digest (`None` for the others, in input order). All or nothing: an error leaves
+    /// every window where it was, and the caller may retry one by one. Each reader may
+    /// appear once.
     #[tracing::instrument(skip_all, fields(digests = digests.len()))]
     pub async fn save_digests(
         &self,
@@ -257,114 +194,16 @@ impl Store {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: std::collections::HashMap<i64, i64> = on_pool!(self, pool => {
+        let ids: HashMap<i64, i64> = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            // Move every window from where it stood, forward in time, for readers still
-            // active; those that did not move were taken by another run.
-            let mut q = sqlx::QueryBuilder::new(
-                "UPDATE subscribers SET paper_cursor = v.column3, last_window_end = v.column4 \
-                 FROM (",
-            );
-            q.push_values(digests, |mut row, d| {
-                row.push_bind(d.subscriber_id)
-                    .push_bind(d.papers_after)
-                    .push_bind(d.papers_upto)
-                    .push_bind(d.window_end);
-            });
-            q.push(
-                ") AS v WHERE subscribers.id = v.column1 AND subscribers.paper_cursor = v.column2 \
-                 AND subscribers.status = 'active' \
-                 AND (subscribers.last_window_end IS NULL OR subscribers.last_window_end < v.column4) \
-                 RETURNING subscribers.id",
-            );
-            let moved: std::collections::HashSet<i64> = q
-                .build_query_scalar::<i64>()
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
+            let moved = move_windows(&mut tx, digests).await?;
             let writing: Vec<&NewDigest<'_>> = digests
                 .iter()
                 .filter(|d| moved.contains(&d.subscriber_id))
                 .collect();
-            let mut ids = std::collections::HashMap::new();
-            if !writing.is_empty() {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO digests (subscriber_id, window_start, window_end, papers_after, \
-                     papers_upto, status, total, shown, trending, archive_key, created_at) ",
-                );
-                q.push_values(&writing, |mut row, d| {
-                    let status = if d.entries.is_empty() { "skipped" } else { "composed" };
-                    row.push_bind(d.subscriber_id)
-                        .push_bind(d.window_start)
-                        .push_bind(d.window_end)
-                        .push_bind(d.papers_after)
-                        .push_bind(d.papers_upto)
-                        .push_bind(status)
-                        .push_bind(i32::try_from(d.entries.len()).unwrap_or(i32::MAX))
-                        .push_bind(i32::try_from(d.shown.min(d.entries.len())).unwrap_or(i32::MAX))
-                        .push_bind(d.trending)
-                        .push_bind(d.archive_key)
-                        .push_bind(now);
-                });
-                q.push(" ON CONFLICT (subscriber_id, window_end) DO NOTHING RETURNING subscriber_id, id");
-                let rows: Vec<(i64, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
-                ids.extend(rows);
-                if let Some(d) = writing.iter().find(|d| !ids.contains_key(&d.subscriber_id)) {
-                    // The window just moved for us, so nobody else can have written it.
-                    return Err(StoreError::Conflict(format!(
-                        "reader {} already has a digest ending at {}",
-                        d.subscriber_id, d.window_end
-                    )));
-                }
-            }
-            // Their papers, a few thousand rows per statement.
-            let mut rows: Vec<(i64, i32, &DigestEntry)> = Vec::new();
-            for d in &writing {
-                let id = ids[&d.subscriber_id];
-                for (i, e) in d.entries.iter().enumerate() {
-                    rows.push((id, i32::try_from(i + 1).unwrap_or(i32::MAX), e));
-                }
-            }
-            for chunk in rows.chunks(2_000) {
-                let mut explanations = Vec::with_capacity(chunk.len());
-                for (_, _, e) in chunk {
-                    explanations.push(
-                        serde_json::to_string(&e.explanation)
-                            .map_err(|err| StoreError::Corrupt(format!("explanation: {err}")))?,
-                    );
-                }
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO digest_papers (digest_id, rank, paper_id, score, explanation) ",
-                );
-                q.push_values(chunk.iter().zip(explanations), |mut row, ((id, rank, e), x)| {
-                    row.push_bind(*id)
-                        .push_bind(*rank)
-                        .push_bind(e.paper_id)
-                        .push_bind(e.score)
-                        .push_bind(x);
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            // And a delivery for each digest that has papers.
-            let queued: Vec<&&NewDigest<'_>> =
-                writing.iter().filter(|d| !d.entries.is_empty()).collect();
-            for chunk in queued.chunks(1_000) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO deliveries (digest_id, subscriber_id, message_id, status, \
-                     next_attempt_at, created_at, updated_at) ",
-                );
-                q.push_values(chunk, |mut row, d| {
-                    row.push_bind(ids[&d.subscriber_id])
-                        .push_bind(d.subscriber_id)
-                        .push_bind(d.message_id)
-                        .push_bind("queued")
-                        .push_bind(now)
-                        .push_bind(now)
-                        .push_bind(now);
-                });
-                q.build().execute(&mut *tx).await?;
-            }
+            let ids = insert_digests(&mut tx, &writing, now).await?;
+            insert_digest_papers(&mut tx, &writing, &ids).await?;
+            queue_deliveries(&mut tx, &writing, &ids, now).await?;
             tx.commit().await?;
             ids
         });
@@ -420,7 +259,7 @@ impl Store {
         let limit = i64::try_from(limit.unwrap_or(usize::MAX)).unwrap_or(i64::MAX);
         let rows: Vec<EntryRow> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT paper_id, score, explanation FROM digest_papers \
+                "SELECT digest_id, rank, paper_id, score, explanation FROM digest_papers \
                  WHERE digest_id = $1 ORDER BY rank LIMIT $2",
             )
             .bind(id)
@@ -430,19 +269,17 @@ impl Store {
         });
         let ids: Vec<i64> = rows.iter().map(|r| r.paper_id).collect();
         let papers = self.papers_by_ids(&ids).await?;
-        let mut by_id: std::collections::HashMap<i64, StoredPaper> =
-            papers.into_iter().map(|p| (p.id, p)).collect();
+        let mut by_id: HashMap<i64, StoredPaper> = papers.into_iter().map(|p| (p.id, p)).collect();
         rows.into_iter()
             .map(|r| {
                 let paper = by_id.remove(&r.paper_id).ok_or_else(|| {
                     StoreError::Corrupt(format!("digest {id}: paper {} missing", r.paper_id))
                 })?;
-                let explanation = serde_json::from_str(&r.explanation)
-                    .map_err(|e| StoreError::Corrupt(format!("digest {id}: explanation: {e}")))?;
+                let entry = r.into_entry()?;
                 Ok(StoredEntry {
                     paper,
-                    score: r.score,
-                    explanation,
+                    score: entry.score,
+                    explanation: entry.explanation,
                 })
             })
             .collect()
@@ -455,17 +292,13 @@ impl Store {
     pub async fn digests_for_sending(
         &self,
         ids: &[i64],
-    ) -> StoreResult<Vec<(DigestRecord, Vec<ListedEntry>)>> {
+    ) -> StoreResult<Vec<(DigestRecord, Vec<DigestEntry>)>> {
         let mut digests: Vec<DigestRecord> = Vec::with_capacity(ids.len());
-        let mut rows: Vec<BatchEntryRow> = Vec::new();
+        let mut rows: Vec<EntryRow> = Vec::new();
         for chunk in ids.chunks(500) {
             on_pool!(self, pool => {
                 let mut q = sqlx::QueryBuilder::new(select_digests!("WHERE id IN ("));
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                q.push(")");
+                push_id_list(&mut q, chunk.iter().copied());
                 let found: Vec<DigestRecord> = q.build_query_as().fetch_all(pool).await?;
                 if found.is_empty() {
                     continue;
@@ -475,35 +308,26 @@ impl Store {
                 // scan all of them); each digest's own limit is applied below.
                 let most = found.iter().map(|d| d.shown).max().unwrap_or(0);
                 let mut q = sqlx::QueryBuilder::new(
-                    "SELECT digest_id, paper_id, score, explanation, rank FROM digest_papers \
+                    "SELECT digest_id, rank, paper_id, score, explanation FROM digest_papers \
                      WHERE rank <= ",
                 );
                 q.push_bind(most).push(" AND digest_id IN (");
-                let mut sep = q.separated(", ");
-                for d in &found {
-                    sep.push_bind(d.id);
-                }
-                q.push(") ORDER BY digest_id, rank");
-                rows.extend(q.build_query_as::<BatchEntryRow>().fetch_all(pool).await?);
+                push_id_list(&mut q, found.iter().map(|d| d.id));
+                q.push(" ORDER BY digest_id, rank");
+                rows.extend(q.build_query_as::<EntryRow>().fetch_all(pool).await?);
                 digests.extend(found);
             });
         }
-        let shown: std::collections::HashMap<i64, i32> =
-            digests.iter().map(|d| (d.id, d.shown)).collect();
-        let mut entries: std::collections::HashMap<i64, Vec<ListedEntry>> =
-            std::collections::HashMap::new();
+        let shown: HashMap<i64, i32> = digests.iter().map(|d| (d.id, d.shown)).collect();
+        let mut entries: HashMap<i64, Vec<DigestEntry>> = HashMap::new();
         for r in rows {
             if shown.get(&r.digest_id).is_none_or(|&n| r.rank > n) {
                 continue;
             }
-            let explanation = serde_json::from_str(&r.explanation).map_err(|e| {
-                StoreError::Corrupt(format!("digest {}: explanation: {e}", r.digest_id))
-            })?;
-            entries.entry(r.digest_id).or_default().push(ListedEntry {
-                paper_id: r.paper_id,
-                score: r.score,
-                explanation,
-            });
+            entries
+                .entry(r.digest_id)
+                .or_default()
+                .push(r.into_entry()?);
         }
         Ok(digests
             .into_iter()
@@ -520,7 +344,7 @@ impl Store {
         ids: &[i64],
         owner: &str,
         until: DateTime<Utc>,
-    ) -> StoreResult<std::collections::HashSet<i64>> {
+    ) -> StoreResult<HashSet<i64>> {
         if ids.is_empty() {
             return Ok(Default::default());
         }
@@ -531,11 +355,8 @@ impl Store {
                 .push(" WHERE lease_owner = ")
                 .push_bind(owner)
                 .push(" AND status = 'sending' AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in ids {
-                sep.push_bind(*id);
-            }
-            q.push(") RETURNING id");
+            push_id_list(&mut q, ids.iter().copied());
+            q.push(" RETURNING id");
             let held = q.build_query_scalar().fetch_all(&mut *tx).await?;
             tx.commit().await?;
             held
@@ -600,11 +421,8 @@ impl Store {
                     .push(", attempts = attempts + 1, updated_at = ")
                     .push_bind(now)
                     .push(" WHERE id IN (");
-                let mut sep = q.separated(", ");
-                for id in &ids {
-                    sep.push_bind(*id);
-                }
-                q.push(") RETURNING id, digest_id, subscriber_id, message_id, attempts, created_at");
+                push_id_list(&mut q, ids.iter().copied());
+                q.push(" RETURNING id, digest_id, subscriber_id, message_id, attempts, created_at");
                 claimed = q.build_query_as().fetch_all(&mut *tx).await?;
                 // In the order they were chosen: oldest first.
                 claimed.sort_by_key(|c| ids.iter().position(|id| *id == c.id));
@@ -630,24 +448,11 @@ impl Store {
         }
         let rows: Vec<OutcomeRow<'_>> = outcomes
             .iter()
-            .map(|(id, outcome)| {
-                let (status, error, reply, next) = match outcome {
-                    Outcome::Sent(reply) => ("sent", None, Some(reply.as_str()), None),
-                    Outcome::Retry { error, at } => {
-                        ("retry", Some(error.as_str()), None, Some(*at))
-                    }
-                    Outcome::Failed(e) => ("failed", Some(e.as_str()), None, None),
-                    Outcome::Bounced(e) => ("bounced", Some(e.as_str()), None, None),
-                    Outcome::Suppressed(e) => ("suppressed", Some(e.as_str()), None, None),
-                    Outcome::Released => ("retry", None, None, Some(now)),
-                };
-                let released = matches!(outcome, Outcome::Released);
-                (*id, status, error, reply, next, released)
-            })
+            .map(|(id, outcome)| outcome_row(*id, outcome, now))
             .collect();
-        let held: std::collections::HashSet<i64> = on_pool!(self, pool => {
+        let held: HashSet<i64> = on_pool!(self, pool => {
             let mut tx = pool.begin_bookkeeping().await?;
-            let mut held = std::collections::HashSet::new();
+            let mut held = HashSet::new();
             // A few hundred outcomes per statement.
             for chunk in rows.chunks(500) {
                 let mut q = sqlx::QueryBuilder::new(
@@ -696,15 +501,6 @@ impl Store {
         Ok(outcomes.iter().map(|(id, _)| held.contains(id)).collect())
     }
 
-    /// How many deliveries are in each state.
-    pub async fn delivery_counts(&self) -> StoreResult<Vec<(String, i64)>> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as("SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status")
-                .fetch_all(pool)
-                .await?
-        }))
-    }
-
     /// Every delivery of a digest: `(id, status, message_id, attempts)`, oldest first.
     pub async fn deliveries_of(
         &self,
@@ -720,4 +516,183 @@ impl Store {
             .await?
         }))
     }
+}
+
+// The steps of `save_digests`, each a few multi-row statements in its transaction.
+
+/// Moves each reader's window on by compare-and-set: from where it stood, forward in time,
+/// for a reader still active, so of two runs composing a window one wins. Returns the
+/// readers whose window moved; the others were taken by another run (or left meanwhile).
+async fn move_windows<DB>(
+    tx: &mut WriteTx<DB>,
+    digests: &[NewDigest<'_>],
+) -> StoreResult<HashSet<i64>>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    let mut q = sqlx::QueryBuilder::<DB>::new(
+        "UPDATE subscribers SET paper_cursor = v.column3, last_window_end = v.column4 FROM (",
+    );
+    q.push_values(digests, |mut row, d| {
+        row.push_bind(d.subscriber_id)
+            .push_bind(d.papers_after)
+            .push_bind(d.papers_upto)
+            .push_bind(d.window_end);
+    });
+    q.push(
+        ") AS v WHERE subscribers.id = v.column1 AND subscribers.paper_cursor = v.column2 \
+         AND subscribers.status = 'active' \
+         AND (subscribers.last_window_end IS NULL OR subscribers.last_window_end < v.column4) \
+         RETURNING subscribers.id",
+    );
+    let moved = q.build_query_scalar::<i64>().fetch_all(&mut **tx).await?;
+    Ok(moved.into_iter().collect())
+}
+
+/// Writes the digests of the readers whose window just moved: a digest without papers is
+/// recorded as skipped. Returns each one's id by reader.
+async fn insert_digests<DB>(
+    tx: &mut WriteTx<DB>,
+    writing: &[&NewDigest<'_>],
+    now: DateTime<Utc>,
+) -> StoreResult<HashMap<i64, i64>>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64, i64): for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    if writing.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut q = sqlx::QueryBuilder::<DB>::new(
+        "INSERT INTO digests (subscriber_id, window_start, window_end, papers_after, \
+         papers_upto, status, total, shown, trending, archive_key, created_at) ",
+    );
+    q.push_values(writing, |mut row, d| {
+        let status = if d.entries.is_empty() {
+            "skipped"
+        } else {
+            "composed"
+        };
+        row.push_bind(d.subscriber_id)
+            .push_bind(d.window_start)
+            .push_bind(d.window_end)
+            .push_bind(d.papers_after)
+            .push_bind(d.papers_upto)
+            .push_bind(status)
+            .push_bind(i32::try_from(d.entries.len()).unwrap_or(i32::MAX))
+            .push_bind(i32::try_from(d.shown.min(d.entries.len())).unwrap_or(i32::MAX))
+            .push_bind(d.trending)
+            .push_bind(d.archive_key)
+            .push_bind(now);
+    });
+    q.push(" ON CONFLICT (subscriber_id, window_end) DO NOTHING RETURNING subscriber_id, id");
+    let ids: HashMap<i64, i64> = q
+        .build_query_as::<(i64, i64)>()
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
+    if let Some(d) = writing.iter().find(|d| !ids.contains_key(&d.subscriber_id)) {
+        // The window just moved for us, so nobody else can have written it.
+        return Err(StoreError::Conflict(format!(
+            "reader {} already has a digest ending at {}",
+            d.subscriber_id, d.window_end
+        )));
+    }
+    Ok(ids)
+}
+
+/// Writes the digests' papers with their rank, a few thousand rows per statement.
+async fn insert_digest_papers<DB>(
+    tx: &mut WriteTx<DB>,
+    writing: &[&NewDigest<'_>],
+    ids: &HashMap<i64, i64>,
+) -> StoreResult<()>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    let mut rows: Vec<(i64, i32, &DigestEntry)> = Vec::new();
+    for d in writing {
+        let id = ids[&d.subscriber_id];
+        for (i, e) in d.entries.iter().enumerate() {
+            rows.push((id, i32::try_from(i + 1).unwrap_or(i32::MAX), e));
+        }
+    }
+    for chunk in rows.chunks(2_000) {
+        let mut explanations = Vec::with_capacity(chunk.len());
+        for (_, _, e) in chunk {
+            explanations.push(
+                serde_json::to_string(&e.explanation)
+                    .map_err(|err| StoreError::Corrupt(format!("explanation: {err}")))?,
+            );
+        }
+        let mut q = sqlx::QueryBuilder::<DB>::new(
+            "INSERT INTO digest_papers (digest_id, rank, paper_id, score, explanation) ",
+        );
+        q.push_values(
+            chunk.iter().zip(explanations),
+            |mut row, ((id, rank, e), x)| {
+                row.push_bind(*id)
+                    .push_bind(*rank)
+                    .push_bind(e.paper_id)
+                    .push_bind(e.score)
+                    .push_bind(x);
+            },
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Queues a delivery for each digest that has papers, a thousand per statement.
+async fn queue_deliveries<DB>(
+    tx: &mut WriteTx<DB>,
+    writing: &[&NewDigest<'_>],
+    ids: &HashMap<i64, i64>,
+    now: DateTime<Utc>,
+) -> StoreResult<()>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    let queued: Vec<&&NewDigest<'_>> = writing.iter().filter(|d| !d.entries.is_empty()).collect();
+    for chunk in queued.chunks(1_000) {
+        let mut q = sqlx::QueryBuilder::<DB>::new(
+            "INSERT INTO deliveries (digest_id, subscriber_id, message_id, status, \
+             next_attempt_at, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut row, d| {
+            row.push_bind(ids[&d.subscriber_id])
+                .push_bind(d.subscriber_id)
+                .push_bind(d.message_id)
+                .push_bind("queued")
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }

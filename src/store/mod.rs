@@ -5,10 +5,12 @@
 //! It knows nothing of HTTP, feeds formats or email: it stores domain values.
 
 mod admin;
+mod counts;
 mod digests;
 mod feeds;
 mod papers;
 mod subscribers;
+mod suppression;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,16 +25,17 @@ use sqlx::sqlite::{
 use sqlx::{Database, Transaction};
 
 use crate::config::DatabaseUrl;
+use crate::domain::EmailAddress;
 
-pub use admin::{NewReader, Stats, suppression_hash};
-pub use digests::{
-    Claimed, DigestEntry, DigestRecord, ListedEntry, NewDigest, Outcome, StoredEntry,
-};
+pub use admin::NewReader;
+pub use counts::{Snapshot, Stats};
+pub use digests::{Claimed, DigestEntry, DigestRecord, NewDigest, Outcome, StoredEntry};
 pub use feeds::{FeedHealth, FeedRecord, FetchOutcome};
 pub use papers::{PaperSource, StoredPaper, UpsertCounts};
 pub use subscribers::{
-    ClientInfo, ConsentRecord, ConsentText, RequestOutcome, SubscriptionRequest, email_key,
+    ClientInfo, ConsentRecord, ConsentText, RequestOutcome, SubscriptionRequest,
 };
+pub use suppression::suppression_hash;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -372,6 +375,25 @@ fn write_problem(path: &std::path::Path) -> String {
             dir.display()
         ),
     }
+}
+
+/// The key under which an address is unique: `Ann@Example.org` and `ann@example.org` are
+/// one reader (and one entry on the suppression list).
+pub fn email_key(email: &EmailAddress) -> String {
+    email.as_str().to_lowercase()
+}
+
+/// Binds `ids` as the list of an `IN (` the query ends with, and closes it.
+fn push_id_list<DB>(q: &mut sqlx::QueryBuilder<DB>, ids: impl IntoIterator<Item = i64>)
+where
+    DB: Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(id);
+    }
+    list.push_unseparated(")");
 }
 
 /// Decodes a JSON array column written by the store itself.

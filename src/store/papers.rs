@@ -1,12 +1,12 @@
 //! Papers and the sources that carried them: deduplicating upserts and the listings that
 //! read them back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{BeginWrite, Store, StoreResult, json_list, on_pool, to_json};
+use super::{BeginWrite, Store, StoreResult, WriteTx, json_list, on_pool, push_id_list, to_json};
 use crate::domain::{Ingested, Paper, PaperKey, PaperLinks};
 
 /// What one batch did to the papers table.
@@ -106,7 +106,7 @@ macro_rules! select_papers {
 }
 
 /// Binds a paper's fields as `$2` to `$15`, in the order both the INSERT and the UPDATE
-/// of [`Store::upsert_papers`] name them.
+/// of `merge_or_insert` name them.
 macro_rules! bind_paper_fields {
     ($query:expr, $p:expr) => {
         $query
@@ -137,7 +137,7 @@ const LINK_CHUNK: usize = 500;
 #[derive(Default)]
 struct Known {
     papers: Vec<StoredPaper>,
-    ids: std::collections::HashSet<i64>,
+    ids: HashSet<i64>,
     by_key: HashMap<String, usize>,
     by_arxiv: HashMap<String, usize>,
     by_doi: HashMap<String, usize>,
@@ -222,112 +222,14 @@ impl Store {
         let mut counts = UpsertCounts::default();
         on_pool!(self, pool => {
             let mut tx = pool.begin_papers_write().await?;
-            let mut known = Known::default();
-            for chunk in batch.chunks(LOOKUP_CHUNK) {
-                let mut query = sqlx::QueryBuilder::new(select_papers!("WHERE FALSE"));
-                let columns: [(&str, Vec<&str>); 3] = [
-                    ("key", chunk.iter().map(|i| i.paper.key.as_str()).collect()),
-                    ("arxiv_id", chunk.iter().filter_map(|i| i.paper.arxiv_id.as_deref()).collect()),
-                    ("doi", chunk.iter().filter_map(|i| i.paper.doi.as_deref()).collect()),
-                ];
-                for (column, values) in columns {
-                    if values.is_empty() {
-                        continue;
-                    }
-                    query.push(" OR ").push(column).push(" IN (");
-                    let mut list = query.separated(", ");
-                    for value in values {
-                        list.push_bind(value);
-                    }
-                    list.push_unseparated(")");
-                }
-                let rows: Vec<PaperRow> = query.build_query_as().fetch_all(&mut *tx).await?;
-                for row in rows {
-                    known.add(row.into_stored()?);
-                }
-            }
+            let mut known = read_known(&mut tx, &batch).await?;
             let mut links: Vec<(i64, &Ingested)> = Vec::with_capacity(batch.len());
             for item in &batch {
-                let incoming = &item.paper;
-                let paper_id = match known.find(incoming) {
-                    Some(at) => {
-                        let stored = &mut known.papers[at];
-                        if stored.paper.merge(incoming) {
-                            let p = &stored.paper;
-                            let query = sqlx::query(
-                                "UPDATE papers SET arxiv_id = $2, version = $3, doi = $4, \
-                                 title = $5, abstract = $6, authors = $7, categories = $8, \
-                                 abs_url = $9, pdf_url = $10, discussion_url = $11, \
-                                 thumbnail_url = $12, published_at = $13, upvotes = $14, \
-                                 comments = $15, updated_at = $16 WHERE id = $1",
-                            )
-                            .bind(stored.id);
-                            bind_paper_fields!(query, p)
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await?;
-                            stored.updated_at = now;
-                            counts.updated += 1;
-                        } else {
-                            counts.unchanged += 1;
-                        }
-                        let id = stored.id;
-                        known.reindex(at);
-                        id
-                    }
-                    None => {
-                        let p = incoming;
-                        let query = sqlx::query_scalar(
-                            "INSERT INTO papers (key, arxiv_id, version, doi, title, abstract, \
-                             authors, categories, abs_url, pdf_url, discussion_url, thumbnail_url, \
-                             published_at, upvotes, comments, first_seen_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                             $15, $16, $16) RETURNING id",
-                        )
-                        .bind(p.key.as_str());
-                        let id: i64 = bind_paper_fields!(query, p)
-                            .bind(now)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        counts.new += 1;
-                        known.add(StoredPaper {
-                            id,
-                            paper: p.clone(),
-                            first_seen_at: now,
-                            updated_at: now,
-                        });
-                        id
-                    }
-                };
+                let paper_id = merge_or_insert(&mut tx, &mut known, &item.paper, now, &mut counts)
+                    .await?;
                 links.push((paper_id, item));
             }
-            // Two entries of one batch can resolve to the same paper (an arXiv id and its
-            // DOI); one statement may not touch a row twice, so keep the last link.
-            let mut linked = std::collections::HashSet::new();
-            links.reverse();
-            links.retain(|(id, _)| linked.insert(*id));
-            links.reverse();
-            for chunk in links.chunks(LINK_CHUNK) {
-                let mut query = sqlx::QueryBuilder::new(
-                    "INSERT INTO paper_sources (paper_id, feed_id, entry_id, version, announce_type, \
-                     first_seen_at, last_seen_at) ",
-                );
-                query.push_values(chunk, |mut row, (paper_id, item)| {
-                    row.push_bind(*paper_id)
-                        .push_bind(feed_id)
-                        .push_bind(item.entry_id.as_str())
-                        .push_bind(item.paper.version.map(i64::from))
-                        .push_bind(item.announce_type.map(|a| a.as_str()))
-                        .push_bind(now)
-                        .push_bind(now);
-                });
-                query.push(
-                    " ON CONFLICT (paper_id, feed_id) DO UPDATE SET entry_id = excluded.entry_id, \
-                     version = excluded.version, announce_type = excluded.announce_type, \
-                     last_seen_at = excluded.last_seen_at",
-                );
-                query.build().execute(&mut *tx).await?;
-            }
+            link_sources(&mut tx, feed_id, links, now).await?;
             tx.commit().await?;
         });
         Ok(counts)
@@ -413,7 +315,7 @@ impl Store {
             .await?;
             (rows, counts)
         });
-        let counts: std::collections::HashMap<i64, i64> = counts.into_iter().collect();
+        let counts: HashMap<i64, i64> = counts.into_iter().collect();
         rows.into_iter()
             .map(|r| {
                 let p = r.into_stored()?;
@@ -426,16 +328,11 @@ impl Store {
     /// Papers by id, in the order asked; ids not stored are left out.
     #[tracing::instrument(skip_all, fields(n = ids.len()))]
     pub async fn papers_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<StoredPaper>> {
-        let mut found: std::collections::HashMap<i64, StoredPaper> =
-            std::collections::HashMap::new();
+        let mut found: HashMap<i64, StoredPaper> = HashMap::new();
         for chunk in ids.chunks(500) {
             let rows: Vec<PaperRow> = on_pool!(self, pool => {
                 let mut q = sqlx::QueryBuilder::new(select_papers!("WHERE id IN ("));
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                q.push(")");
+                push_id_list(&mut q, chunk.iter().copied());
                 q.build_query_as().fetch_all(pool).await?
             });
             for r in rows {
@@ -445,10 +342,170 @@ impl Store {
         }
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
+}
 
-    pub async fn count_papers(&self) -> StoreResult<i64> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM papers").fetch_one(pool).await?
-        }))
+// The steps of `upsert_papers`, in its transaction.
+
+/// Reads the stored papers a batch may touch (same key, arXiv id or DOI as one of its
+/// entries), a few queries per batch.
+async fn read_known<DB>(tx: &mut WriteTx<DB>, batch: &[Ingested]) -> StoreResult<Known>
+where
+    DB: sqlx::Database,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    PaperRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    let mut known = Known::default();
+    for chunk in batch.chunks(LOOKUP_CHUNK) {
+        let mut query = sqlx::QueryBuilder::<DB>::new(select_papers!("WHERE FALSE"));
+        let columns: [(&str, Vec<&str>); 3] = [
+            ("key", chunk.iter().map(|i| i.paper.key.as_str()).collect()),
+            (
+                "arxiv_id",
+                chunk
+                    .iter()
+                    .filter_map(|i| i.paper.arxiv_id.as_deref())
+                    .collect(),
+            ),
+            (
+                "doi",
+                chunk
+                    .iter()
+                    .filter_map(|i| i.paper.doi.as_deref())
+                    .collect(),
+            ),
+        ];
+        for (column, values) in columns {
+            if values.is_empty() {
+                continue;
+            }
+            query.push(" OR ").push(column).push(" IN (");
+            let mut list = query.separated(", ");
+            for value in values {
+                list.push_bind(value);
+            }
+            list.push_unseparated(")");
+        }
+        let rows: Vec<PaperRow> = query.build_query_as().fetch_all(&mut **tx).await?;
+        for row in rows {
+            known.add(row.into_stored()?);
+        }
     }
+    Ok(known)
+}
+
+/// Writes one incoming paper: merged into the stored row it matches (written only when
+/// the merge changed it), or inserted as new. Returns its id and counts what it did.
+async fn merge_or_insert<DB>(
+    tx: &mut WriteTx<DB>,
+    known: &mut Known,
+    incoming: &Paper,
+    now: DateTime<Utc>,
+    counts: &mut UpsertCounts,
+) -> StoreResult<i64>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<DateTime<Utc>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    let Some(at) = known.find(incoming) else {
+        let query = sqlx::query_scalar::<DB, i64>(
+            "INSERT INTO papers (key, arxiv_id, version, doi, title, abstract, authors, \
+             categories, abs_url, pdf_url, discussion_url, thumbnail_url, published_at, \
+             upvotes, comments, first_seen_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $16) RETURNING id",
+        )
+        .bind(incoming.key.as_str());
+        let id = bind_paper_fields!(query, incoming)
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await?;
+        counts.new += 1;
+        known.add(StoredPaper {
+            id,
+            paper: incoming.clone(),
+            first_seen_at: now,
+            updated_at: now,
+        });
+        return Ok(id);
+    };
+    let stored = &mut known.papers[at];
+    if stored.paper.merge(incoming) {
+        let query = sqlx::query::<DB>(
+            "UPDATE papers SET arxiv_id = $2, version = $3, doi = $4, title = $5, \
+             abstract = $6, authors = $7, categories = $8, abs_url = $9, pdf_url = $10, \
+             discussion_url = $11, thumbnail_url = $12, published_at = $13, upvotes = $14, \
+             comments = $15, updated_at = $16 WHERE id = $1",
+        )
+        .bind(stored.id);
+        bind_paper_fields!(query, stored.paper)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        stored.updated_at = now;
+        counts.updated += 1;
+    } else {
+        counts.unchanged += 1;
+    }
+    let id = stored.id;
+    known.reindex(at);
+    Ok(id)
+}
+
+/// Links each paper to the feed that carried it, keeping the entry's id, version and
+/// announcement, a few hundred links per statement.
+async fn link_sources<DB>(
+    tx: &mut WriteTx<DB>,
+    feed_id: i64,
+    mut links: Vec<(i64, &Ingested)>,
+    now: DateTime<Utc>,
+) -> StoreResult<()>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    // Two entries of one batch can resolve to the same paper (an arXiv id and its DOI);
+    // one statement may not touch a row twice, so keep the last link.
+    let mut linked = HashSet::new();
+    links.reverse();
+    links.retain(|(id, _)| linked.insert(*id));
+    links.reverse();
+    for chunk in links.chunks(LINK_CHUNK) {
+        let mut query = sqlx::QueryBuilder::<DB>::new(
+            "INSERT INTO paper_sources (paper_id, feed_id, entry_id, version, announce_type, \
+             first_seen_at, last_seen_at) ",
+        );
+        query.push_values(chunk, |mut row, (paper_id, item)| {
+            row.push_bind(*paper_id)
+                .push_bind(feed_id)
+                .push_bind(item.entry_id.as_str())
+                .push_bind(item.paper.version.map(i64::from))
+                .push_bind(item.announce_type.map(|a| a.as_str()))
+                .push_bind(now)
+                .push_bind(now);
+        });
+        query.push(
+            " ON CONFLICT (paper_id, feed_id) DO UPDATE SET entry_id = excluded.entry_id, \
+             version = excluded.version, announce_type = excluded.announce_type, \
+             last_seen_at = excluded.last_seen_at",
+        );
+        query.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }

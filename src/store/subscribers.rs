@@ -4,7 +4,10 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::{BeginWrite, Store, StoreError, StoreResult, on_pool};
+use super::suppression::{is_listed, suppression_hash};
+use super::{
+    BeginWrite, Store, StoreError, StoreResult, WriteTx, email_key, on_pool, push_id_list,
+};
 use crate::domain::{
     EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, Subscriber,
     SubscriberStatus, TimeZone,
@@ -122,6 +125,19 @@ impl TryFrom<SubscriberRow> for Subscriber {
     }
 }
 
+/// Binds a reader's preferences as the next five parameters, in the order every statement
+/// names their columns: queries, frequency, send_hour, timezone, max_papers.
+macro_rules! bind_preferences {
+    ($query:expr, $p:expr) => {
+        $query
+            .bind($p.queries.to_text())
+            .bind($p.frequency.as_code())
+            .bind(i32::from($p.send_hour.get()))
+            .bind($p.timezone.name())
+            .bind(i32::from($p.max_papers.get()))
+    };
+}
+
 macro_rules! select_subscribers {
     ($rest:literal) => {
         concat!(
@@ -132,12 +148,6 @@ macro_rules! select_subscribers {
             $rest
         )
     };
-}
-
-/// The key under which an address is unique: `Ann@Example.org` and `ann@example.org` are
-/// one reader.
-pub fn email_key(email: &EmailAddress) -> String {
-    email.as_str().to_lowercase()
 }
 
 #[derive(sqlx::FromRow)]
@@ -183,11 +193,7 @@ impl Store {
         for chunk in ids.chunks(500) {
             let rows: Vec<SubscriberRow> = on_pool!(self, pool => {
                 let mut q = sqlx::QueryBuilder::new(select_subscribers!("WHERE id IN ("));
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                q.push(")");
+                push_id_list(&mut q, chunk.iter().copied());
                 q.build_query_as().fetch_all(pool).await?
             });
             for row in rows {
@@ -264,17 +270,11 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<RequestOutcome> {
         let key = email_key(req.email);
-        let erased = super::admin::suppression_hash(req.email);
-        let p = req.preferences;
+        let erased = suppression_hash(req.email);
         let id: i64 = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             // An erased address is never mailed from the form.
-            let suppressed: Option<String> =
-                sqlx::query_scalar("SELECT email_hash FROM suppressions WHERE email_hash = $1")
-                    .bind(&erased)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if suppressed.is_some() {
+            if is_listed(&mut *tx, &erased).await? {
                 return Ok(RequestOutcome::NothingToSend);
             }
             let existing: Option<SubscriberRow> = sqlx::query_as(pool.locking(
@@ -285,20 +285,8 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let id = match existing {
-                Some(row) if row.status == "bounced" => return Ok(RequestOutcome::NothingToSend),
-                Some(row) if too_soon(&row, req.resend_after, now) => {
+                Some(row) if row.status == "bounced" || too_soon(&row, req.resend_after, now) => {
                     return Ok(RequestOutcome::NothingToSend);
-                }
-                Some(row) if row.status == "active" || row.status == "paused" => {
-                    sqlx::query("UPDATE subscribers SET link_sent_at = $2 WHERE id = $1")
-                        .bind(row.id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    let mut subscriber = Subscriber::try_from(row)?;
-                    subscriber.link_sent_at = Some(now);
-                    return Ok(RequestOutcome::AlreadySubscribed(subscriber));
                 }
                 Some(row) => {
                     sqlx::query("UPDATE subscribers SET link_sent_at = $2 WHERE id = $1")
@@ -306,37 +294,23 @@ impl Store {
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                    if row.status == "active" || row.status == "paused" {
+                        tx.commit().await?;
+                        let mut subscriber = Subscriber::try_from(row)?;
+                        subscriber.link_sent_at = Some(now);
+                        return Ok(RequestOutcome::AlreadySubscribed(subscriber));
+                    }
                     row.id
                 }
-                None => {
-                    // Two requests for a new address at once: the one that loses the race
-                    // finds the row taken and, as the other has just mailed a link, sends
-                    // nothing.
-                    let inserted: Option<i64> = sqlx::query_scalar(
-                        "INSERT INTO subscribers (email, email_key, status, queries, frequency, \
-                         send_hour, timezone, max_papers, link_key, created_at, updated_at, \
-                         link_sent_at) \
-                         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $9, $9) \
-                         ON CONFLICT (email_key) DO NOTHING RETURNING id",
-                    )
-                    .bind(req.email.as_str())
-                    .bind(&key)
-                    .bind(p.queries.to_text())
-                    .bind(p.frequency.as_code())
-                    .bind(i32::from(p.send_hour.get()))
-                    .bind(p.timezone.name())
-                    .bind(i32::from(p.max_papers.get()))
-                    .bind(req.link_key)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    match inserted {
-                        Some(id) => id,
-                        None => return Ok(RequestOutcome::NothingToSend),
-                    }
-                }
+                // Two requests for a new address at once: the one that loses the race finds
+                // the row taken and, as the other has just mailed a link, sends nothing.
+                None => match insert_subscriber(&mut tx, &NewRow::from_form(req), now).await? {
+                    Some(id) => id,
+                    None => return Ok(RequestOutcome::NothingToSend),
+                },
             };
-            insert_token(&mut tx, req.token_hash, id, now, now + req.token_ttl, p).await?;
+            insert_token(&mut tx, req.token_hash, id, now, now + req.token_ttl, req.preferences)
+                .await?;
             insert_consent(&mut tx, id, "requested", now, req.client, req.consent).await?;
             tx.commit().await?;
             id
@@ -431,20 +405,16 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let changed = on_pool!(self, pool => {
-            sqlx::query(
+            let query = sqlx::query(
                 "UPDATE subscribers SET queries = $2, frequency = $3, send_hour = $4, \
                  timezone = $5, max_papers = $6, updated_at = $7 WHERE id = $1",
             )
-            .bind(id)
-            .bind(p.queries.to_text())
-            .bind(p.frequency.as_code())
-            .bind(i32::from(p.send_hour.get()))
-            .bind(p.timezone.name())
-            .bind(i32::from(p.max_papers.get()))
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
+            .bind(id);
+            bind_preferences!(query, p)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
         });
         Ok(changed > 0)
     }
@@ -570,8 +540,74 @@ impl Store {
     }
 }
 
+/// A subscriber row to create, and how it starts.
+pub(super) struct NewRow<'a> {
+    pub email: &'a EmailAddress,
+    pub preferences: &'a Preferences,
+    pub link_key: &'a str,
+    /// Active at once, with a window starting now (the operator vouches for the address),
+    /// or pending until the confirmation link is used.
+    pub confirmed: bool,
+    /// Whether the papers stored so far count as seen from the start (`paper_cursor` at
+    /// the latest paper), as for a subscriber the operator adds; one from the form starts
+    /// at none and gets its window when it confirms.
+    pub seen_stored_papers: bool,
+}
+
+impl<'a> NewRow<'a> {
+    fn from_form(req: &SubscriptionRequest<'a>) -> NewRow<'a> {
+        NewRow {
+            email: req.email,
+            preferences: req.preferences,
+            link_key: req.link_key,
+            confirmed: false,
+            seen_stored_papers: false,
+        }
+    }
+}
+
+/// Creates a subscriber, whose link goes out now; `None` when the address is already
+/// held. The one place a subscriber row is inserted.
+pub(super) async fn insert_subscriber<DB>(
+    tx: &mut WriteTx<DB>,
+    r: &NewRow<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<i64>>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<DateTime<Utc>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    let query = sqlx::query_scalar::<DB, i64>(
+        "INSERT INTO subscribers (email, email_key, status, queries, frequency, send_hour, \
+         timezone, max_papers, link_key, created_at, updated_at, link_sent_at, confirmed_at, \
+         last_window_end, paper_cursor) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $11, $11, \
+         CASE WHEN $12 THEN (SELECT COALESCE(MAX(id), 0) FROM papers) ELSE 0 END) \
+         ON CONFLICT (email_key) DO NOTHING RETURNING id",
+    )
+    .bind(r.email.as_str())
+    .bind(email_key(r.email))
+    .bind(if r.confirmed { "active" } else { "pending" });
+    bind_preferences!(query, r.preferences)
+        .bind(r.link_key)
+        .bind(now)
+        .bind(r.confirmed.then_some(now))
+        .bind(r.seen_stored_papers)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
 pub(super) async fn insert_consent<DB>(
-    tx: &mut super::WriteTx<DB>,
+    tx: &mut WriteTx<DB>,
     id: i64,
     event: &str,
     now: DateTime<Utc>,
@@ -605,7 +641,7 @@ where
 
 /// Files a confirmation token (its hash) with the settings it will confirm.
 pub(super) async fn insert_token<DB>(
-    tx: &mut super::WriteTx<DB>,
+    tx: &mut WriteTx<DB>,
     token_hash: &str,
     id: i64,
     now: DateTime<Utc>,
@@ -622,7 +658,7 @@ where
     for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
     for<'e> &'e mut <DB as sqlx::Database>::Connection: sqlx::Executor<'e, Database = DB>,
 {
-    sqlx::query::<DB>(
+    let query = sqlx::query::<DB>(
         "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at, \
          queries, frequency, send_hour, timezone, max_papers) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -630,13 +666,7 @@ where
     .bind(token_hash)
     .bind(id)
     .bind(now)
-    .bind(expires_at)
-    .bind(p.queries.to_text())
-    .bind(p.frequency.as_code())
-    .bind(i32::from(p.send_hour.get()))
-    .bind(p.timezone.name())
-    .bind(i32::from(p.max_papers.get()))
-    .execute(&mut **tx)
-    .await?;
+    .bind(expires_at);
+    bind_preferences!(query, p).execute(&mut **tx).await?;
     Ok(())
 }
