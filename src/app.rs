@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::delivery::worker::Stopped;
 use crate::delivery::{Mailer, Worker};
 use crate::domain::token::{LinkKeys, Links, random_token};
+use crate::error::chain;
 use crate::feeds::Fetcher;
 use crate::store::Store;
 use crate::{scheduler, web};
@@ -157,7 +158,7 @@ impl App {
                     && let Ok(mut slot) = delivery_stopped.lock()
                 {
                     // /healthz turns unavailable, so a supervisor or an alert sees it.
-                    *slot = Some(format!("{e:#}"));
+                    *slot = Some(chain(e.as_ref()).to_string());
                 }
                 ran
             })
@@ -175,7 +176,7 @@ impl App {
         if let Some(worker) = worker {
             match worker.await {
                 Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "the delivery worker had stopped")
+                    tracing::error!(error = %chain(e.as_ref()), "the delivery worker had stopped")
                 }
                 Err(e) => tracing::error!(error = %e, "the delivery worker panicked"),
                 Ok(Ok(())) => {}

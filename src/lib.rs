@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod demo;
 pub mod digest;
 pub mod domain;
+pub mod error;
 pub mod feeds;
 pub mod matching;
 pub mod metrics;

@@ -90,6 +90,6 @@ async fn remove(settings: &Settings, args: RemoveArgs) -> Result<(), CliError> {
         println!("removed feed {name}");
         Ok(())
     } else {
-        Err(CliError::Input(format!("no feed named {name}")))
+        Err(CliError::input(format!("no feed named {name}")))
     }
 }

@@ -40,7 +40,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
         .as_deref()
         .map(|d| {
             NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                .map_err(|_| CliError::Input(format!("bad date {d:?}: use YYYY-MM-DD")))
+                .map_err(|_| CliError::input(format!("bad date {d:?}: use YYYY-MM-DD")))
         })
         .transpose()?;
     let chosen = if let Some(address) = &args.email {
@@ -50,7 +50,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
     } else {
         Vec::new()
     };
-    let mailer = Mailer::from_settings(&settings).map_err(|e| CliError::Input(e.to_string()))?;
+    let mailer = Mailer::from_settings(&settings)?;
     let mut queued = Vec::new();
     for d in &chosen {
         let message_id = mailer.new_message_id();
@@ -86,7 +86,7 @@ async fn subscriber_digest(
     let subscriber = store
         .subscriber_by_email(&email)
         .await?
-        .ok_or_else(|| CliError::Input(format!("no reader {email}")))?;
+        .ok_or_else(|| CliError::input(format!("no reader {email}")))?;
     let digests = store.digests_of(subscriber.id).await?;
     digests
         .into_iter()
@@ -95,7 +95,7 @@ async fn subscriber_digest(
             id.is_none_or(|id| d.id == id)
                 && date.is_none_or(|day| d.window_end.date_naive() == day)
         })
-        .ok_or_else(|| CliError::Input(format!("{email} has no such digest with papers")))
+        .ok_or_else(|| CliError::input(format!("{email} has no such digest with papers")))
 }
 
 /// Every digest with papers whose window ended on `day`; with `failed_only`, only those

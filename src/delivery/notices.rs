@@ -69,7 +69,7 @@ fn list_headers(links: &Links, subscriber: &Subscriber) -> ListHeaders {
 
 fn render(t: &impl Template) -> Result<String, MailError> {
     t.render()
-        .map_err(|e| MailError::Build(format!("template: {e}")))
+        .map_err(|e| MailError::build_because("template", e))
 }
 
 /// The email that asks a reader to confirm the settings `asked` for, carrying the

@@ -26,6 +26,7 @@ use crate::config::DeliverySettings;
 use crate::digest;
 use crate::domain::SubscriberStatus;
 use crate::domain::token::Links;
+use crate::error::chain;
 use crate::store::{
     Claimed, DigestRecord, ListedEntry, Outcome, Store, StoredEntry, StoredPaper, Subscriber,
 };
@@ -193,11 +194,11 @@ impl Worker {
             match self.deliver(Some(&stop)).await {
                 Ok(_) => {}
                 Err(e) if e.downcast_ref::<Stopped>().is_some() => {
-                    tracing::error!(error = %format!("{e:#}"), "DELIVERY STOPPED: fix the SMTP settings and restart; the queue is kept");
+                    tracing::error!(error = %chain(e.as_ref()), "DELIVERY STOPPED: fix the SMTP settings and restart; the queue is kept");
                     return Err(e);
                 }
                 Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "delivery failed; trying again after the poll interval")
+                    tracing::error!(error = %chain(e.as_ref()), "delivery failed; trying again after the poll interval")
                 }
             }
             let pause = StdDuration::from_millis(self.settings.poll_ms);
@@ -286,7 +287,7 @@ impl Worker {
                     }
                     Err(e) => {
                         // The database failed us: these deliveries try again later.
-                        let reason = format!("{e:#}");
+                        let reason = chain(e.as_ref()).to_string();
                         self.retry_all(&claimed, &reason, &mut report).await;
                     }
                 }
@@ -317,7 +318,7 @@ impl Worker {
                     {
                         Ok(held) => held,
                         Err(e) => {
-                            let reason = format!("renewing the leases: {e}");
+                            let reason = format!("renewing the leases: {}", chain(&e));
                             self.retry_all(&claimed, &reason, &mut report).await;
                             continue;
                         }
@@ -564,7 +565,7 @@ impl Worker {
                 for (c, outcome) in done {
                     tracing::error!(
                         delivery = c.id,
-                        error = %e,
+                        error = %chain(&e),
                         outcome = ?outcome,
                         "could not record a delivery; it is retried after its lease"
                     );
@@ -579,12 +580,12 @@ impl Worker {
         let subscriber = &ready.subscriber;
         let view = digest::view_of_record(&ready.digest, &ready.entries, subscriber, &self.links);
         let email = digest::email(&self.links, subscriber, &view, &c.message_id)
-            .map_err(|e| self.retry_or_fail(c, format!("{e:#}")))?;
+            .map_err(|e| self.retry_or_fail(c, chain(e.as_ref()).to_string()))?;
         match self.mailer.message(&email) {
             Ok(message) => Ok((email, message)),
             Err(e) => {
-                tracing::warn!(delivery = c.id, error = %e, "this message cannot be sent");
-                Err(Outcome::Failed(e.to_string()))
+                tracing::warn!(delivery = c.id, error = %chain(&e), "this message cannot be sent");
+                Err(Outcome::Failed(chain(&e).to_string()))
             }
         }
     }
@@ -620,15 +621,15 @@ impl Worker {
                 }))
             }
             Err(e) => match e.class() {
-                SmtpClass::Fatal => Err(e.to_string()),
+                SmtpClass::Fatal => Err(chain(&e).to_string()),
                 SmtpClass::Permanent => {
-                    tracing::warn!(delivery = c.id, to = %subscriber.masked(), error = %e, "hard bounce: reader suppressed");
-                    Ok(Outcome::Bounced(e.to_string()))
+                    tracing::warn!(delivery = c.id, to = %subscriber.masked(), error = %chain(&e), "hard bounce: reader suppressed");
+                    Ok(Outcome::Bounced(chain(&e).to_string()))
                 }
-                SmtpClass::Transient => Ok(self.retry_or_fail(c, e.to_string())),
+                SmtpClass::Transient => Ok(self.retry_or_fail(c, chain(&e).to_string())),
                 SmtpClass::Unsendable => {
-                    tracing::warn!(delivery = c.id, error = %e, "this message cannot be sent");
-                    Ok(Outcome::Failed(e.to_string()))
+                    tracing::warn!(delivery = c.id, error = %chain(&e), "this message cannot be sent");
+                    Ok(Outcome::Failed(chain(&e).to_string()))
                 }
             },
         }

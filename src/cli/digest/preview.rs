@@ -30,7 +30,7 @@ pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), C
     let subscriber = store
         .subscriber_by_email(&email)
         .await?
-        .ok_or_else(|| CliError::Input(format!("no reader {email}")))?;
+        .ok_or_else(|| CliError::input(format!("no reader {email}")))?;
     let at = args
         .at
         .as_deref()

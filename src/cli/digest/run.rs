@@ -44,7 +44,7 @@ pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), C
         .map(parse_since)
         .transpose()?
         .unwrap_or_else(Utc::now);
-    let mailer = Mailer::from_settings(settings).map_err(|e| CliError::Input(e.to_string()))?;
+    let mailer = Mailer::from_settings(settings)?;
     let (report, composed) = digest::compose_due(store, &mailer, at, args.dry_run).await?;
     let delivered = if args.dry_run || args.no_deliver {
         None

@@ -22,7 +22,7 @@ pub struct Args {
 
 pub async fn run(settings: &Settings, args: Args) -> Result<(), CliError> {
     let query =
-        Query::parse(&args.query).map_err(|e| CliError::Input(format!("bad query: {e}")))?;
+        Query::parse(&args.query).map_err(|e| CliError::input(format!("bad query: {e}")))?;
     let since = args.since.as_deref().map(parse_since).transpose()?;
     let store = open_store(settings).await?;
     let papers: Vec<Paper> = store

@@ -22,7 +22,7 @@ pub async fn run(settings: &Settings, args: Args) -> Result<(), CliError> {
     let (stored, sources) = store
         .paper(&key)
         .await?
-        .ok_or_else(|| CliError::Input(format!("no paper {key}")))?;
+        .ok_or_else(|| CliError::input(format!("no paper {key}")))?;
     if args.json {
         return print_json(&json!({ "paper": stored, "sources": sources }));
     }

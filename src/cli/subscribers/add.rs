@@ -81,7 +81,7 @@ pub(super) async fn add_subscriber(
         )
         .await?;
     if !confirmed {
-        let mailer = Mailer::from_settings(settings).map_err(|e| CliError::Input(e.to_string()))?;
+        let mailer = Mailer::from_settings(settings)?;
         let links = links_for(settings, store).await?;
         let message = notices::confirmation(&mailer, &links, &subscriber, preferences, &token)
             .map_err(|e| CliError::Other(e.into()))?;

@@ -17,7 +17,7 @@ pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
     let email = EmailAddress::parse(&args.address)?;
     let erased = store.erase_subscriber(&email, Utc::now()).await?;
     if !erased {
-        return Err(CliError::Input(format!(
+        return Err(CliError::input(format!(
             "no reader {email} (it is on the suppression list now)"
         )));
     }

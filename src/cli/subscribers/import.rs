@@ -104,7 +104,7 @@ impl Columns {
     fn of(headers: &csv::StringRecord, file: &Path) -> Result<Columns, CliError> {
         let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
         let (Some(email), Some(query)) = (col("email"), col("query")) else {
-            return Err(CliError::Input(format!(
+            return Err(CliError::input(format!(
                 "{}: the header must name at least the columns email and query",
                 file.display()
             )));
@@ -170,7 +170,8 @@ impl Parsed {
 
 /// Reads the whole file; only an unreadable file or header fails the import.
 fn read(file: &Path) -> Result<Parsed, CliError> {
-    let unreadable = |e: csv::Error| CliError::Input(format!("{}: {e}", file.display()));
+    let unreadable =
+        |e: csv::Error| CliError::Input(anyhow::Error::new(e).context(file.display().to_string()));
     let mut csv = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_path(file)
@@ -249,7 +250,7 @@ fn summarise(added: usize, problems: &[String], file: &Path) -> Result<(), CliEr
     for p in problems {
         eprintln!("{p}");
     }
-    Err(CliError::Input(format!(
+    Err(CliError::input(format!(
         "{} problems in {} (the good rows were kept)",
         problems.len(),
         file.display()

@@ -61,7 +61,7 @@ async fn find(store: &Store, address: &str) -> Result<Subscriber, CliError> {
     store
         .subscriber_by_email(&email)
         .await?
-        .ok_or_else(|| CliError::Input(format!("no reader {email}")))
+        .ok_or_else(|| CliError::input(format!("no reader {email}")))
 }
 
 /// Preferences from the raw values of `add`'s options or an imported row.
@@ -73,7 +73,7 @@ fn preferences(
     max_papers: i64,
 ) -> Result<Preferences, CliError> {
     Ok(Preferences {
-        queries: QueryList::parse(queries).map_err(|e| CliError::Input(e.to_string()))?,
+        queries: QueryList::parse(queries).map_err(|e| CliError::Input(e.into()))?,
         frequency: frequency.parse::<Frequency>()?,
         send_hour: SendHour::new(send_hour)?,
         timezone: timezone.parse::<TimeZone>()?,
