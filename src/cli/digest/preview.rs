@@ -2,12 +2,11 @@
 //! subscriber would get; sends and stores nothing.
 
 use crate::app::links_for;
+use crate::cli::{CliError, parse_since};
 use crate::config::Settings;
 use crate::digest::{self, render};
 use crate::domain::EmailAddress;
 use crate::store::Store;
-
-use crate::cli::{CliError, parse_since};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -4,12 +4,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::cli::{CliError, deliver_now, parse_since, print_json};
 use crate::config::Settings;
 use crate::delivery::{DrainReport, Mailer};
 use crate::digest::{self, Composed, RunReport};
 use crate::store::Store;
-
-use crate::cli::{CliError, deliver_now, parse_since, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

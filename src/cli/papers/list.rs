@@ -1,8 +1,7 @@
 //! `paperboy papers list [--since DATE] [--json]`: every stored paper, oldest first.
 
-use crate::config::Settings;
-
 use crate::cli::{CliError, open_store, parse_since, print_json};
+use crate::config::Settings;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -3,11 +3,10 @@
 
 use serde_json::json;
 
+use crate::cli::{CliError, open_store, parse_since, print_json};
 use crate::config::Settings;
 use crate::domain::Paper;
 use crate::matching::{self, Hit, Query};
-
-use crate::cli::{CliError, open_store, parse_since, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -2,11 +2,10 @@
 
 use serde_json::json;
 
+use crate::cli::{CliError, open_store, print_json};
 use crate::config::Settings;
 use crate::domain::PaperKey;
 use crate::store::{PaperSource, StoredPaper};
-
-use crate::cli::{CliError, open_store, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -4,6 +4,7 @@
 use chrono::Utc;
 
 use crate::app::links_for;
+use crate::cli::CliError;
 use crate::config::Settings;
 use crate::delivery::{Mailer, notices};
 use crate::domain::token::{hash_token, random_token};
@@ -11,7 +12,6 @@ use crate::domain::{EmailAddress, Preferences};
 use crate::store::{NewReader, Store, Subscriber};
 
 use super::{CLI_CONSENT, preferences};
-use crate::cli::CliError;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

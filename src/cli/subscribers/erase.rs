@@ -3,10 +3,9 @@
 
 use chrono::Utc;
 
+use crate::cli::CliError;
 use crate::domain::EmailAddress;
 use crate::store::Store;
-
-use crate::cli::CliError;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

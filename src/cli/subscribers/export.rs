@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 
+use crate::cli::{CliError, print_json};
 use crate::store::{DigestRecord, Store};
 
 use super::find;
-use crate::cli::{CliError, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
+use crate::cli::{CliError, progress_bar};
 use crate::config::Settings;
 use crate::domain::token::random_token;
 use crate::domain::{EmailAddress, MaxPapers, Preferences};
 use crate::matching::Query;
 use crate::store::{NewReader, Store, StoreResult, email_key};
-
-use crate::cli::{CliError, progress_bar};
 
 use super::add::add_subscriber;
 use super::{CLI_CONSENT, preferences};

@@ -1,9 +1,8 @@
 //! `paperboy subscribers list [--status S] [--json]`: every subscriber, oldest first.
 
+use crate::cli::{CliError, print_json};
 use crate::domain::SubscriberStatus;
 use crate::store::Store;
-
-use crate::cli::{CliError, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

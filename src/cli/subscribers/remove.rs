@@ -2,11 +2,11 @@
 
 use chrono::Utc;
 
+use crate::cli::CliError;
 use crate::domain::SubscriberStatus;
 use crate::store::Store;
 
 use super::find;
-use crate::cli::CliError;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

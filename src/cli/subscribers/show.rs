@@ -3,11 +3,11 @@
 
 use serde_json::json;
 
+use crate::cli::{CliError, print_json};
 use crate::delivery::notices;
 use crate::store::Store;
 
 use super::find;
-use crate::cli::{CliError, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
