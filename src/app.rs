@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::delivery::worker::Stopped;
 use crate::delivery::{Mailer, Worker};
 use crate::domain::token::{LinkKeys, Links, random_token};
+use crate::error::chain;
 use crate::feeds::Fetcher;
 use crate::store::Store;
 use crate::{scheduler, web};
@@ -142,7 +143,7 @@ impl App {
                 && e.downcast_ref::<Stopped>().is_some()
                 && let Ok(mut slot) = delivery_stopped.lock()
             {
-                *slot = Some(format!("{e:#}"));
+                *slot = Some(chain(e.as_ref()).to_string());
             }
             ran
         })
@@ -209,7 +210,7 @@ impl App {
         if let Some(worker) = worker {
             match worker.await {
                 Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "the delivery worker had stopped")
+                    tracing::error!(error = %chain(e.as_ref()), "the delivery worker had stopped")
                 }
                 Err(e) => tracing::error!(error = %e, "the delivery worker panicked"),
                 Ok(Ok(())) => {}

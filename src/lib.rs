@@ -12,6 +12,7 @@ pub mod demo;
 pub mod digest;
 pub mod domain;
 pub mod email;
+pub mod error;
 pub mod feeds;
 pub mod matching;
 pub mod metrics;

@@ -1,4 +1,5 @@
-//! `paperboy feeds list|add|remove`.
+//! `paperboy feeds list|add|remove`: the feeds that are polled. Each subcommand is a few
+//! lines, so they share this file, each with its own options and function.
 
 use chrono::Utc;
 
@@ -10,68 +11,85 @@ use super::{CliError, open_store, print_json};
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Every feed with its health.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Add a feed.
-    Add {
-        name: String,
-        url: String,
-        /// arxiv-rss, arxiv-api, hf-daily or feed (any RSS/Atom/JSON feed).
-        #[arg(long)]
-        kind: String,
-    },
+    Add(AddArgs),
     /// Remove a feed; the papers it brought stay.
-    Remove { name: String },
+    Remove(RemoveArgs),
 }
 
 pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
     match cmd {
-        Command::List { json } => {
-            let store = open_store(&settings).await?;
-            let feeds = store.list_feeds().await?;
-            if json {
-                return print_json(&feeds);
-            }
-            for f in feeds {
-                let last_success = f
-                    .health
-                    .last_success_at
-                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                    .unwrap_or_else(|| "never".into());
-                println!(
-                    "{}\t{}\t{}\tlast success: {last_success}",
-                    f.name, f.kind, f.url
-                );
-                if let Some(error) = &f.health.last_error {
-                    println!(
-                        "\t{} consecutive failure(s), last error: {error}",
-                        f.health.consecutive_failures
-                    );
-                }
-            }
-            Ok(())
+        Command::List(args) => list(&settings, args).await,
+        Command::Add(args) => add(&settings, args).await,
+        Command::Remove(args) => remove(&settings, args).await,
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+async fn list(settings: &Settings, args: ListArgs) -> Result<(), CliError> {
+    let store = open_store(settings).await?;
+    let feeds = store.list_feeds().await?;
+    if args.json {
+        return print_json(&feeds);
+    }
+    for f in feeds {
+        let last_success = f
+            .health
+            .last_success_at
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_else(|| "never".into());
+        println!(
+            "{}\t{}\t{}\tlast success: {last_success}",
+            f.name, f.kind, f.url
+        );
+        if let Some(error) = &f.health.last_error {
+            println!(
+                "\t{} consecutive failure(s), last error: {error}",
+                f.health.consecutive_failures
+            );
         }
-        Command::Add { name, url, kind } => {
-            // Validate everything before touching the database.
-            let name = FeedName::parse(&name)?;
-            let url = FeedUrl::parse(&url)?;
-            let kind: FeedKind = kind.parse()?;
-            let store = open_store(&settings).await?;
-            let feed = store.add_feed(&name, &url, kind, Utc::now()).await?;
-            println!("added feed {} ({}) {}", feed.name, feed.kind, feed.url);
-            Ok(())
-        }
-        Command::Remove { name } => {
-            let name = FeedName::parse(&name)?;
-            let store = open_store(&settings).await?;
-            if store.remove_feed(&name).await? {
-                println!("removed feed {name}");
-                Ok(())
-            } else {
-                Err(CliError::Input(format!("no feed named {name}")))
-            }
-        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    name: String,
+    url: String,
+    /// arxiv-rss, arxiv-api, hf-daily or feed (any RSS/Atom/JSON feed).
+    #[arg(long)]
+    kind: String,
+}
+
+async fn add(settings: &Settings, args: AddArgs) -> Result<(), CliError> {
+    // Validate everything before touching the database.
+    let name = FeedName::parse(&args.name)?;
+    let url = FeedUrl::parse(&args.url)?;
+    let kind: FeedKind = args.kind.parse()?;
+    let store = open_store(settings).await?;
+    let feed = store.add_feed(&name, &url, kind, Utc::now()).await?;
+    println!("added feed {} ({}) {}", feed.name, feed.kind, feed.url);
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoveArgs {
+    name: String,
+}
+
+async fn remove(settings: &Settings, args: RemoveArgs) -> Result<(), CliError> {
+    let name = FeedName::parse(&args.name)?;
+    let store = open_store(settings).await?;
+    if store.remove_feed(&name).await? {
+        println!("removed feed {name}");
+        Ok(())
+    } else {
+        Err(CliError::input(format!("no feed named {name}")))
     }
 }

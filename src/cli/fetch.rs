@@ -27,7 +27,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
             let feed = store
                 .feed(&name)
                 .await?
-                .ok_or_else(|| CliError::Input(format!("no feed named {name}")))?;
+                .ok_or_else(|| CliError::input(format!("no feed named {name}")))?;
             vec![feed]
         }
         None => store.list_feeds().await?,

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::config::Settings;
 use crate::delivery::Mailer;
 use crate::domain::EmailAddress;
-use crate::store::DigestRecord;
+use crate::store::{DigestRecord, Store};
 
 use super::{CliError, deliver_now, open_store, print_json};
 
@@ -40,44 +40,17 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
         .as_deref()
         .map(|d| {
             NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                .map_err(|_| CliError::Input(format!("bad date {d:?}: use YYYY-MM-DD")))
+                .map_err(|_| CliError::input(format!("bad date {d:?}: use YYYY-MM-DD")))
         })
         .transpose()?;
-    let mut chosen: Vec<DigestRecord> = Vec::new();
-    if let Some(address) = &args.email {
-        let email = EmailAddress::parse(address)?;
-        let reader = store
-            .subscriber_by_email(&email)
-            .await?
-            .ok_or_else(|| CliError::Input(format!("no reader {email}")))?;
-        let digests = store.digests_of(reader.id).await?;
-        let found = digests
-            .into_iter()
-            .filter(|d| d.status == "composed")
-            .find(|d| {
-                args.digest.is_none_or(|id| d.id == id)
-                    && date.is_none_or(|day| d.window_end.date_naive() == day)
-            });
-        chosen.push(
-            found.ok_or_else(|| {
-                CliError::Input(format!("{email} has no such digest with papers"))
-            })?,
-        );
+    let chosen = if let Some(address) = &args.email {
+        vec![subscriber_digest(&store, address, args.digest, date).await?]
     } else if let Some(day) = date {
-        for d in store.digests_on(day).await? {
-            if d.status != "composed" {
-                continue;
-            }
-            if args.failed_only {
-                let last = store.deliveries_of(d.id).await?.pop();
-                if last.is_none_or(|(_, status, _, _)| status != "failed") {
-                    continue;
-                }
-            }
-            chosen.push(d);
-        }
-    }
-    let mailer = Mailer::from_settings(&settings).map_err(|e| CliError::Input(e.to_string()))?;
+        digests_of_day(&store, day, args.failed_only).await?
+    } else {
+        Vec::new()
+    };
+    let mailer = Mailer::from_settings(&settings)?;
     let mut queued = Vec::new();
     for d in &chosen {
         let message_id = mailer.message_ids().next();
@@ -100,4 +73,50 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
         report.suppressed
     );
     Ok(())
+}
+
+/// One subscriber's digest with papers: `id` when given, else the latest (of `date`).
+async fn subscriber_digest(
+    store: &Store,
+    address: &str,
+    id: Option<i64>,
+    date: Option<NaiveDate>,
+) -> Result<DigestRecord, CliError> {
+    let email = EmailAddress::parse(address)?;
+    let subscriber = store
+        .subscriber_by_email(&email)
+        .await?
+        .ok_or_else(|| CliError::input(format!("no reader {email}")))?;
+    let digests = store.digests_of(subscriber.id).await?;
+    digests
+        .into_iter()
+        .filter(|d| d.status == "composed")
+        .find(|d| {
+            id.is_none_or(|id| d.id == id)
+                && date.is_none_or(|day| d.window_end.date_naive() == day)
+        })
+        .ok_or_else(|| CliError::input(format!("{email} has no such digest with papers")))
+}
+
+/// Every digest with papers whose window ended on `day`; with `failed_only`, only those
+/// whose last delivery failed.
+async fn digests_of_day(
+    store: &Store,
+    day: NaiveDate,
+    failed_only: bool,
+) -> Result<Vec<DigestRecord>, CliError> {
+    let mut chosen = Vec::new();
+    for d in store.digests_on(day).await? {
+        if d.status != "composed" {
+            continue;
+        }
+        if failed_only {
+            let last = store.deliveries_of(d.id).await?.pop();
+            if last.is_none_or(|(_, status, _, _)| status != "failed") {
+                continue;
+            }
+        }
+        chosen.push(d);
+    }
+    Ok(chosen)
 }

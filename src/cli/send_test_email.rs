@@ -16,7 +16,7 @@ pub struct Args {
 
 pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
     let to = EmailAddress::parse(&args.address)?;
-    let mailer = Mailer::from_settings(&settings).map_err(|e| CliError::Input(e.to_string()))?;
+    let mailer = Mailer::from_settings(&settings)?;
     let email = Email {
         to: to.clone(),
         subject: "paperboy test email".into(),

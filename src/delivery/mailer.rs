@@ -21,12 +21,26 @@ use super::smtp::{DEFAULT_TIMEOUT, DirectPool, SendError, Sender};
 use crate::config::Settings;
 use crate::email::{Email, ListHeaders, MessageIds};
 
+/// Why mail could not be sent. A variant that wraps another error keeps it as its source
+/// and leaves it out of its own message: print it with [`crate::error::chain`].
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    #[error("mail settings: {0}")]
-    Config(String),
-    #[error("cannot build the message: {0}")]
-    Build(String),
+    /// A mail setting is wrong (sender, DKIM key, SMTP URL): nothing can be sent.
+    #[error("mail settings: {problem}")]
+    Config {
+        problem: String,
+        /// The library's error, when one refused the setting.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// This one message cannot be built.
+    #[error("cannot build the message: {problem}")]
+    Build {
+        problem: String,
+        /// The library's error, when one refused the message.
+        #[source]
+        source: Option<BoxError>,
+    },
     #[error("SMTP: {message}")]
     Smtp {
         message: String,
@@ -34,9 +48,11 @@ pub enum MailError {
         /// The relay's reply code, when it replied.
         code: Option<u16>,
     },
-    #[error("cannot write to the outbox: {0}")]
+    #[error("cannot write to the outbox")]
     Outbox(#[from] std::io::Error),
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What an SMTP failure means for the message and for the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,13 +95,45 @@ impl SmtpClass {
 }
 
 impl MailError {
+    /// A setting that is wrong, in our own words.
+    pub fn config(problem: impl Into<String>) -> MailError {
+        MailError::Config {
+            problem: problem.into(),
+            source: None,
+        }
+    }
+
+    /// A setting that a library refused: `problem` names it, `source` says why.
+    pub fn config_because(problem: impl Into<String>, source: impl Into<BoxError>) -> MailError {
+        MailError::Config {
+            problem: problem.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A message that cannot be built, in our own words.
+    pub fn build(problem: impl Into<String>) -> MailError {
+        MailError::Build {
+            problem: problem.into(),
+            source: None,
+        }
+    }
+
+    /// A part of a message that a library refused: `problem` names it, `source` says why.
+    pub fn build_because(problem: impl Into<String>, source: impl Into<BoxError>) -> MailError {
+        MailError::Build {
+            problem: problem.into(),
+            source: Some(source.into()),
+        }
+    }
+
     /// How an error bears on retrying: building and outbox errors are transient (a full
     /// disk frees up), SMTP errors by their class, configuration errors fatal.
     pub fn class(&self) -> SmtpClass {
         match self {
             MailError::Smtp { class, .. } => *class,
-            MailError::Config(_) => SmtpClass::Fatal,
-            MailError::Build(_) => SmtpClass::Unsendable,
+            MailError::Config { .. } => SmtpClass::Fatal,
+            MailError::Build { .. } => SmtpClass::Unsendable,
             MailError::Outbox(_) => SmtpClass::Transient,
         }
     }
@@ -134,17 +182,17 @@ impl Dkim {
         use rsa::pkcs8::DecodePrivateKey;
         use rsa::traits::PublicKeyParts;
         let pem = std::fs::read_to_string(path)
-            .map_err(|e| MailError::Config(format!("DKIM key {}: {e}", path.display())))?;
+            .map_err(|e| MailError::config_because(format!("DKIM key {}", path.display()), e))?;
         let key = rsa::RsaPrivateKey::from_pkcs1_pem(&pem)
             .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(&pem))
             .map_err(|_| {
-                MailError::Config(format!(
+                MailError::config(format!(
                     "DKIM key {}: not an RSA private key in PEM (PKCS#1 or PKCS#8)",
                     path.display()
                 ))
             })?;
         if key.size() * 8 < 2048 {
-            return Err(MailError::Config(format!(
+            return Err(MailError::config(format!(
                 "DKIM key {}: {} bits; use at least 2048",
                 path.display(),
                 key.size() * 8
@@ -152,10 +200,10 @@ impl Dkim {
         }
         let pkcs1 = key
             .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
-            .map_err(|e| MailError::Config(format!("DKIM key: {e}")))?;
+            .map_err(|e| MailError::config_because("DKIM key", e))?;
         let config = |headers: Vec<&'static str>| -> Result<DkimConfig, MailError> {
             let signing = DkimSigningKey::new(&pkcs1, DkimSigningAlgorithm::Rsa)
-                .map_err(|e| MailError::Config(format!("DKIM key: {e}")))?;
+                .map_err(|e| MailError::config_because("DKIM key", e))?;
             Ok(DkimConfig::new(
                 selector.to_string(),
                 domain.to_string(),
@@ -183,7 +231,7 @@ impl Mailer {
         let from: Mailbox = settings
             .from
             .parse()
-            .map_err(|e| MailError::Config(format!("from {:?}: {e}", settings.from)))?;
+            .map_err(|e| MailError::config_because(format!("from {:?}", settings.from), e))?;
         let dkim = match (
             &settings.dkim_key,
             &settings.dkim_selector,
@@ -194,9 +242,8 @@ impl Mailer {
             }
             (None, None, None) => None,
             _ => {
-                return Err(MailError::Config(
-                    "DKIM needs all of PAPERBOY_DKIM_KEY, PAPERBOY_DKIM_SELECTOR and PAPERBOY_DKIM_DOMAIN"
-                        .into(),
+                return Err(MailError::config(
+                    "DKIM needs all of PAPERBOY_DKIM_KEY, PAPERBOY_DKIM_SELECTOR and PAPERBOY_DKIM_DOMAIN",
                 ));
             }
         };
@@ -304,12 +351,12 @@ impl Mailer {
             .to
             .as_str()
             .parse()
-            .map_err(|e| MailError::Build(format!("recipient: {e}")))?;
+            .map_err(|e| MailError::build_because("recipient", e))?;
         let part = |content_type: ContentType, body: &str| {
             // Base64 never fails and never leaves a line that starts with a dot.
             Body::new_with_encoding(body.to_string(), ContentTransferEncoding::Base64)
                 .map(|b| SinglePart::builder().header(content_type).body(b))
-                .map_err(|_| MailError::Build("cannot encode the body".into()))
+                .map_err(|_| MailError::build("cannot encode the body"))
         };
         let mut builder = Message::builder()
             .from(self.from().clone())
@@ -331,7 +378,7 @@ impl Mailer {
                     .singlepart(part(ContentType::TEXT_PLAIN, &email.text)?)
                     .singlepart(part(ContentType::TEXT_HTML, &email.html)?),
             )
-            .map_err(|e| MailError::Build(e.to_string()))?;
+            .map_err(|e| MailError::build_because("envelope", e))?;
         if let Some(dkim) = self.dkim() {
             message.sign(if email.list.is_some() {
                 &dkim.listed
@@ -349,7 +396,7 @@ fn list_headers(list: &ListHeaders) -> Result<Vec<(&'static str, String)>, MailE
         if v.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
             Ok(())
         } else {
-            Err(MailError::Build(format!(
+            Err(MailError::build(format!(
                 "header value {v:?} is not printable ASCII"
             )))
         }
@@ -360,9 +407,7 @@ fn list_headers(list: &ListHeaders) -> Result<Vec<(&'static str, String)>, MailE
         clean(f)?;
     }
     if list.unsubscribe_url.contains(['<', '>', ' ']) {
-        return Err(MailError::Build(
-            "unsubscribe URL holds <, > or a space".into(),
-        ));
+        return Err(MailError::build("unsubscribe URL holds <, > or a space"));
     }
     let mut headers = vec![
         ("List-Id", list.id.clone()),
@@ -387,11 +432,11 @@ fn list_headers(list: &ListHeaders) -> Result<Vec<(&'static str, String)>, MailE
 /// bounds each connection attempt and each message exchange (30 s by default): a relay
 /// that stops answering costs a retry, not a stuck worker.
 fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
-    let url = url::Url::parse(raw).map_err(|e| MailError::Config(format!("SMTP URL: {e}")))?;
+    let url = url::Url::parse(raw).map_err(|e| MailError::config_because("SMTP URL", e))?;
     let host = url
         .host_str()
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| MailError::Config("SMTP URL has no host".into()))?
+        .ok_or_else(|| MailError::config("SMTP URL has no host"))?
         .to_string();
     let tls = url
         .query_pairs()
@@ -401,7 +446,7 @@ fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
         ("smtps", _) => true,
         ("smtp", None | Some("required") | Some("none")) => false,
         (scheme, tls) => {
-            return Err(MailError::Config(format!(
+            return Err(MailError::config(format!(
                 "SMTP URL: scheme {scheme:?} with tls={tls:?} is not understood; use smtp://, smtps:// or smtp://…?tls=none"
             )));
         }
@@ -411,7 +456,7 @@ fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
         Some((_, v)) => match v.parse::<u64>() {
             Ok(secs @ 1..=3600) => Duration::from_secs(secs),
             _ => {
-                return Err(MailError::Config(format!(
+                return Err(MailError::config(format!(
                     "SMTP URL: timeout={v:?} is not a number of seconds between 1 and 3600"
                 )));
             }
@@ -431,7 +476,7 @@ fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     if !url.username().is_empty() && plain && !loopback {
-        return Err(MailError::Config(format!(
+        return Err(MailError::config(format!(
             "SMTP relay {host}: refusing to send a password without TLS to a remote host; drop tls=none"
         )));
     }
@@ -444,7 +489,7 @@ fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
     let relay = format!("{host}:{port}");
     if implicit {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
-            .map_err(|e| MailError::Config(format!("SMTP relay {host}: {e}")))?
+            .map_err(|e| MailError::config_because(format!("SMTP relay {host}"), e))?
             .port(port)
             .timeout(Some(timeout));
         if let Some(c) = credentials {
@@ -457,7 +502,7 @@ fn smtp_transport(raw: &str) -> Result<(Sender, String), MailError> {
     } else {
         Some(
             TlsParameters::new(host.clone())
-                .map_err(|e| MailError::Config(format!("SMTP relay {host}: {e}")))?,
+                .map_err(|e| MailError::config_because(format!("SMTP relay {host}"), e))?,
         )
     };
     Ok((

@@ -26,6 +26,7 @@ use crate::config::DeliverySettings;
 use crate::domain::token::Links;
 use crate::domain::{Subscriber, SubscriberStatus};
 use crate::email::{self, Email};
+use crate::error::chain;
 use crate::store::{Claimed, DigestEntry, DigestRecord, Outcome, Store, StoredEntry, StoredPaper};
 
 /// What a drain delivered.
@@ -219,11 +220,11 @@ impl Worker {
             match self.deliver(Some(&stop)).await {
                 Ok(_) => {}
                 Err(e) if e.downcast_ref::<Stopped>().is_some() => {
-                    tracing::error!(error = %format!("{e:#}"), "DELIVERY STOPPED: fix the SMTP settings and restart; the queue is kept");
+                    tracing::error!(error = %chain(e.as_ref()), "DELIVERY STOPPED: fix the SMTP settings and restart; the queue is kept");
                     return Err(e);
                 }
                 Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "delivery failed; trying again after the poll interval")
+                    tracing::error!(error = %chain(e.as_ref()), "delivery failed; trying again after the poll interval")
                 }
             }
             let pause = StdDuration::from_millis(self.settings.poll_ms);
@@ -340,7 +341,7 @@ impl Worker {
                 }
                 Err(e) => {
                     // The database failed us: these deliveries try again later.
-                    let reason = format!("{e:#}");
+                    let reason = chain(e.as_ref()).to_string();
                     self.retry_all(&claimed, &reason, &mut report).await;
                 }
             }
@@ -410,7 +411,7 @@ impl Worker {
         {
             Ok(held) => Some(held),
             Err(e) => {
-                let reason = format!("renewing the leases: {e}");
+                let reason = format!("renewing the leases: {}", chain(&e));
                 self.retry_all(claimed, &reason, report).await;
                 None
             }
@@ -637,7 +638,7 @@ impl Worker {
                 for (c, outcome) in done {
                     tracing::error!(
                         delivery = c.id,
-                        error = %e,
+                        error = %chain(&e),
                         outcome = ?outcome,
                         "could not record a delivery; it is retried after its lease"
                     );
@@ -653,12 +654,12 @@ impl Worker {
         let view =
             email::digest::view_of_record(&ready.digest, &ready.entries, subscriber, &self.links);
         let email = email::digest::email(&self.links, subscriber, &view, &c.message_id)
-            .map_err(|e| self.retry_or_fail(c, format!("{:#}", anyhow::Error::new(e))))?;
+            .map_err(|e| self.retry_or_fail(c, chain(&e).to_string()))?;
         match self.mailer.message(&email) {
             Ok(message) => Ok((email, message)),
             Err(e) => {
-                tracing::warn!(delivery = c.id, error = %e, "this message cannot be sent");
-                Err(Outcome::Failed(e.to_string()))
+                tracing::warn!(delivery = c.id, error = %chain(&e), "this message cannot be sent");
+                Err(Outcome::Failed(chain(&e).to_string()))
             }
         }
     }
@@ -694,15 +695,15 @@ impl Worker {
                 }))
             }
             Err(e) => match e.class() {
-                SmtpClass::Fatal => Err(e.to_string()),
+                SmtpClass::Fatal => Err(chain(&e).to_string()),
                 SmtpClass::Permanent => {
-                    tracing::warn!(delivery = c.id, to = %subscriber.masked(), error = %e, "hard bounce: reader suppressed");
-                    Ok(Outcome::Bounced(e.to_string()))
+                    tracing::warn!(delivery = c.id, to = %subscriber.masked(), error = %chain(&e), "hard bounce: reader suppressed");
+                    Ok(Outcome::Bounced(chain(&e).to_string()))
                 }
-                SmtpClass::Transient => Ok(self.retry_or_fail(c, e.to_string())),
+                SmtpClass::Transient => Ok(self.retry_or_fail(c, chain(&e).to_string())),
                 SmtpClass::Unsendable => {
-                    tracing::warn!(delivery = c.id, error = %e, "this message cannot be sent");
-                    Ok(Outcome::Failed(e.to_string()))
+                    tracing::warn!(delivery = c.id, error = %chain(&e), "this message cannot be sent");
+                    Ok(Outcome::Failed(chain(&e).to_string()))
                 }
             },
         }

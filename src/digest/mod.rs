@@ -17,6 +17,7 @@ use crate::domain::Subscriber;
 use crate::domain::token::{Links, random_token};
 use crate::email::MessageIds;
 use crate::email::digest::{DigestView, view_for, view_of_record};
+use crate::error::chain;
 use crate::store::{DigestRecord, NewDigest, Store, StoredEntry};
 
 pub use compose::Composed;
@@ -138,7 +139,7 @@ pub async fn compose_due(
     if report.composed + report.skipped >= ANALYZE_AFTER {
         let started = Instant::now();
         if let Err(e) = store.refresh_statistics().await {
-            tracing::warn!(error = %e, "could not refresh the database's statistics");
+            tracing::warn!(error = %chain(&e), "could not refresh the database's statistics");
         }
         report.seconds.store += started.elapsed().as_secs_f64();
     }
@@ -186,7 +187,7 @@ async fn save_all(
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, digests = batch.len(), "a batch of digests could not be stored at once; storing them one by one");
+                tracing::warn!(error = %chain(&e), digests = batch.len(), "a batch of digests could not be stored at once; storing them one by one");
                 for (c, d) in batch.iter().zip(&digests) {
                     tally(c, store.save_digest(d, now).await, report);
                 }
@@ -203,7 +204,7 @@ fn tally(c: &Composed, saved: crate::store::StoreResult<Option<i64>>, report: &m
         // the next run.
         Err(e) => {
             report.failed += 1;
-            tracing::error!(subscriber = c.subscriber.id, error = %e, "could not store a digest");
+            tracing::error!(subscriber = c.subscriber.id, error = %chain(&e), "could not store a digest");
         }
         Ok(None) => report.already_done += 1,
         Ok(Some(_)) if c.entries.is_empty() => {

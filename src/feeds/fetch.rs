@@ -15,6 +15,7 @@ use reqwest::header::{
 
 use super::FeedError;
 use crate::config::FetchSettings;
+use crate::error::chain;
 
 /// What a GET brought back.
 #[derive(Debug)]
@@ -60,7 +61,7 @@ impl Fetcher {
             .connect_timeout(Duration::from_secs(settings.timeout_secs.min(10)))
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
-            .map_err(|e| FeedError::Request(e.to_string()))?;
+            .map_err(|e| FeedError::Request(e.into()))?;
         Ok(Self {
             client,
             arxiv_hosts: limiter(settings.arxiv_interval_ms),
@@ -77,7 +78,7 @@ impl Fetcher {
         etag: Option<&str>,
         last_modified: Option<&str>,
     ) -> Result<Fetched, FeedError> {
-        let parsed = url::Url::parse(url).map_err(|e| FeedError::Request(e.to_string()))?;
+        let parsed = url::Url::parse(url).map_err(|e| FeedError::Request(e.into()))?;
         let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
         let mut attempt: u32 = 0;
         loop {
@@ -102,7 +103,7 @@ impl Fetcher {
                 Some(wait) => wait,
                 None => backoff,
             };
-            tracing::info!(attempt = attempt + 1, delay_ms = delay.as_millis() as u64, %error, "retrying feed");
+            tracing::info!(attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %chain(&error), "retrying feed");
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
@@ -197,11 +198,11 @@ impl Fetcher {
             }
         } else if e.is_connect() || e.is_request() || e.is_body() {
             Attempt::Retry {
-                error: FeedError::Request(error_chain(e)),
+                error: request_failed(e),
                 after: None,
             }
         } else {
-            Attempt::Final(FeedError::Request(error_chain(e)))
+            Attempt::Final(request_failed(e))
         }
     }
 }
@@ -215,7 +216,7 @@ impl Fetcher {
         let error = if e.is_timeout() {
             FeedError::Timeout(self.settings.timeout_secs)
         } else {
-            FeedError::Request(error_chain(e))
+            request_failed(e)
         };
         Attempt::Retry { error, after: None }
     }
@@ -230,22 +231,10 @@ enum Attempt {
     Final(FeedError),
 }
 
-/// reqwest's top-level message hides the cause ("error sending request"); show the chain.
-/// The URL is left out: the feed is named next to the error anyway, and a URL can carry
-/// a token in its query.
-fn error_chain(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let s_msg = s.to_string();
-        if !msg.contains(&s_msg) {
-            msg.push_str(": ");
-            msg.push_str(&s_msg);
-        }
-        source = s.source();
-    }
-    msg
+/// The URL is left out of the error: the feed is named next to it anyway, and a URL can
+/// carry a token in its query.
+fn request_failed(e: reqwest::Error) -> FeedError {
+    FeedError::Request(Box::new(e.without_url()))
 }
 
 /// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use super::{FeedError, Fetched, Fetcher, parse};
 use crate::domain::FeedKind;
+use crate::error::chain;
 use crate::store::{FeedRecord, FetchOutcome, Store, UpsertCounts};
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,12 +103,12 @@ async fn fetch_one(
     let status = match ingest(store, fetcher, writer, feed).await {
         Ok(status) => status,
         Err(error) => {
-            let error = error.to_string();
+            let error = chain(&error).to_string();
             let outcome = FetchOutcome::Failure {
                 error: error.clone(),
             };
             if let Err(e) = store.record_fetch(feed.id, &outcome, Utc::now()).await {
-                tracing::error!(error = %e, "could not record the feed's failure");
+                tracing::error!(error = %chain(&e), "could not record the feed's failure");
             }
             FeedStatus::Error { error }
         }
@@ -148,7 +149,7 @@ async fn fetch_one(
 enum IngestError {
     #[error(transparent)]
     Feed(#[from] FeedError),
-    #[error("could not store the papers: {0}")]
+    #[error("could not store the papers")]
     Store(#[from] crate::store::StoreError),
 }
 

@@ -16,12 +16,16 @@ use std::borrow::Cow;
 
 use crate::domain::{FeedKind, Ingested};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a feed could not be fetched or read. `Request` keeps the HTTP client's error as its
+/// source: print it with [`crate::error::chain`].
+#[derive(Debug, thiserror::Error)]
 pub enum FeedError {
     #[error("HTTP {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Status { status: u16, detail: Option<String> },
-    #[error("request failed: {0}")]
-    Request(String),
+    /// No answer: the address is malformed, the connection failed or broke off, or the
+    /// client could not be set up.
+    #[error("request failed")]
+    Request(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("timed out after {0} s")]
     Timeout(u64),
     #[error("response is larger than the {limit}-byte limit")]

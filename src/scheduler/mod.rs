@@ -10,6 +10,7 @@ use chrono::Utc;
 use crate::config::Settings;
 use crate::delivery::Mailer;
 use crate::digest;
+use crate::error::chain;
 use crate::feeds::{Fetcher, fetch_feeds};
 use crate::store::Store;
 
@@ -76,7 +77,9 @@ pub async fn lead(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: 
                     announced = true;
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot take the scheduler lock"),
+            Err(e) => {
+                tracing::error!(error = %chain(&e), "cannot take the scheduler lock")
+            }
         }
         tokio::time::sleep(STANDBY_RETRY).await;
     }
@@ -95,7 +98,7 @@ pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: M
                 tracing::debug!(at = %next, arxiv, "next feed poll");
                 tokio::time::sleep(wait).await;
                 if let Err(e) = fetch_job(&store, &fetcher, |kind| kind.is_arxiv() == arxiv).await {
-                    tracing::error!(error = %format!("{e:#}"), "scheduled fetch failed");
+                    tracing::error!(error = %chain(e.as_ref()), "scheduled fetch failed");
                 }
             }
         }
@@ -114,7 +117,9 @@ pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: M
                     "digests composed"
                 ),
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "composing digests failed"),
+                Err(e) => {
+                    tracing::error!(error = %chain(e.as_ref()), "composing digests failed")
+                }
             }
         }
     };
@@ -128,7 +133,7 @@ pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: M
                     unconfirmed_readers = readers,
                     "daily clean-up"
                 ),
-                Err(e) => tracing::error!(error = %e, "clean-up failed"),
+                Err(e) => tracing::error!(error = %chain(&e), "clean-up failed"),
             }
         }
     };

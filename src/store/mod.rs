@@ -37,11 +37,13 @@ pub use subscribers::{
 };
 pub use suppression::suppression_hash;
 
+/// Why the store failed. A variant that wraps another error keeps it as its source and
+/// leaves it out of its own message: print it with [`crate::error::chain`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
+    #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Conflict(String),
@@ -49,8 +51,24 @@ pub enum StoreError {
     NotFound(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
-    #[error("cannot open the database: {0}")]
-    Open(String),
+    /// Connecting failed, or the SQLite file or its folder could not be made.
+    #[error("cannot open the database: {detail}")]
+    Open {
+        /// The file, or the PostgreSQL URL without its password, and what paperboy could
+        /// tell of the problem.
+        detail: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    fn open(detail: String, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Open {
+            detail,
+            source: source.into(),
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -234,23 +252,22 @@ impl Store {
     pub async fn connect(url: &DatabaseUrl) -> StoreResult<Store> {
         let raw = url.expose();
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(raw)
-                .map_err(|e| StoreError::Open(format!("{}: {e}", url.redacted())))?;
+            let options =
+                PgConnectOptions::from_str(raw).map_err(|e| StoreError::open(url.redacted(), e))?;
             let pool = PgPoolOptions::new()
                 .max_connections(10)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await
-                .map_err(|e| StoreError::Open(format!("{}: {e}", url.redacted())))?;
+                .map_err(|e| StoreError::open(url.redacted(), e))?;
             return Ok(Store::Postgres(pool));
         }
         let options = SqliteConnectOptions::from_str(raw)
-            .map_err(|e| StoreError::Open(format!("{raw}: {e}")))?;
+            .map_err(|e| StoreError::open(raw.to_string(), e))?;
         let path = options.get_filename().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Open(format!("cannot create {}: {e}", parent.display()))
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::open(format!("cannot create {}", parent.display()), e))?;
         }
         let options = options
             .create_if_missing(true)
@@ -268,7 +285,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| {
-                StoreError::Open(format!("{}: {e}{}", path.display(), write_problem(&path)))
+                StoreError::open(format!("{}{}", path.display(), write_problem(&path)), e)
             })?;
         Ok(Store::Sqlite(pool))
     }
@@ -354,7 +371,7 @@ fn write_problem(path: &std::path::Path) -> String {
     if path.exists()
         && let Err(e) = std::fs::OpenOptions::new().append(true).open(path)
     {
-        return format!(" ({} cannot be written: {e})", path.display());
+        return format!(" (it cannot be written: {e})");
     }
     let dir = path
         .parent()

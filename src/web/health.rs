@@ -9,6 +9,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::error::chain;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -19,7 +20,7 @@ pub fn router() -> Router<AppState> {
 #[tracing::instrument(skip_all)]
 async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if let Err(e) = state.store.ping().await {
-        tracing::error!(error = %e, "health check: database unreachable");
+        tracing::error!(error = %chain(&e), "health check: database unreachable");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable", "database": "unreachable" })),
@@ -38,7 +39,7 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             })
             .collect(),
         Err(e) => {
-            tracing::error!(error = %e, "health check: cannot list feeds");
+            tracing::error!(error = %chain(&e), "health check: cannot list feeds");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({ "status": "unavailable", "database": "error" })),
@@ -83,7 +84,7 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
             .into_response(),
         Err(e) => {
             tracing::error!(
-                error = format!("{e:#}"),
+                error = %chain(e.as_ref()),
                 "metrics: cannot read the database"
             );
             StatusCode::SERVICE_UNAVAILABLE.into_response()

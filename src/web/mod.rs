@@ -24,6 +24,7 @@ use axum::response::{Html, IntoResponse, Response};
 use crate::config::Settings;
 use crate::delivery::Mailer;
 use crate::domain::token::Links;
+use crate::error::chain;
 use crate::store::Store;
 
 pub use guard::Guard;
@@ -156,7 +157,7 @@ impl IntoResponse for WebError {
                 "This form was submitted too often. Please wait a little and try again.",
             ),
             WebError::Internal(e) => {
-                tracing::error!(error = format!("{e:#}"), "request failed");
+                tracing::error!(error = %chain(e.as_ref()), "request failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",

@@ -25,6 +25,7 @@ use super::{AppState, WebError};
 use crate::domain::token::{hash_token, random_token};
 use crate::domain::{EmailAddress, Preferences};
 use crate::email::{Email, notices};
+use crate::error::chain;
 use crate::matching::eval::{Indexed, eval};
 use crate::matching::{Doc, Query};
 use crate::store::{ConsentText, RequestOutcome, SubscriptionRequest, email_key};
@@ -139,7 +140,7 @@ async fn submit(
         let mailer = state.mailer.clone();
         tokio::spawn(async move {
             if let Err(e) = mailer.send(&message).await {
-                tracing::error!(to = %message.to.masked(), error = %e, "could not send the subscription email");
+                tracing::error!(to = %message.to.masked(), error = %chain(&e), "could not send the subscription email");
             }
         });
     }

@@ -2,7 +2,7 @@
 //! source: every `crate::…` path in `src/**/*.rs` (in `use` lines and inline) must point
 //! to a lower layer. Layers, bottom first:
 //!
-//! config · domain, telemetry · store · matching, metrics, email · feeds, digest ·
+//! config, error · domain, telemetry · store · matching, metrics, email · feeds, digest ·
 //! delivery · scheduler, demo · web · app · cli
 //!
 //! A module imports only from layers below its own, never from a module beside it, so
@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 const LAYERS: &[&[&str]] = &[
-    &["config"],
+    &["config", "error"],
     &["domain", "telemetry"],
     &["store"],
     &["matching", "metrics", "email"],

@@ -1,0 +1,51 @@
+//! `paperboy digest preview --email ADDR [--at T] [--format html|text]`: what one
+//! subscriber would get; sends and stores nothing.
+
+use crate::app::links_for;
+use crate::cli::{CliError, parse_since};
+use crate::config::Settings;
+use crate::digest;
+use crate::domain::EmailAddress;
+use crate::email::digest as render;
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, value_name = "ADDR")]
+    email: String,
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Html,
+    Text,
+}
+
+pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), CliError> {
+    let email = EmailAddress::parse(&args.email)?;
+    let subscriber = store
+        .subscriber_by_email(&email)
+        .await?
+        .ok_or_else(|| CliError::input(format!("no reader {email}")))?;
+    let at = args
+        .at
+        .as_deref()
+        .map(parse_since)
+        .transpose()?
+        .unwrap_or_else(chrono::Utc::now);
+    let links = links_for(settings, store).await?;
+    let view = digest::preview(store, &links, &subscriber, at).await?;
+    let (html, text) = render::bodies(&view).map_err(|e| CliError::Other(e.into()))?;
+    match args.format {
+        Format::Html => println!("{html}"),
+        Format::Text => {
+            println!("Subject: {}\n", view.subject);
+            println!("{}", text.replace("\r\n", "\n"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `paperboy subscribers add ADDR …`: one subscriber, added by an operator; also the
+//! store-and-confirm step that `import` repeats for each pending subscriber.
+
+use chrono::Utc;
+
+use crate::app::links_for;
+use crate::cli::CliError;
+use crate::config::Settings;
+use crate::delivery::Mailer;
+use crate::domain::Subscriber;
+use crate::domain::token::{hash_token, random_token};
+use crate::domain::{EmailAddress, Preferences};
+use crate::email::notices;
+use crate::store::{NewReader, Store};
+
+use super::{CLI_CONSENT, preferences};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    address: String,
+    /// A query (repeat for several); none means the trending digest.
+    #[arg(long = "query", value_name = "Q")]
+    queries: Vec<String>,
+    /// daily, weekdays, weekly or weekly:DAY.
+    #[arg(long, default_value = "daily")]
+    frequency: String,
+    #[arg(long, default_value_t = 8)]
+    send_hour: i64,
+    #[arg(long, default_value = "UTC")]
+    timezone: String,
+    #[arg(long, default_value_t = 15)]
+    max_papers: i64,
+    /// Active at once: only when the address's owner asked for it.
+    #[arg(long)]
+    confirmed: bool,
+}
+
+pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), CliError> {
+    let email = EmailAddress::parse(&args.address)?;
+    let preferences = preferences(
+        &args.queries.join("\n"),
+        &args.frequency,
+        args.send_hour,
+        &args.timezone,
+        args.max_papers,
+    )?;
+    let subscriber = add_subscriber(settings, store, &email, &preferences, args.confirmed).await?;
+    println!(
+        "{} added as {}{}",
+        subscriber.email,
+        subscriber.status,
+        if args.confirmed {
+            ""
+        } else {
+            ": a confirmation link was sent"
+        }
+    );
+    Ok(())
+}
+
+/// Stores a subscriber and, when not confirmed, mails the confirmation link.
+pub(super) async fn add_subscriber(
+    settings: &Settings,
+    store: &Store,
+    email: &EmailAddress,
+    preferences: &Preferences,
+    confirmed: bool,
+) -> Result<Subscriber, CliError> {
+    let token = random_token().map_err(|e| CliError::Other(e.into()))?;
+    let link_key = random_token().map_err(|e| CliError::Other(e.into()))?;
+    let subscriber = store
+        .add_reader(
+            &NewReader {
+                email,
+                preferences,
+                confirmed,
+                link_key: &link_key,
+                token_hash: &hash_token(&token),
+                token_ttl: chrono::Duration::hours(48),
+                consent: CLI_CONSENT,
+            },
+            Utc::now(),
+        )
+        .await?;
+    if !confirmed {
+        let mailer = Mailer::from_settings(settings)?;
+        let links = links_for(settings, store).await?;
+        let message = notices::confirmation(
+            &mailer.message_ids(),
+            &links,
+            &subscriber,
+            preferences,
+            &token,
+        )
+        .map_err(|e| CliError::Other(e.into()))?;
+        mailer.send(&message).await.map_err(|e| {
+            CliError::Other(anyhow::Error::new(e).context("sending the confirmation"))
+        })?;
+    }
+    Ok(subscriber)
+}
