@@ -36,7 +36,7 @@ fn at(s: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn reader(i: usize) -> Subscriber {
+fn subscriber(i: usize) -> Subscriber {
     Subscriber {
         id: i as i64,
         email: EmailAddress::parse(&format!("reader{i}@example.org")).expect("address"),
@@ -62,7 +62,7 @@ fn reader(i: usize) -> Subscriber {
 
 /// Fifteen papers of realistic length (a 1,200-character abstract, five authors).
 fn entries() -> Vec<StoredEntry> {
-    let queries = reader(0).preferences.queries.compile();
+    let queries = subscriber(0).preferences.queries.compile();
     let papers: Vec<Paper> = (0..15)
         .map(|i| {
             let id = ArxivId::parse(&format!("2411.{:05}", 200 + i)).expect("id");
@@ -109,7 +109,7 @@ fn entries() -> Vec<StoredEntry> {
 
 /// Reader `i`'s view of the digest: 15 papers shown of 18.
 fn digest_view(links: &Links, entries: &[StoredEntry], i: usize) -> render::DigestView {
-    let r = reader(i);
+    let r = subscriber(i);
     render::view(
         entries,
         entries.len() + 3,
@@ -131,7 +131,7 @@ fn email_for(
     i: usize,
 ) -> paperboy::email::Email {
     let view = digest_view(links, entries, i);
-    render::email(links, &reader(i), &view, &mailer.message_ids().next()).expect("render")
+    render::email(links, &subscriber(i), &view, &mailer.message_ids().next()).expect("render")
 }
 
 fn main() {

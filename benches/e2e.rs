@@ -72,8 +72,8 @@ const ZONES: &[&str] = &[
 struct Day {
     arxiv_rss: Vec<u8>,
     hf_json: Vec<u8>,
-    readers_csv: Vec<u8>,
-    readers: usize,
+    subscribers_csv: Vec<u8>,
+    subscribers: usize,
     query_rows: usize,
 }
 
@@ -148,7 +148,7 @@ fn hf_json(papers: &[GenPaper], rng: &mut Rng) -> Vec<u8> {
     serde_json::to_vec(&items).expect("json")
 }
 
-fn generate(readers: usize) -> Day {
+fn generate(subscribers: usize) -> Day {
     let mut rng = Rng(0x5eed);
     let corpus = Corpus::new(&mut rng);
     let yesterday: Vec<GenPaper> = (0..PAPERS).map(|_| corpus.paper(&mut rng)).collect();
@@ -166,7 +166,7 @@ fn generate(readers: usize) -> Day {
     ])
     .expect("csv");
     let mut rows = 0;
-    for r in 0..readers {
+    for r in 0..subscribers {
         let frequency = match rng.below(10) {
             0 => "weekly",
             1 => "weekdays",
@@ -197,8 +197,8 @@ fn generate(readers: usize) -> Day {
     Day {
         arxiv_rss: arxiv_rss(&today),
         hf_json: hf,
-        readers_csv: csv.into_inner().expect("csv"),
-        readers,
+        subscribers_csv: csv.into_inner().expect("csv"),
+        subscribers,
         query_rows: rows,
     }
 }
@@ -352,18 +352,18 @@ async fn message_bytes(store: &Store, settings: &Settings, sample: i64) -> usize
     let mailer = Mailer::from_settings(&Settings::default()).expect("mailer");
     let (mut total, mut n) = (0, 0);
     for id in 1..=sample {
-        let Some(reader) = store.subscriber(id).await.expect("reader") else {
+        let Some(subscriber) = store.subscriber(id).await.expect("reader") else {
             continue;
         };
         for d in store.digests_of(id).await.expect("digests") {
             if d.total == 0 {
                 continue;
             }
-            let view = digest::stored_view(store, &links, &d, &reader, false)
+            let view = digest::stored_view(store, &links, &d, &subscriber, false)
                 .await
                 .expect("view");
             let email =
-                paperboy::email::digest::email(&links, &reader, &view, "<sample@example.org>")
+                paperboy::email::digest::email(&links, &subscriber, &view, "<sample@example.org>")
                     .expect("email");
             total += mailer.formatted(&email).expect("message").len();
             n += 1;
@@ -411,7 +411,7 @@ async fn run(
     );
     let config_path = dir.path().join("paperboy.toml");
     std::fs::write(&config_path, config).expect("config");
-    std::fs::write(dir.path().join("readers.csv"), &day.readers_csv).expect("csv");
+    std::fs::write(dir.path().join("readers.csv"), &day.subscribers_csv).expect("csv");
     let mut steps = Run {
         dir: dir.path(),
         n: 0,
@@ -448,7 +448,7 @@ async fn run(
         "backend": backend,
         "workers": if smtp { workers } else { 0 },
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "readers": day.readers,
+        "readers": day.subscribers,
         "queries": day.query_rows,
         "papers_in_feeds": PAPERS,
         "setup_import_readers_s": round(import.seconds),
@@ -555,7 +555,7 @@ async fn run(
 }
 
 fn main() {
-    let readers = flag("--readers").unwrap_or(100_000);
+    let subscribers = flag("--readers").unwrap_or(100_000);
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     let smtp = !std::env::args().any(|a| a == "--no-smtp");
     let postgres = std::env::var("PAPERBOY_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty());
@@ -575,10 +575,10 @@ fn main() {
         });
     }
     let started = Instant::now();
-    let day = generate(readers);
+    let day = generate(subscribers);
     eprintln!(
         "generated {} readers ({} query rows) in {:.1} s",
-        day.readers,
+        day.subscribers,
         day.query_rows,
         started.elapsed().as_secs_f64()
     );

@@ -19,7 +19,7 @@ const DISTINCT_QUERIES: usize = 300_000;
 const NAIVE_SAMPLE: usize = 10_000;
 
 fn main() {
-    let readers = flag("--readers").unwrap_or(1_000_000);
+    let subscribers = flag("--readers").unwrap_or(1_000_000);
     let mut rng = Rng(0x5eed);
     let corpus = Corpus::new(&mut rng);
 
@@ -42,7 +42,7 @@ fn main() {
 
     // Readers pick queries with a skew: popular queries are shared by many readers.
     let popularity = Zipf::new(DISTINCT_QUERIES, 0.6);
-    let holdings: Vec<Vec<u32>> = (0..readers)
+    let holdings: Vec<Vec<u32>> = (0..subscribers)
         .map(|_| {
             (0..rng.range(2, 6))
                 .map(|_| popularity.sample(&mut rng) as u32)
@@ -54,7 +54,7 @@ fn main() {
     let build_started = Instant::now();
     let mut percolator = Percolator::with_stats(TermStats::from_docs(&yesterday_docs));
     for (r, held) in holdings.iter().enumerate() {
-        percolator.set_reader(r as i64, held.iter().map(|&q| &queries[q as usize]));
+        percolator.set_subscriber(r as i64, held.iter().map(|&q| &queries[q as usize]));
     }
     let build_s = build_started.elapsed().as_secs_f64();
     let (rss_after, peak_after_build) = memory_mib();
@@ -62,12 +62,12 @@ fn main() {
     let match_started = Instant::now();
     let batch = percolator.match_batch(&docs);
     let per_query_s = match_started.elapsed().as_secs_f64();
-    let matched = percolator.readers_matching(&batch);
+    let matched = percolator.subscribers_matching(&batch);
     let match_s = match_started.elapsed().as_secs_f64();
     let pairs: usize = matched.iter().map(|m| m.papers.len()).sum();
 
     // The naive evaluator: every query of every sampled reader against every paper.
-    let sample = NAIVE_SAMPLE.min(readers).min(
+    let sample = NAIVE_SAMPLE.min(subscribers).min(
         std::env::var("BENCH_NAIVE_SAMPLE")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -90,11 +90,11 @@ fn main() {
         }
     }
     let naive_s = naive_started.elapsed().as_secs_f64();
-    let naive_full_s = naive_s * readers as f64 / sample as f64;
+    let naive_full_s = naive_s * subscribers as f64 / sample as f64;
     let fast_sample: Vec<(i64, Vec<u32>)> = matched
         .iter()
-        .filter(|m| (m.reader as usize) < sample)
-        .map(|m| (m.reader, m.papers.iter().map(|(p, _)| *p).collect()))
+        .filter(|m| (m.subscriber as usize) < sample)
+        .map(|m| (m.subscriber, m.papers.iter().map(|(p, _)| *p).collect()))
         .collect();
     let same = fast_sample == naive;
     let (_, peak) = memory_mib();
@@ -103,7 +103,7 @@ fn main() {
         "benchmark": "matching",
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "papers": PAPERS,
-        "readers": readers,
+        "readers": subscribers,
         "distinct_queries": percolator.query_count(),
         "query_parse_s": round(parse_s),
         "paper_analysis_s": round(analyse_s),

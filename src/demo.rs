@@ -19,7 +19,7 @@ use crate::store::{ClientInfo, ConsentText, RequestOutcome, Store, SubscriptionR
 
 const PAPERS: &str = include_str!("../assets/demo-papers.json");
 /// The sample reader.
-pub const READER: &str = "demo@example.org";
+pub const SUBSCRIBER: &str = "demo@example.org";
 const QUERIES: &str = "diffusion\n\"state space model\"\nauthor:\"Tri Dao\"";
 const CONSENT: ConsentText<'static> = ConsentText {
     version: "demo",
@@ -42,7 +42,7 @@ struct SamplePaper {
 pub async fn load(store: &Store, mailer: &Mailer, links: &Links) -> anyhow::Result<String> {
     if !matches!(mailer, Mailer::Outbox { .. }) {
         anyhow::bail!(
-            "--demo mails a sample reader at {READER}: run it without PAPERBOY_SMTP_URL, so that mail goes to the outbox"
+            "--demo mails a sample reader at {SUBSCRIBER}: run it without PAPERBOY_SMTP_URL, so that mail goes to the outbox"
         );
     }
     let where_to_look = format!(
@@ -50,7 +50,7 @@ pub async fn load(store: &Store, mailer: &Mailer, links: &Links) -> anyhow::Resu
         links.home(),
         mailer.describe()
     );
-    let email = EmailAddress::parse(READER)?;
+    let email = EmailAddress::parse(SUBSCRIBER)?;
     if store.subscriber_by_email(&email).await?.is_some() {
         return Ok(where_to_look);
     }
@@ -79,19 +79,25 @@ pub async fn load(store: &Store, mailer: &Mailer, links: &Links) -> anyhow::Resu
             now,
         )
         .await?;
-    if let RequestOutcome::Confirm(reader) = &outcome {
-        let message =
-            notices::confirmation(&mailer.message_ids(), links, reader, &preferences, &token)?;
+    if let RequestOutcome::Confirm(subscriber) = &outcome {
+        let message = notices::confirmation(
+            &mailer.message_ids(),
+            links,
+            subscriber,
+            &preferences,
+            &token,
+        )?;
         mailer.send(&message).await?;
     }
-    let reader = store
+    let subscriber = store
         .confirm(&hash_token(&token), &ClientInfo::default(), CONSENT, now)
         .await?
         .context("confirming the sample reader")?;
 
     load_papers(store, now).await?;
 
-    let composed = digest::compose_for(store, &mailer.message_ids(), &reader, Utc::now()).await?;
+    let composed =
+        digest::compose_for(store, &mailer.message_ids(), &subscriber, Utc::now()).await?;
     tracing::info!(
         papers = composed,
         "demo: sample papers and reader loaded, first digest queued"

@@ -92,7 +92,7 @@ pub fn global() -> &'static Metrics {
 /// gauges (read by [`Store::snapshot`]).
 pub async fn render(store: &Store) -> anyhow::Result<String> {
     let gauges = Registry::new();
-    let readers = GaugeVec::new(
+    let subscribers = GaugeVec::new(
         Opts::new("paperboy_subscribers", "Readers by status"),
         &["status"],
     )?;
@@ -116,7 +116,7 @@ pub async fn render(store: &Store) -> anyhow::Result<String> {
         "Age of the oldest delivery still queued or waiting to retry",
     )?;
     let papers = IntGauge::new("paperboy_papers", "Papers stored")?;
-    for m in [&readers, &deliveries, &feed_age] {
+    for m in [&subscribers, &deliveries, &feed_age] {
         gauges.register(Box::new(m.clone()))?;
     }
     gauges.register(Box::new(queue.clone()))?;
@@ -126,7 +126,9 @@ pub async fn render(store: &Store) -> anyhow::Result<String> {
     let db = store.snapshot().await?;
     papers.set(db.papers);
     for (status, n) in &db.subscribers {
-        readers.with_label_values(&[status.as_str()]).set(*n as f64);
+        subscribers
+            .with_label_values(&[status.as_str()])
+            .set(*n as f64);
     }
     for (status, n) in &db.deliveries {
         deliveries

@@ -490,11 +490,11 @@ impl Worker {
         claimed: &[Claimed],
         papers: &mut HashMap<i64, StoredPaper>,
     ) -> anyhow::Result<HashMap<i64, Result<Ready, Outcome>>> {
-        let reader_ids: Vec<i64> = claimed.iter().map(|c| c.subscriber_id).collect();
+        let subscriber_ids: Vec<i64> = claimed.iter().map(|c| c.subscriber_id).collect();
         let digest_ids: Vec<i64> = claimed.iter().map(|c| c.digest_id).collect();
-        let readers: HashMap<i64, Subscriber> = self
+        let subscribers: HashMap<i64, Subscriber> = self
             .store
-            .subscribers_by_ids(&reader_ids)
+            .subscribers_by_ids(&subscriber_ids)
             .await
             .context("reading the readers")?
             .into_iter()
@@ -533,7 +533,7 @@ impl Worker {
         }
         Ok(claimed
             .iter()
-            .map(|c| (c.id, self.ready(c, &readers, &mut digests, papers)))
+            .map(|c| (c.id, self.ready(c, &subscribers, &mut digests, papers)))
             .collect())
     }
 
@@ -543,11 +543,11 @@ impl Worker {
     fn ready(
         &self,
         c: &Claimed,
-        readers: &HashMap<i64, Subscriber>,
+        subscribers: &HashMap<i64, Subscriber>,
         digests: &mut HashMap<i64, (DigestRecord, Vec<DigestEntry>)>,
         papers: &HashMap<i64, StoredPaper>,
     ) -> Result<Ready, Outcome> {
-        let subscriber = match readers.get(&c.subscriber_id) {
+        let subscriber = match subscribers.get(&c.subscriber_id) {
             None => return Err(Outcome::Suppressed("the reader was erased".into())),
             Some(s) if s.status != SubscriberStatus::Active => {
                 return Err(Outcome::Suppressed(format!("the reader is {}", s.status)));

@@ -115,13 +115,13 @@ fn percolate(compiled: &[Vec<Query>], window: &Window) -> Vec<Vec<(u32, u32)>> {
     let mut percolator = Percolator::with_stats(window.terms.clone());
     for (i, queries) in compiled.iter().enumerate() {
         if !queries.is_empty() {
-            percolator.set_reader(i as i64, queries.iter());
+            percolator.set_subscriber(i as i64, queries.iter());
         }
     }
     let batch = percolator.match_batch(&window.docs);
     let mut matches: Vec<Vec<(u32, u32)>> = vec![Vec::new(); compiled.len()];
-    for m in percolator.readers_matching(&batch) {
-        if let Some(slot) = usize::try_from(m.reader)
+    for m in percolator.subscribers_matching(&batch) {
+        if let Some(slot) = usize::try_from(m.subscriber)
             .ok()
             .and_then(|i| matches.get_mut(i))
         {

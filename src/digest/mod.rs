@@ -72,11 +72,11 @@ pub async fn compose_due(
     dry_run: bool,
 ) -> anyhow::Result<(RunReport, Vec<Composed>)> {
     let started = Instant::now();
-    let readers = store
+    let subscribers = store
         .active_subscribers()
         .await
         .context("listing readers")?;
-    let due: Vec<Subscriber> = readers
+    let due: Vec<Subscriber> = subscribers
         .into_iter()
         .filter(|r| schedule::is_due(&r.preferences, compose::window_start(r), at))
         .collect();
@@ -103,19 +103,19 @@ pub async fn compose_due(
     // A slice of the readers at a time, so only two slices' digests are ever held; the
     // next slice is matched (on a thread of its own) while this one is written.
     let mut slices = Vec::new();
-    let mut readers = due.into_iter();
+    let mut subscribers = due.into_iter();
     loop {
-        let slice: Vec<Subscriber> = readers.by_ref().take(COMPOSE_SLICE).collect();
+        let slice: Vec<Subscriber> = subscribers.by_ref().take(COMPOSE_SLICE).collect();
         if slice.is_empty() {
             break;
         }
         slices.push(slice);
     }
-    let start = |readers: Vec<Subscriber>| {
+    let start = |subscribers: Vec<Subscriber>| {
         let window = Arc::clone(&window);
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let composed = compose::compose(&readers, &window, at);
+            let composed = compose::compose(&subscribers, &window, at);
             (composed, started.elapsed().as_secs_f64())
         })
     };
@@ -235,14 +235,14 @@ fn tally(c: &Composed, saved: crate::store::StoreResult<Option<i64>>, report: &m
 pub async fn compose_for(
     store: &Store,
     ids: &MessageIds,
-    reader: &Subscriber,
+    subscriber: &Subscriber,
     at: DateTime<Utc>,
 ) -> anyhow::Result<usize> {
-    let (composed, _) = compose_one(store, reader, at).await?;
+    let (composed, _) = compose_one(store, subscriber, at).await?;
     let mut report = RunReport::default();
     save_all(store, ids, std::slice::from_ref(&composed), &mut report).await?;
     if report.failed > 0 {
-        anyhow::bail!("the digest of reader {} could not be stored", reader.id);
+        anyhow::bail!("the digest of reader {} could not be stored", subscriber.id);
     }
     Ok(composed.entries.len())
 }
@@ -250,13 +250,13 @@ pub async fn compose_for(
 /// One reader's digest for the window ending at `at`, with the window's papers.
 async fn compose_one(
     store: &Store,
-    reader: &Subscriber,
+    subscriber: &Subscriber,
     at: DateTime<Utc>,
 ) -> anyhow::Result<(Composed, compose::Window)> {
     let upto = store.max_paper_id().await?;
-    let papers = store.papers_between(reader.paper_cursor, upto).await?;
+    let papers = store.papers_between(subscriber.paper_cursor, upto).await?;
     let window = compose::Window::new(papers, upto);
-    let composed = compose::compose(std::slice::from_ref(reader), &window, at)
+    let composed = compose::compose(std::slice::from_ref(subscriber), &window, at)
         .into_iter()
         .next()
         .context("composition returned no digest")?;
@@ -301,11 +301,11 @@ pub fn highlight(entry: &mut StoredEntry) {
 pub async fn preview(
     store: &Store,
     links: &Links,
-    reader: &Subscriber,
+    subscriber: &Subscriber,
     at: DateTime<Utc>,
 ) -> anyhow::Result<DigestView> {
-    let (c, window) = compose_one(store, reader, at).await?;
-    let shown = usize::from(reader.preferences.max_papers.get());
+    let (c, window) = compose_one(store, subscriber, at).await?;
+    let shown = usize::from(subscriber.preferences.max_papers.get());
     let by_id: std::collections::HashMap<i64, &crate::store::StoredPaper> =
         window.papers().iter().map(|(p, _)| (p.id, p)).collect();
     let entries: Vec<StoredEntry> = c
@@ -325,7 +325,7 @@ pub async fn preview(
         c.entries.len(),
         c.trending,
         (c.window_start, c.window_end),
-        reader,
+        subscriber,
         links.home(),
         links,
     ))

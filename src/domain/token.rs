@@ -100,7 +100,7 @@ impl LinkKeys {
 
     /// The reader a signed link names, before it is checked; `None` when it is not shaped
     /// like one.
-    pub fn reader_of(token: &str) -> Option<i64> {
+    pub fn subscriber_of(token: &str) -> Option<i64> {
         let (id, tag) = token.split_once('.')?;
         if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -243,10 +243,10 @@ mod tests {
     }
 
     #[test]
-    fn a_signed_link_opens_only_its_reader_and_purpose() {
+    fn a_signed_link_opens_only_its_subscriber_and_purpose() {
         let keys = LinkKeys::new(b"secret");
         let token = keys.sign(Purpose::Preferences, 42, "k1");
-        assert_eq!(LinkKeys::reader_of(&token), Some(42));
+        assert_eq!(LinkKeys::subscriber_of(&token), Some(42));
         assert!(keys.verify(&token, Purpose::Preferences, 42, "k1"));
         assert!(!keys.verify(&token, Purpose::Unsubscribe, 42, "k1"));
         assert!(!keys.verify(&token, Purpose::Preferences, 43, "k1"));

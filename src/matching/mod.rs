@@ -9,7 +9,9 @@ pub mod rank;
 
 pub use document::Doc;
 pub use eval::naive_matches;
-pub use percolator::{BatchMatches, Percolator, QueryMask, ReaderId, ReaderMatches, TermStats};
+pub use percolator::{
+    BatchMatches, Percolator, QueryMask, SubscriberId, SubscriberMatches, TermStats,
+};
 pub use rank::{BatchStats, Scored};
 
 // The query language lives in `domain`, where a subscriber's queries are checked as they
@@ -31,11 +33,11 @@ pub struct Hit<'a> {
 pub fn search<'a>(query: &Query, papers: &'a [Paper]) -> Vec<Hit<'a>> {
     let docs: Vec<Doc> = papers.iter().map(Doc::from_paper).collect();
     let mut percolator = Percolator::new();
-    percolator.set_reader(0, [query]);
+    percolator.set_subscriber(0, [query]);
     let batch = percolator.match_batch(&docs);
     let stats = BatchStats::new(&docs);
     let mut hits: Vec<Hit<'a>> = percolator
-        .readers_matching(&batch)
+        .subscribers_matching(&batch)
         .into_iter()
         .flat_map(|r| r.papers)
         .map(|(i, _)| {

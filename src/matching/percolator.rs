@@ -17,7 +17,7 @@ use super::eval::{Indexed, eval};
 use crate::domain::query::{Field, MIN_PREFIX, Node, Query, Term, TermKind};
 
 /// Readers are identified by the store's id.
-pub type ReaderId = i64;
+pub type SubscriberId = i64;
 
 /// Keys are strings tagged by kind: what a paper offers to the index, and what a query is
 /// filed under.
@@ -239,14 +239,14 @@ pub struct Percolator {
     /// Key string → key id; ids index `postings`.
     keys: FxHashMap<Box<str>, u32>,
     postings: Vec<Vec<u32>>,
-    readers: FxHashMap<ReaderId, Vec<u32>>,
+    subscribers: FxHashMap<SubscriberId, Vec<u32>>,
     stats: TermStats,
 }
 
 /// One reader's matches in a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReaderMatches {
-    pub reader: ReaderId,
+pub struct SubscriberMatches {
+    pub subscriber: SubscriberId,
     /// Matching papers (indexes into the batch, ascending), each with bit `i` set when the
     /// `i`-th query given to [`Percolator::set_reader`] matched it. Callers explain matches
     /// with their own copy of the reader's queries, in the reader's own wording.
@@ -313,22 +313,22 @@ impl Percolator {
     }
 
     /// Sets a reader's queries (a new reader, or an edit); an empty list removes them.
-    pub fn set_reader<'q>(
+    pub fn set_subscriber<'q>(
         &mut self,
-        reader: ReaderId,
+        subscriber: SubscriberId,
         queries: impl IntoIterator<Item = &'q Query>,
     ) {
-        self.remove_reader(reader);
+        self.remove_subscriber(subscriber);
         // One id per query given, repeats included, so that mask bit `i` is the caller's
         // query `i`; the shared copy is counted once per holding.
         let ids: Vec<u32> = queries.into_iter().map(|q| self.acquire(q)).collect();
         if !ids.is_empty() {
-            self.readers.insert(reader, ids);
+            self.subscribers.insert(subscriber, ids);
         }
     }
 
-    pub fn remove_reader(&mut self, reader: ReaderId) {
-        if let Some(ids) = self.readers.remove(&reader) {
+    pub fn remove_subscriber(&mut self, subscriber: SubscriberId) {
+        if let Some(ids) = self.subscribers.remove(&subscriber) {
             for id in ids {
                 self.release(id);
             }
@@ -508,17 +508,17 @@ impl Percolator {
 
     /// Turns per-query matches into per-reader matches (readers with none are left out),
     /// ordered by reader id.
-    pub fn readers_matching(&self, batch: &BatchMatches) -> Vec<ReaderMatches> {
-        let readers: Vec<(&ReaderId, &Vec<u32>)> = self.readers.iter().collect();
-        let threads = threads_for(readers.len(), 10_000);
-        let chunk = readers.len().div_ceil(threads).max(1);
-        let mut out: Vec<ReaderMatches> = std::thread::scope(|scope| {
-            let handles: Vec<_> = readers
+    pub fn subscribers_matching(&self, batch: &BatchMatches) -> Vec<SubscriberMatches> {
+        let subscribers: Vec<(&SubscriberId, &Vec<u32>)> = self.subscribers.iter().collect();
+        let threads = threads_for(subscribers.len(), 10_000);
+        let chunk = subscribers.len().div_ceil(threads).max(1);
+        let mut out: Vec<SubscriberMatches> = std::thread::scope(|scope| {
+            let handles: Vec<_> = subscribers
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .filter_map(|(r, ids)| reader_matches(**r, ids, batch))
+                            .filter_map(|(r, ids)| subscriber_matches(**r, ids, batch))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -528,12 +528,16 @@ impl Percolator {
                 .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
                 .collect()
         });
-        out.sort_unstable_by_key(|r| r.reader);
+        out.sort_unstable_by_key(|r| r.subscriber);
         out
     }
 }
 
-fn reader_matches(reader: ReaderId, ids: &[u32], batch: &BatchMatches) -> Option<ReaderMatches> {
+fn subscriber_matches(
+    subscriber: SubscriberId,
+    ids: &[u32],
+    batch: &BatchMatches,
+) -> Option<SubscriberMatches> {
     let mut papers: Vec<(u32, QueryMask)> = Vec::new();
     for (i, &q) in ids.iter().enumerate().take(QueryMask::BITS as usize) {
         papers.extend(batch.of_query(q).iter().map(|&p| (p, 1 << i)));
@@ -549,5 +553,5 @@ fn reader_matches(reader: ReaderId, ids: &[u32], batch: &BatchMatches) -> Option
         }
         same
     });
-    Some(ReaderMatches { reader, papers })
+    Some(SubscriberMatches { subscriber, papers })
 }

@@ -128,9 +128,9 @@ pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: M
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::time::sleep(wait).await;
             match store.clean_up(Utc::now()).await {
-                Ok((tokens, readers)) => tracing::info!(
+                Ok((tokens, subscribers)) => tracing::info!(
                     expired_links = tokens,
-                    unconfirmed_readers = readers,
+                    unconfirmed_subscribers = subscribers,
                     "daily clean-up"
                 ),
                 Err(e) => tracing::error!(error = %chain(&e), "clean-up failed"),

@@ -13,7 +13,7 @@ use crate::domain::{EmailAddress, Preferences, Subscriber};
 
 /// A reader added from the CLI.
 #[derive(Debug, Clone)]
-pub struct NewReader<'a> {
+pub struct NewSubscriber<'a> {
     pub email: &'a EmailAddress,
     pub preferences: &'a Preferences,
     /// Active at once (the operator vouches for the address), or pending with a
@@ -30,13 +30,13 @@ impl Store {
     /// Adds a reader; an address already held is a conflict, and a suppressed one is
     /// refused unless the operator confirms it (which lifts the suppression).
     #[tracing::instrument(skip_all, fields(email = %r.email.masked()))]
-    pub async fn add_reader(
+    pub async fn add_subscriber(
         &self,
-        r: &NewReader<'_>,
+        r: &NewSubscriber<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<Subscriber> {
         let id = self
-            .add_readers(std::slice::from_ref(r), now)
+            .add_subscribers(std::slice::from_ref(r), now)
             .await?
             .pop()
             .unwrap_or_else(|| Err(StoreError::NotFound("no reader was added".into())))?;
@@ -48,20 +48,20 @@ impl Store {
     /// Adds many readers in one transaction, each as [`Store::add_reader`] does: the
     /// result of each, in order (its id, or why it was refused). A database error fails
     /// the whole batch and adds nobody.
-    #[tracing::instrument(skip_all, fields(readers = readers.len()))]
-    pub async fn add_readers(
+    #[tracing::instrument(skip_all, fields(subscribers = subscribers.len()))]
+    pub async fn add_subscribers(
         &self,
-        readers: &[NewReader<'_>],
+        subscribers: &[NewSubscriber<'_>],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<StoreResult<i64>>> {
         let client = ClientInfo {
             ip: None,
             user_agent: Some("paperboy CLI".into()),
         };
-        let mut results = Vec::with_capacity(readers.len());
+        let mut results = Vec::with_capacity(subscribers.len());
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            for r in readers {
+            for r in subscribers {
                 let hash = suppression_hash(r.email);
                 if !r.confirmed && is_listed(&mut *tx, &hash).await? {
                     results.push(Err(StoreError::Conflict(format!(
@@ -194,7 +194,7 @@ impl Store {
                 .await?
                 .rows_affected();
             // Their tokens and consent record go with them (the tables cascade).
-            let readers = sqlx::query(
+            let subscribers = sqlx::query(
                 "DELETE FROM subscribers WHERE status = 'pending' AND confirmed_at IS NULL \
                  AND created_at < $1",
             )
@@ -203,7 +203,7 @@ impl Store {
             .await?
             .rows_affected();
             tx.commit().await?;
-            (tokens, readers)
+            (tokens, subscribers)
         }))
     }
 }

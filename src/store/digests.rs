@@ -183,10 +183,10 @@ impl Store {
         digests: &[NewDigest<'_>],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Option<i64>>> {
-        let mut readers: Vec<i64> = digests.iter().map(|d| d.subscriber_id).collect();
-        readers.sort_unstable();
-        readers.dedup();
-        if readers.len() != digests.len() {
+        let mut subscribers: Vec<i64> = digests.iter().map(|d| d.subscriber_id).collect();
+        subscribers.sort_unstable();
+        subscribers.dedup();
+        if subscribers.len() != digests.len() {
             return Err(StoreError::Conflict(
                 "a reader appears twice in one batch of digests".into(),
             ));

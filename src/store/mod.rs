@@ -27,7 +27,7 @@ use sqlx::{Database, Transaction};
 use crate::config::DatabaseUrl;
 use crate::domain::EmailAddress;
 
-pub use admin::NewReader;
+pub use admin::NewSubscriber;
 pub use counts::{Snapshot, Stats};
 pub use digests::{Claimed, DigestEntry, DigestRecord, NewDigest, Outcome, StoredEntry};
 pub use feeds::{FeedHealth, FeedRecord, FetchOutcome};

@@ -225,7 +225,7 @@ pub async fn subscriber_for(
     token: &str,
     purpose: Purpose,
 ) -> Result<Subscriber, WebError> {
-    let id = LinkKeys::reader_of(token).ok_or(WebError::NotFound)?;
+    let id = LinkKeys::subscriber_of(token).ok_or(WebError::NotFound)?;
     let subscriber = state
         .store
         .subscriber(id)

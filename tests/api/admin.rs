@@ -100,7 +100,7 @@ fn every_subcommand_answers_help() {
 }
 
 #[tokio::test]
-async fn readers_are_added_shown_exported_and_erased_without_a_trace() {
+async fn subscribers_are_added_shown_exported_and_erased_without_a_trace() {
     for db in databases().await {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();

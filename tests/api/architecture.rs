@@ -199,7 +199,7 @@ fn web_routes_share_helpers_only_through_the_shared_modules() {
 }
 
 #[test]
-fn the_reader_finds_groups_and_inline_paths() {
+fn the_source_scan_finds_groups_and_inline_paths() {
     let code = "use crate::{domain::{A, B}, store::Store};\nlet x = crate::metrics::global();\n// crate::web in a comment";
     let found = named_modules(&code_of(code));
     assert_eq!(

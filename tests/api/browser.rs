@@ -278,7 +278,7 @@ async fn stored_subscriber(app: &TestApp, email: &str) -> Subscriber {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_reader_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_real_browser() {
+async fn a_subscriber_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_real_browser() {
     let mail_dir = tempfile::tempdir().unwrap();
     let Some(sink) = SmtpSink::start(mail_dir.path()) else {
         return;

@@ -6,7 +6,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::helpers::{
-    FeedServer, Reply, active_reader, arxiv_paper, fixture, free_port, paperboy, store_full_papers,
+    FeedServer, Reply, active_subscriber, arxiv_paper, fixture, free_port, paperboy,
+    store_full_papers,
 };
 
 struct Operator {
@@ -276,14 +277,14 @@ async fn serve_starts_on_its_defaults_answers_health_and_stops_on_sigterm() {
 }
 
 #[tokio::test]
-async fn digest_preview_and_a_dry_run_show_what_a_reader_would_get() {
+async fn digest_preview_and_a_dry_run_show_what_a_subscriber_would_get() {
     let op = Operator::new();
     let url = paperboy::config::DatabaseUrl::new(format!(
         "sqlite://{}",
         op.dir.path().join("data/paperboy.db").display()
     ));
     let store = paperboy::store::Store::open(&url).await.unwrap();
-    active_reader(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
+    active_subscriber(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
     store_full_papers(
         &store,
         vec![

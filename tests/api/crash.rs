@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    SmtpSink, TestDb, active_reader, arxiv_paper, confirmed_subscribers, databases,
+    SmtpSink, TestDb, active_subscriber, arxiv_paper, confirmed_subscribers, databases,
     find_subscriber, free_port, paperboy, run_due_digests, store_full_papers, tomorrow,
 };
 use paperboy::store::Store;
@@ -47,7 +47,7 @@ fn configure(dir: &Path, db: &TestDb, port: u16) {
     .unwrap();
 }
 
-async fn readers(store: &Store, n: usize) {
+async fn subscribers(store: &Store, n: usize) {
     confirmed_subscribers(store, "c", n, "diffusion").await;
     store_full_papers(
         store,
@@ -72,7 +72,7 @@ async fn a_run_killed_mid_delivery_and_started_again_delivers_each_digest_once()
         };
         configure(dir.path(), &db, sink.port);
         let store = db.store().await;
-        readers(&store, n).await;
+        subscribers(&store, n).await;
         let at = tomorrow().to_rfc3339();
 
         let mut first = paperboy(dir.path())
@@ -141,9 +141,9 @@ async fn a_run_killed_mid_delivery_and_started_again_delivers_each_digest_once()
             extra <= CONCURRENCY,
             "only sends in flight repeat: {repeats:?}"
         );
-        let repeated_readers = to.values().filter(|c| **c > 1).count();
+        let repeated_subscribers = to.values().filter(|c| **c > 1).count();
         assert_eq!(
-            repeated_readers,
+            repeated_subscribers,
             repeats.len(),
             "a repeat is the same message again"
         );
@@ -152,7 +152,7 @@ async fn a_run_killed_mid_delivery_and_started_again_delivers_each_digest_once()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_worker_processes_on_postgresql_serve_no_reader_twice() {
+async fn two_worker_processes_on_postgresql_serve_no_subscriber_twice() {
     let Some(db) = databases()
         .await
         .into_iter()
@@ -167,7 +167,7 @@ async fn two_worker_processes_on_postgresql_serve_no_reader_twice() {
     };
     configure(dir.path(), &db, sink.port);
     let store = db.store().await;
-    readers(&store, n).await;
+    subscribers(&store, n).await;
     let at = tomorrow();
     // Compose first, without delivering, so that both workers start on a full queue.
     let dry = paperboy(dir.path())
@@ -204,7 +204,7 @@ async fn sigterm_lets_the_send_in_flight_finish_before_serve_exits() {
         };
         configure(dir.path(), &db, port);
         let store = db.store().await;
-        readers(&store, 1).await;
+        subscribers(&store, 1).await;
         let mailer =
             paperboy::delivery::Mailer::from_settings(&paperboy::config::Settings::default())
                 .unwrap();
@@ -248,7 +248,7 @@ async fn sigterm_lets_the_send_in_flight_finish_before_serve_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_digest_runs_at_once_after_a_three_day_outage_give_one_digest_per_reader() {
+async fn two_digest_runs_at_once_after_a_three_day_outage_give_one_digest_per_subscriber() {
     for db in databases().await {
         let dir = tempfile::tempdir().unwrap();
         let Some(sink) = SmtpSink::start(dir.path()) else {
@@ -260,7 +260,7 @@ async fn two_digest_runs_at_once_after_a_three_day_outage_give_one_digest_per_re
             .iter()
             .enumerate()
         {
-            active_reader(
+            active_subscriber(
                 &store,
                 &format!("tz{i}@example.org"),
                 "diffusion",
@@ -281,11 +281,11 @@ async fn two_digest_runs_at_once_after_a_three_day_outage_give_one_digest_per_re
         let composed = |v: &serde_json::Value| v["report"]["composed"].as_u64().unwrap();
         assert_eq!(composed(&a) + composed(&b), 3, "{}", db.backend);
         for i in 0..3 {
-            let reader = find_subscriber(&store, &format!("tz{i}@example.org"))
+            let subscriber = find_subscriber(&store, &format!("tz{i}@example.org"))
                 .await
                 .unwrap();
             assert_eq!(
-                store.digests_of(reader.id).await.unwrap().len(),
+                store.digests_of(subscriber.id).await.unwrap().len(),
                 1,
                 "one digest for the gap"
             );

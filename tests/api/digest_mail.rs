@@ -38,7 +38,7 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn reader() -> Subscriber {
+fn subscriber() -> Subscriber {
     Subscriber {
         id: 42,
         email: EmailAddress::parse("ada@example.org").unwrap(),
@@ -64,7 +64,7 @@ fn reader() -> Subscriber {
 
 /// Twenty matching papers of realistic size; the first has markup and LaTeX in its text.
 fn entries() -> Vec<StoredEntry> {
-    let r = reader();
+    let r = subscriber();
     let queries: Vec<Query> = r.preferences.queries.compile();
     let papers: Vec<Paper> = (0..20)
         .map(|i| {
@@ -124,7 +124,7 @@ fn links() -> Links {
 }
 
 fn view() -> render::DigestView {
-    let r = reader();
+    let r = subscriber();
     let l = links();
     let all = entries();
     render::view(
@@ -193,7 +193,13 @@ fn write_message(dir: &Path, dkim: Option<(&Path, &str, &str)>) -> PathBuf {
         settings.dkim_domain = Some(domain.into());
     }
     let mailer = Mailer::from_settings(&settings).unwrap();
-    let email = render::email(&links(), &reader(), &view(), &mailer.message_ids().next()).unwrap();
+    let email = render::email(
+        &links(),
+        &subscriber(),
+        &view(),
+        &mailer.message_ids().next(),
+    )
+    .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

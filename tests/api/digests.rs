@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration as StdDuration;
 
 use crate::helpers::{
-    SmtpSink, active_reader, arxiv_paper, confirmed_subscribers, databases, find_subscriber,
-    free_port, pending_reader, run_due_digests, spawn_app, store_full_papers, tomorrow,
+    SmtpSink, active_subscriber, arxiv_paper, confirmed_subscribers, databases, find_subscriber,
+    free_port, pending_subscriber, run_due_digests, spawn_app, store_full_papers, tomorrow,
     unsubscribe_in_one_click,
 };
 use chrono::{Duration, Utc};
@@ -59,7 +59,7 @@ async fn statuses(store: &Store) -> HashMap<String, i64> {
 }
 
 #[tokio::test]
-async fn a_reader_never_gets_the_same_paper_twice_and_none_falls_between_windows() {
+async fn a_subscriber_never_gets_the_same_paper_twice_and_none_falls_between_windows() {
     for db in databases().await {
         let store = db.store().await;
         let dir = tempfile::tempdir().unwrap();
@@ -74,7 +74,8 @@ async fn a_reader_never_gets_the_same_paper_twice_and_none_falls_between_windows
             )],
         )
         .await;
-        let reader = active_reader(&store, "win@example.org", "diffusion", "daily", 8, "UTC").await;
+        let subscriber =
+            active_subscriber(&store, "win@example.org", "diffusion", "daily", 8, "UTC").await;
         store_full_papers(
             &store,
             vec![
@@ -117,7 +118,7 @@ async fn a_reader_never_gets_the_same_paper_twice_and_none_falls_between_windows
         .await;
         let next = run_due_digests(&store, &mailer, at + Duration::days(1)).await;
         assert_eq!((next.due, next.composed), (1, 1));
-        let digests = store.digests_of(reader.id).await.unwrap();
+        let digests = store.digests_of(subscriber.id).await.unwrap();
         assert_eq!(digests.len(), 2);
         let mut seen = Vec::new();
         for d in digests.iter().rev() {
@@ -144,8 +145,9 @@ async fn trending_skipped_and_at_most_one_digest_per_window_under_concurrent_run
         let store = db.store().await;
         let dir = tempfile::tempdir().unwrap();
         let mailer = outbox_mailer(dir.path());
-        let trending = active_reader(&store, "hot@example.org", "", "daily", 8, "UTC").await;
-        let nothing = active_reader(&store, "none@example.org", "quantum", "daily", 8, "UTC").await;
+        let trending = active_subscriber(&store, "hot@example.org", "", "daily", 8, "UTC").await;
+        let nothing =
+            active_subscriber(&store, "none@example.org", "quantum", "daily", 8, "UTC").await;
         store_full_papers(
             &store,
             vec![
@@ -236,8 +238,8 @@ async fn a_digest_arrives_as_one_well_formed_message_whose_unsubscribe_link_work
         })
         .await;
         let store = app.store.clone();
-        let reader =
-            active_reader(&store, "mime@example.org", "diffusion", "daily", 8, "UTC").await;
+        let subscriber =
+            active_subscriber(&store, "mime@example.org", "diffusion", "daily", 8, "UTC").await;
         let hostile = "We <b>bold</b> claim <script>alert(1)</script> that diffusion $\\alpha < \\beta$ works.\n.\nRSET\nMAIL FROM:<evil@example.org>\nRCPT TO:<victim@example.org>\n.\n";
         store_full_papers(
             &store,
@@ -324,11 +326,11 @@ async fn a_digest_arrives_as_one_well_formed_message_whose_unsubscribe_link_work
         assert!(url.starts_with(&app.url("/unsubscribe/")), "{url}");
         let r = unsubscribe_in_one_click(&url).await;
         assert_eq!(r.status(), 200);
-        let after = store.subscriber(reader.id).await.unwrap().unwrap();
+        let after = store.subscriber(subscriber.id).await.unwrap().unwrap();
         assert_eq!(after.status, SubscriberStatus::Unsubscribed);
 
         // The archive link shows the digest; a wrong token shows nothing.
-        let digest = &store.digests_of(reader.id).await.unwrap()[0];
+        let digest = &store.digests_of(subscriber.id).await.unwrap()[0];
         let archive = text
             .lines()
             .find_map(|l| l.strip_prefix("View in browser: "))
@@ -560,8 +562,8 @@ async fn a_window_with_no_new_papers_does_not_hold_up_the_next_one() {
         let store = db.store().await;
         let dir = tempfile::tempdir().unwrap();
         let mailer = outbox_mailer(dir.path());
-        let reader =
-            active_reader(&store, "quiet@example.org", "diffusion", "daily", 8, "UTC").await;
+        let subscriber =
+            active_subscriber(&store, "quiet@example.org", "diffusion", "daily", 8, "UTC").await;
         let first = tomorrow();
         // Nothing arrived: the window is recorded as skipped.
         let empty = run_due_digests(&store, &mailer, first).await;
@@ -587,7 +589,7 @@ async fn a_window_with_no_new_papers_does_not_hold_up_the_next_one() {
             (1, 1, 0),
             "{next:?}"
         );
-        let digests = store.digests_of(reader.id).await.unwrap();
+        let digests = store.digests_of(subscriber.id).await.unwrap();
         assert_eq!(digests.len(), 2);
         assert_eq!(digests[0].status, "composed");
         assert_eq!(digests[1].status, "skipped");
@@ -596,7 +598,7 @@ async fn a_window_with_no_new_papers_does_not_hold_up_the_next_one() {
 }
 
 #[tokio::test]
-async fn metrics_count_readers_digests_and_deliveries_in_prometheus_format() {
+async fn metrics_count_subscribers_digests_and_deliveries_in_prometheus_format() {
     for db in databases().await {
         let dir = tempfile::tempdir().unwrap();
         let app = spawn_app(&db, |s| s.log = "warn".into()).await;
@@ -641,16 +643,16 @@ async fn metrics_count_readers_digests_and_deliveries_in_prometheus_format() {
 }
 
 #[tokio::test]
-async fn the_daily_clean_up_forgets_expired_links_and_readers_who_never_confirmed() {
+async fn the_daily_clean_up_forgets_expired_links_and_subscribers_who_never_confirmed() {
     for db in databases().await {
         let store = db.store().await;
-        let kept = active_reader(&store, "kept@example.org", "", "daily", 8, "UTC").await;
-        pending_reader(&store, "never@example.org", "", "daily", 8, "UTC").await;
+        let kept = active_subscriber(&store, "kept@example.org", "", "daily", 8, "UTC").await;
+        pending_subscriber(&store, "never@example.org", "", "daily", 8, "UTC").await;
         // A month on, the clean-up runs: both links (the kept reader's, used, and the
         // other's, never used) have long expired, and one reader never confirmed.
         let later = Utc::now() + Duration::days(31);
-        let (links, readers) = store.clean_up(later).await.unwrap();
-        assert_eq!((links, readers), (2, 1), "{}", db.backend);
+        let (links, subscribers) = store.clean_up(later).await.unwrap();
+        assert_eq!((links, subscribers), (2, 1), "{}", db.backend);
         let never = paperboy::domain::EmailAddress::parse("never@example.org").unwrap();
         assert!(store.subscriber_by_email(&never).await.unwrap().is_none());
         assert!(
@@ -691,8 +693,8 @@ async fn a_batch_of_digests_is_written_whole_or_not_at_all() {
     use paperboy::store::{DigestEntry, NewDigest};
     for db in databases().await {
         let store = db.store().await;
-        let a = active_reader(&store, "a@example.org", "diffusion", "daily", 8, "UTC").await;
-        let b = active_reader(&store, "b@example.org", "diffusion", "daily", 8, "UTC").await;
+        let a = active_subscriber(&store, "a@example.org", "diffusion", "daily", 8, "UTC").await;
+        let b = active_subscriber(&store, "b@example.org", "diffusion", "daily", 8, "UTC").await;
         store_full_papers(
             &store,
             vec![arxiv_paper("2401.00010", "Diffusion", "diffusion", None)],
@@ -778,12 +780,13 @@ async fn the_email_highlights_what_it_shows_and_the_archive_page_highlights_ever
         let dir = tempfile::tempdir().unwrap();
         let mailer = outbox_mailer(dir.path());
         // Two papers shown in the email, five matched.
-        let reader = active_reader(&store, "hl@example.org", "diffusion", "daily", 8, "UTC").await;
-        let mut preferences = reader.preferences.clone();
+        let subscriber =
+            active_subscriber(&store, "hl@example.org", "diffusion", "daily", 8, "UTC").await;
+        let mut preferences = subscriber.preferences.clone();
         preferences.max_papers = paperboy::domain::MaxPapers::new(2).unwrap();
         assert!(
             store
-                .update_preferences(reader.id, &preferences, Utc::now())
+                .update_preferences(subscriber.id, &preferences, Utc::now())
                 .await
                 .unwrap()
         );
@@ -800,7 +803,7 @@ async fn the_email_highlights_what_it_shows_and_the_archive_page_highlights_ever
         store_full_papers(&store, papers).await;
         let report = run_due_digests(&store, &mailer, tomorrow()).await;
         assert_eq!(report.composed, 1, "{}", db.backend);
-        let digest = store.digests_of(reader.id).await.unwrap().remove(0);
+        let digest = store.digests_of(subscriber.id).await.unwrap().remove(0);
         assert_eq!((digest.total, digest.shown), (5, 2));
 
         let stored = store.digest_entries(digest.id, None).await.unwrap();
@@ -825,8 +828,8 @@ async fn the_email_highlights_what_it_shows_and_the_archive_page_highlights_ever
         );
 
         // The archive page works out the rest from the stored query texts.
-        let reader = store.subscriber(reader.id).await.unwrap().unwrap();
-        let all = digest::stored_view(&store, &links(), &digest, &reader, true)
+        let subscriber = store.subscriber(subscriber.id).await.unwrap().unwrap();
+        let all = digest::stored_view(&store, &links(), &digest, &subscriber, true)
             .await
             .unwrap();
         assert_eq!(all.papers.len(), 5);
@@ -837,7 +840,7 @@ async fn the_email_highlights_what_it_shows_and_the_archive_page_highlights_ever
                 p.snippet_html
             );
         }
-        let email = digest::stored_view(&store, &links(), &digest, &reader, false)
+        let email = digest::stored_view(&store, &links(), &digest, &subscriber, false)
             .await
             .unwrap();
         assert_eq!(email.papers.len(), 2);

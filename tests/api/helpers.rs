@@ -852,7 +852,7 @@ pub fn arxiv_paper(
 
 /// A reader who asked and has not confirmed: `frequency` as stored (`daily`, `weekdays`,
 /// `weekly:mon`), at `hour` in `tz`. Returns their confirmation token.
-pub async fn pending_reader(
+pub async fn pending_subscriber(
     store: &Store,
     email: &str,
     queries: &str,
@@ -898,7 +898,7 @@ const TEST_CONSENT: paperboy::store::ConsentText<'static> = paperboy::store::Con
 };
 
 /// A confirmed reader, as [`pending_reader`] then the link opened.
-pub async fn active_reader(
+pub async fn active_subscriber(
     store: &Store,
     email: &str,
     queries: &str,
@@ -907,7 +907,7 @@ pub async fn active_reader(
     tz: &str,
 ) -> paperboy::domain::Subscriber {
     use paperboy::domain::token::hash_token;
-    let token = pending_reader(store, email, queries, frequency, hour, tz).await;
+    let token = pending_subscriber(store, email, queries, frequency, hour, tz).await;
     store
         .confirm(
             &hash_token(&token),
@@ -932,7 +932,7 @@ pub async fn find_subscriber(store: &Store, email: &str) -> Option<Subscriber> {
 pub async fn confirmed_subscribers(store: &Store, prefix: &str, n: usize, query: &str) {
     for i in 0..n {
         let email = format!("{prefix}{i}@example.org");
-        active_reader(store, &email, query, "daily", 8, "UTC").await;
+        active_subscriber(store, &email, query, "daily", 8, "UTC").await;
     }
 }
 

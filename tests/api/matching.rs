@@ -15,9 +15,9 @@ fn matches(query: &str, d: &Doc) -> bool {
     let q = Query::parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
     let naive = naive_matches(q.root(), d);
     let mut p = Percolator::new();
-    p.set_reader(1, &[q]);
+    p.set_subscriber(1, &[q]);
     let fast = !p
-        .readers_matching(&p.match_batch(std::slice::from_ref(d)))
+        .subscribers_matching(&p.match_batch(std::slice::from_ref(d)))
         .is_empty();
     assert_eq!(naive, fast, "{query}: naive and percolator disagree");
     naive
@@ -181,7 +181,7 @@ fn refusals_name_the_position_and_the_problem() {
 }
 
 #[test]
-fn a_reader_holds_at_most_twenty_queries() {
+fn a_subscriber_holds_at_most_twenty_queries() {
     let ok: String = (0..20).map(|i| format!("word{i}\n")).collect();
     assert_eq!(parse_lines(&ok).unwrap().len(), 20);
     let too_many: String = (0..21).map(|i| format!("word{i}\n")).collect();
@@ -196,17 +196,17 @@ fn a_reader_holds_at_most_twenty_queries() {
 }
 
 #[test]
-fn the_index_follows_readers_who_subscribe_edit_and_leave() {
+fn the_index_follows_subscribers_who_subscribe_edit_and_leave() {
     let docs = vec![
         doc("Diffusion models", "", &[], &[]),
         doc("Transformers", "", &[], &[]),
     ];
     let q = |s: &str| Query::parse(s).unwrap();
     let mut p = Percolator::new();
-    p.set_reader(1, &[q("diffusion")]);
-    p.set_reader(2, &[q("Diffusion"), q("transformer"), q("diffusion")]);
+    p.set_subscriber(1, &[q("diffusion")]);
+    p.set_subscriber(2, &[q("Diffusion"), q("transformer"), q("diffusion")]);
     assert_eq!(p.query_count(), 2, "the same query is compiled once");
-    let m = p.readers_matching(&p.match_batch(&docs));
+    let m = p.subscribers_matching(&p.match_batch(&docs));
     assert_eq!(m.len(), 2);
     assert_eq!(
         m[1].papers,
@@ -214,15 +214,15 @@ fn the_index_follows_readers_who_subscribe_edit_and_leave() {
         "each bit is one of the queries as given, repeats included"
     );
 
-    p.set_reader(1, &[q("transformer")]);
-    let m = p.readers_matching(&p.match_batch(&docs));
+    p.set_subscriber(1, &[q("transformer")]);
+    let m = p.subscribers_matching(&p.match_batch(&docs));
     assert_eq!(m[0].papers, vec![(1, 0b1)]);
 
-    p.remove_reader(2);
+    p.remove_subscriber(2);
     assert_eq!(p.query_count(), 1, "a query nobody holds leaves the index");
-    p.remove_reader(1);
+    p.remove_subscriber(1);
     assert_eq!(p.query_count(), 0);
-    assert!(p.readers_matching(&p.match_batch(&docs)).is_empty());
+    assert!(p.subscribers_matching(&p.match_batch(&docs)).is_empty());
 }
 
 #[test]
@@ -358,14 +358,14 @@ proptest! {
     /// The percolator finds exactly the (reader, paper) pairs the naive evaluator finds.
     #[test]
     fn the_percolator_agrees_with_the_naive_evaluator(
-        readers in prop::collection::vec(prop::collection::vec(query_text(), 1..4), 1..12),
+        subscribers in prop::collection::vec(prop::collection::vec(query_text(), 1..4), 1..12),
         docs in prop::collection::vec(paper(), 1..12),
     ) {
         let mut percolator = Percolator::new();
         let mut expected = Vec::new();
-        for (r, texts) in readers.iter().enumerate() {
+        for (r, texts) in subscribers.iter().enumerate() {
             let queries: Vec<Query> = texts.iter().filter_map(|t| Query::parse(t).ok()).collect();
-            percolator.set_reader(r as i64, &queries);
+            percolator.set_subscriber(r as i64, &queries);
             let mut papers = Vec::new();
             for (d, doc) in docs.iter().enumerate() {
                 if queries.iter().any(|q| naive_matches(q.root(), doc)) {
@@ -377,9 +377,9 @@ proptest! {
             }
         }
         let got: Vec<(i64, Vec<u32>)> = percolator
-            .readers_matching(&percolator.match_batch(&docs))
+            .subscribers_matching(&percolator.match_batch(&docs))
             .into_iter()
-            .map(|m| (m.reader, m.papers.into_iter().map(|(p, _)| p).collect()))
+            .map(|m| (m.subscriber, m.papers.into_iter().map(|(p, _)| p).collect()))
             .collect();
         prop_assert_eq!(got, expected);
     }

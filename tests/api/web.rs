@@ -27,7 +27,7 @@ fn quiet(s: &mut Settings) {
 }
 
 #[tokio::test]
-async fn a_reader_subscribes_and_confirms_with_consent_recorded() {
+async fn a_subscriber_subscribes_and_confirms_with_consent_recorded() {
     for db in databases().await {
         let app = spawn_app(&db, quiet).await;
         let mut v = Visitor::new(&app);
@@ -133,8 +133,8 @@ async fn unknown_and_known_addresses_get_the_same_answer() {
             );
         }
         // The confirmed reader was sent their settings link and nothing changed.
-        let active_reader = app.subscriber("active@example.org").await.unwrap();
-        assert_eq!(active_reader.status, SubscriberStatus::Active);
+        let active_subscriber = app.subscriber("active@example.org").await.unwrap();
+        assert_eq!(active_subscriber.status, SubscriberStatus::Active);
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let all = app.wait_for_outbox(7).await;
         assert_eq!(
@@ -148,14 +148,17 @@ async fn unknown_and_known_addresses_get_the_same_answer() {
             "the active reader got a settings link"
         );
         // Someone else's second request does not change what the pending reader confirms.
-        let pending_reader = app.subscriber("pending@example.org").await.unwrap();
-        assert_eq!(pending_reader.preferences.queries.lines(), ["diffusion"]);
+        let pending_subscriber = app.subscriber("pending@example.org").await.unwrap();
+        assert_eq!(
+            pending_subscriber.preferences.queries.lines(),
+            ["diffusion"]
+        );
         // A reader who just left is not mailed again from the form for a day, and a
         // bounced address never is.
-        let gone_reader = app.subscriber("gone@example.org").await.unwrap();
-        assert_eq!(gone_reader.status, SubscriberStatus::Unsubscribed);
-        let bounced_reader = app.subscriber("bounced@example.org").await.unwrap();
-        assert_eq!(bounced_reader.status, SubscriberStatus::Bounced);
+        let gone_subscriber = app.subscriber("gone@example.org").await.unwrap();
+        assert_eq!(gone_subscriber.status, SubscriberStatus::Unsubscribed);
+        let bounced_subscriber = app.subscriber("bounced@example.org").await.unwrap();
+        assert_eq!(bounced_subscriber.status, SubscriberStatus::Bounced);
         app.stop().await;
         db.cleanup().await;
     }

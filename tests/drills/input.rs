@@ -139,7 +139,7 @@ fn check_mail(message: &str) -> String {
 }
 
 /// Every reader in the store: address → (status, queries).
-async fn stored_readers(store: &Store) -> BTreeMap<String, (SubscriberStatus, Vec<String>)> {
+async fn stored_subscribers(store: &Store) -> BTreeMap<String, (SubscriberStatus, Vec<String>)> {
     store
         .list_subscribers(None)
         .await
@@ -693,7 +693,7 @@ async fn check_stored_pending(
     expected: &BTreeMap<String, Vec<String>>,
     backend: &str,
 ) -> usize {
-    let stored = stored_readers(&app.store).await;
+    let stored = stored_subscribers(&app.store).await;
     let got: BTreeMap<String, Vec<String>> = stored
         .iter()
         .map(|(email, (status, queries))| {
@@ -768,7 +768,7 @@ async fn confirm_each(
         }
         pages_checked += 1;
     }
-    let after = stored_readers(&app.store).await;
+    let after = stored_subscribers(&app.store).await;
     assert!(after.values().all(|(s, _)| *s == SubscriberStatus::Active));
     assert_eq!(after.len(), expected.len());
     pages_checked
@@ -1192,7 +1192,7 @@ async fn check_cli_results(
     expected: &StoredSubscribers,
 ) -> (usize, usize, usize) {
     let store = db.store().await;
-    let stored = stored_readers(&store).await;
+    let stored = stored_subscribers(&store).await;
     assert_eq!(&stored, expected, "{}: stored readers", db.backend);
     let messages = outbox_messages(&dir.join("data/outbox"));
     let mut recipients: BTreeMap<String, usize> = BTreeMap::new();
@@ -1705,7 +1705,7 @@ async fn burst_one_client() {
         assert_eq!(after.status, StatusCode::TOO_MANY_REQUESTS);
         assert!(after.retry_after.is_some());
 
-        let stored = stored_readers(&app.store).await;
+        let stored = stored_subscribers(&app.store).await;
         assert_eq!(stored.len(), burst_size, "{}: stored", db.backend);
         let recipients = settled_outbox(&app, burst_size).await;
         let duplicates: usize = recipients.values().map(|n| n - 1).sum();
@@ -1778,12 +1778,12 @@ async fn burst_one_mailbox() {
         assert_eq!(outcome.ok, per_address_burst, "{}: accepted", db.backend);
         assert_eq!(outcome.limited, BURST - per_address_burst);
 
-        let stored = stored_readers(&app.store).await;
+        let stored = stored_subscribers(&app.store).await;
         assert_eq!(stored.len(), 1, "{}: one reader", db.backend);
-        let reader = find_subscriber(&app.store, "victim@example.org")
+        let subscriber = find_subscriber(&app.store, "victim@example.org")
             .await
             .expect("the reader");
-        let consents = app.store.consents(reader.id).await.expect("consents");
+        let consents = app.store.consents(subscriber.id).await.expect("consents");
         let recipients = settled_outbox(&app, 1).await;
         let emails: usize = recipients.values().sum();
         assert_eq!(emails, 1, "{}: the mailbox got {recipients:?}", db.backend);

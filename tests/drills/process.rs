@@ -453,10 +453,10 @@ const PER_TOPIC: usize = 6;
 
 /// A confirmed daily reader at 08:00 UTC asking for `query`, added as `subscribers add
 /// --confirmed` does.
-async fn add_reader(store: &Store, email: &str, query: &str) {
+async fn add_subscriber(store: &Store, email: &str, query: &str) {
     use paperboy::domain::token::random_token;
     use paperboy::domain::{EmailAddress, MaxPapers, Preferences, QueryList, SendHour};
-    use paperboy::store::{ConsentText, NewReader};
+    use paperboy::store::{ConsentText, NewSubscriber};
     let preferences = Preferences {
         queries: QueryList::parse(query).expect("query"),
         frequency: "daily".parse().expect("frequency"),
@@ -466,8 +466,8 @@ async fn add_reader(store: &Store, email: &str, query: &str) {
     };
     let link_key = random_token().expect("token");
     store
-        .add_reader(
-            &NewReader {
+        .add_subscriber(
+            &NewSubscriber {
                 email: &EmailAddress::parse(email).expect("email"),
                 preferences: &preferences,
                 confirmed: true,
@@ -487,7 +487,7 @@ async fn add_reader(store: &Store, email: &str, query: &str) {
 
 /// Adds `n` confirmed daily readers, reader `i` asking for `TOPICS[i % 4]`, then the
 /// papers of every topic. Returns the emails.
-async fn readers_and_papers(store: &Store, n: usize) -> Vec<String> {
+async fn subscribers_and_papers(store: &Store, n: usize) -> Vec<String> {
     let emails: Vec<String> = (0..n).map(|i| format!("reader{i}@example.org")).collect();
     // Four writers at once: PostgreSQL takes them in parallel, SQLite queues them.
     let mut tasks = tokio::task::JoinSet::new();
@@ -496,7 +496,7 @@ async fn readers_and_papers(store: &Store, n: usize) -> Vec<String> {
         let emails = emails.clone();
         tasks.spawn(async move {
             for (i, email) in emails.iter().enumerate().skip(lane).step_by(4) {
-                add_reader(&store, email, TOPICS[i % TOPICS.len()]).await;
+                add_subscriber(&store, email, TOPICS[i % TOPICS.len()]).await;
             }
         });
     }
@@ -567,8 +567,8 @@ async fn digests_whole(store: &Store) -> i64 {
         moved, digests,
         "a window moved without its digest, or the reverse"
     );
-    let readers = count(store, "SELECT COUNT(DISTINCT subscriber_id) FROM digests").await;
-    assert_eq!(readers, digests, "a reader with two digests");
+    let subscribers = count(store, "SELECT COUNT(DISTINCT subscriber_id) FROM digests").await;
+    assert_eq!(subscribers, digests, "a reader with two digests");
     digests
 }
 
@@ -605,8 +605,8 @@ async fn one_digest_each(store: &Store, emails: &[String]) -> usize {
 }
 
 /// What the sink received, per reader: every Message-ID and how often each came.
-fn received_by_reader(sink: &SmtpSink) -> HashMap<String, HashMap<String, usize>> {
-    let mut by_reader: HashMap<String, HashMap<String, usize>> = HashMap::new();
+fn received_by_subscriber(sink: &SmtpSink) -> HashMap<String, HashMap<String, usize>> {
+    let mut by_subscriber: HashMap<String, HashMap<String, usize>> = HashMap::new();
     for file in sink.received_files() {
         let raw = std::fs::read_to_string(&file).expect("read a received message");
         let header = |name: &str| {
@@ -615,13 +615,13 @@ fn received_by_reader(sink: &SmtpSink) -> HashMap<String, HashMap<String, usize>
                 .map(|v| v.trim().to_string())
                 .unwrap_or_default()
         };
-        *by_reader
+        *by_subscriber
             .entry(header("To: "))
             .or_default()
             .entry(header("Message-ID: "))
             .or_insert(0) += 1;
     }
-    by_reader
+    by_subscriber
 }
 
 /// Waits until the sink holds `n` messages (or 30 s passed), then a little longer so that
@@ -638,18 +638,18 @@ fn settle(sink: &SmtpSink, n: usize) {
 /// where a duplicate is a second, different message to one reader (never allowed) and an
 /// in-flight duplicate is the same message (same Message-ID) arriving again.
 fn mail_once_each(sink: &SmtpSink, emails: &[String]) -> (usize, usize, usize) {
-    let by_reader = received_by_reader(sink);
+    let by_subscriber = received_by_subscriber(sink);
     let expected: HashSet<&String> = emails.iter().collect();
-    let got: HashSet<&String> = by_reader.keys().collect();
+    let got: HashSet<&String> = by_subscriber.keys().collect();
     assert_eq!(got, expected, "every reader and only they got mail");
-    let messages: usize = by_reader.values().flat_map(|ids| ids.values()).sum();
-    let duplicates: usize = by_reader.values().map(|ids| ids.len() - 1).sum();
-    let in_flight: usize = by_reader
+    let messages: usize = by_subscriber.values().flat_map(|ids| ids.values()).sum();
+    let duplicates: usize = by_subscriber.values().map(|ids| ids.len() - 1).sum();
+    let in_flight: usize = by_subscriber
         .values()
         .flat_map(|ids| ids.values())
         .map(|c| c - 1)
         .sum();
-    let ids: HashSet<&String> = by_reader.values().flat_map(|ids| ids.keys()).collect();
+    let ids: HashSet<&String> = by_subscriber.values().flat_map(|ids| ids.keys()).collect();
     assert_eq!(
         ids.len(),
         emails.len(),
@@ -962,7 +962,7 @@ async fn sigkill_while_storing_a_feed_then_a_rerun_stores_every_paper_once() {
 // 2. SIGKILL while composing digests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_while_composing_digests_then_a_rerun_gives_each_reader_one_digest() {
+async fn sigkill_while_composing_digests_then_a_rerun_gives_each_subscriber_one_digest() {
     let _serial = SERIAL.lock().await;
     for db in databases().await {
         let n = if db.backend == "sqlite" { 2000 } else { 800 };
@@ -978,7 +978,7 @@ async fn sigkill_while_composing_digests_then_a_rerun_gives_each_reader_one_dige
         configure(dir.path(), db.url.expose(), Some(sink.port));
         let store = db.store().await;
         let setup = Instant::now();
-        let emails = readers_and_papers(&store, n).await;
+        let emails = subscribers_and_papers(&store, n).await;
         eprintln!("{}: {n} readers added in {:?}", db.backend, setup.elapsed());
         let at = tomorrow();
         let mut probe = Probe::open(&db).await;
@@ -1091,7 +1091,7 @@ async fn sigkill_while_delivering_then_a_rerun_delivers_each_digest_once() {
         configure(dir.path(), db.url.expose(), Some(sink.port));
         let store = db.store().await;
         let setup = Instant::now();
-        let emails = readers_and_papers(&store, n).await;
+        let emails = subscribers_and_papers(&store, n).await;
         eprintln!("{}: {n} readers added in {:?}", db.backend, setup.elapsed());
         let at = tomorrow();
 

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use helpers::{
-    SmtpSink, TestDb, active_reader, arxiv_paper, databases, free_port, paperboy, store_full_papers,
+    SmtpSink, TestDb, active_subscriber, arxiv_paper, databases, free_port, paperboy,
+    store_full_papers,
 };
 use paperboy::domain::{EmailAddress, SubscriberStatus};
 use paperboy::store::Store;
@@ -75,11 +76,11 @@ fn plain_relay(port: u16) -> String {
 }
 
 /// Readers `d0…d{n-1}@example.org`, daily at 08:00 UTC, all asking for `diffusion`.
-async fn readers(store: &Store, n: usize) -> Vec<String> {
+async fn subscribers(store: &Store, n: usize) -> Vec<String> {
     let mut emails = Vec::with_capacity(n);
     for i in 0..n {
         let email = format!("d{i}@example.org");
-        active_reader(store, &email, "diffusion", "daily", 8, "UTC").await;
+        active_subscriber(store, &email, "diffusion", "daily", 8, "UTC").await;
         emails.push(email);
     }
     emails
@@ -216,13 +217,13 @@ struct Delivery {
 async fn deliveries(store: &Store, emails: &[String]) -> HashMap<String, Vec<Delivery>> {
     let mut out = HashMap::new();
     for email in emails {
-        let reader = store
+        let subscriber = store
             .subscriber_by_email(&EmailAddress::parse(email).expect("address"))
             .await
             .expect("read reader")
             .unwrap_or_else(|| panic!("{email} is gone"));
         let mut rows = Vec::new();
-        for digest in store.digests_of(reader.id).await.expect("digests") {
+        for digest in store.digests_of(subscriber.id).await.expect("digests") {
             for (_, status, message_id, attempts) in
                 store.deliveries_of(digest.id).await.expect("deliveries")
             {
@@ -319,13 +320,13 @@ async fn check_exactly_once(
         mail.len(),
         "arrivals and files agree"
     );
-    let mut by_reader: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut by_subscriber: HashMap<&str, Vec<&str>> = HashMap::new();
     for (id, rcpt) in &mail {
         assert!(
             expected.contains_key(rcpt),
             "a message to {rcpt:?}, who should get none"
         );
-        by_reader.entry(rcpt).or_default().push(id);
+        by_subscriber.entry(rcpt).or_default().push(id);
     }
     for (email, want) in expected {
         let sent: Vec<&Delivery> = rows[email].iter().filter(|d| d.status == "sent").collect();
@@ -337,7 +338,10 @@ async fn check_exactly_once(
         );
         assert_eq!(sent.len(), *want, "{email}: {:?}", rows[email]);
         let want_ids: HashSet<&str> = sent.iter().map(|d| d.message_id.as_str()).collect();
-        let got = by_reader.get(email.as_str()).cloned().unwrap_or_default();
+        let got = by_subscriber
+            .get(email.as_str())
+            .cloned()
+            .unwrap_or_default();
         let got_ids: HashSet<&str> = got.iter().copied().collect();
         assert_eq!(got_ids, want_ids, "{email}: received what was sent");
         let repeats = got.len() - got_ids.len();
@@ -388,7 +392,7 @@ async fn a_tenth_of_messages_refused_with_451_are_retried_and_arrive_once() {
         };
         configure(dir.path(), &db, &plain_relay(port), 2);
         let store = db.store().await;
-        let emails = readers(&store, n).await;
+        let emails = subscribers(&store, n).await;
         queue(&store, "2501.00001", tomorrow(), n).await;
         let serve = Serve::start(dir.path(), "serve");
         let c = settle(&store, n, Duration::from_secs(90)).await;
@@ -435,7 +439,7 @@ async fn a_tenth_of_messages_refused_with_451_are_retried_and_arrive_once() {
 /// 2. One address gets 550 on RCPT: that reader ends bounced and is not mailed again;
 ///    everyone else gets each digest once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_550_bounces_and_suppresses_one_reader_and_the_rest_arrive_once() {
+async fn a_550_bounces_and_suppresses_one_subscriber_and_the_rest_arrive_once() {
     on_every_database(|db| async move {
         let n = 100;
         let gone = "d37@example.org";
@@ -449,7 +453,7 @@ async fn a_550_bounces_and_suppresses_one_reader_and_the_rest_arrive_once() {
         };
         configure(dir.path(), &db, &plain_relay(port), 2);
         let store = db.store().await;
-        let emails = readers(&store, n).await;
+        let emails = subscribers(&store, n).await;
         let at = tomorrow();
         queue(&store, "2502.00001", at, n).await;
         let serve = Serve::start(dir.path(), "serve");
@@ -460,12 +464,12 @@ async fn a_550_bounces_and_suppresses_one_reader_and_the_rest_arrive_once() {
             "{}: {c:?}",
             db.backend
         );
-        let reader = store
+        let subscriber = store
             .subscriber_by_email(&EmailAddress::parse(gone).expect("address"))
             .await
             .expect("reader")
             .expect("kept");
-        assert_eq!(reader.status, SubscriberStatus::Bounced, "suppressed");
+        assert_eq!(subscriber.status, SubscriberStatus::Bounced, "suppressed");
 
         // The next day: the bounced reader is not due and gets nothing more.
         queue(&store, "2502.00002", at + chrono::Duration::days(1), n - 1).await;
@@ -517,7 +521,7 @@ async fn a_relay_down_for_minutes_loses_nothing_and_then_delivers_each_digest_on
         let port = free_port();
         configure(dir.path(), &db, &plain_relay(port), 5);
         let store = db.store().await;
-        let emails = readers(&store, n).await;
+        let emails = subscribers(&store, n).await;
         queue(&store, "2503.00001", tomorrow(), n).await;
         let mut serve = Serve::start(dir.path(), "serve");
         let started = Instant::now();
@@ -605,7 +609,7 @@ async fn a_relay_that_stalls_or_freezes_costs_a_timeout_and_a_retry_not_a_messag
             2,
         );
         let store = db.store().await;
-        let emails = readers(&store, n).await;
+        let emails = subscribers(&store, n).await;
         let at = tomorrow();
         queue(&store, "2504.00001", at, n).await;
         let mut serve = Serve::start(dir.path(), "serve");
@@ -704,7 +708,7 @@ async fn a_relay_refusing_tls_stops_the_worker_loudly_and_keeps_the_queue() {
         };
         configure(dir.path(), &db, &format!("smtp://127.0.0.1:{port}"), 2);
         let store = db.store().await;
-        let emails = readers(&store, n).await;
+        let emails = subscribers(&store, n).await;
         store_full_papers(
             &store,
             vec![arxiv_paper(

@@ -11,7 +11,7 @@ use crate::domain::Subscriber;
 use crate::domain::token::{hash_token, random_token};
 use crate::domain::{EmailAddress, Preferences};
 use crate::email::notices;
-use crate::store::{NewReader, Store};
+use crate::store::{NewSubscriber, Store};
 
 use super::{CLI_CONSENT, preferences};
 
@@ -69,8 +69,8 @@ pub(super) async fn add_subscriber(
     let token = random_token().map_err(|e| CliError::Other(e.into()))?;
     let link_key = random_token().map_err(|e| CliError::Other(e.into()))?;
     let subscriber = store
-        .add_reader(
-            &NewReader {
+        .add_subscriber(
+            &NewSubscriber {
                 email,
                 preferences,
                 confirmed,

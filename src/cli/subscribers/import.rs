@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::domain::token::random_token;
 use crate::domain::{EmailAddress, MaxPapers, Preferences};
 use crate::matching::Query;
-use crate::store::{NewReader, Store, StoreResult, email_key};
+use crate::store::{NewSubscriber, Store, StoreResult, email_key};
 
 use super::add::add_subscriber;
 use super::{CLI_CONSENT, preferences};
@@ -203,10 +203,10 @@ async fn add_confirmed(
         .map(|_| random_token())
         .collect::<Result<Vec<String>, _>>()
         .map_err(|e| CliError::Other(e.into()))?;
-    let new: Vec<NewReader<'_>> = batch
+    let new: Vec<NewSubscriber<'_>> = batch
         .iter()
         .zip(&keys)
-        .map(|((_, email, preferences), link_key)| NewReader {
+        .map(|((_, email, preferences), link_key)| NewSubscriber {
             email,
             preferences,
             confirmed: true,
@@ -216,12 +216,17 @@ async fn add_confirmed(
             consent: CLI_CONSENT,
         })
         .collect();
-    let results: Vec<StoreResult<()>> = match store.add_readers(&new, Utc::now()).await {
+    let results: Vec<StoreResult<()>> = match store.add_subscribers(&new, Utc::now()).await {
         Ok(results) => results.into_iter().map(|r| r.map(|_| ())).collect(),
         Err(_) => {
             let mut one_by_one = Vec::with_capacity(new.len());
             for subscriber in &new {
-                one_by_one.push(store.add_reader(subscriber, Utc::now()).await.map(|_| ()));
+                one_by_one.push(
+                    store
+                        .add_subscriber(subscriber, Utc::now())
+                        .await
+                        .map(|_| ()),
+                );
             }
             one_by_one
         }
