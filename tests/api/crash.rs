@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{
     SmtpSink, TestDb, active_subscriber, arxiv_paper, confirmed_subscribers, databases,
-    find_subscriber, free_port, paperboy, run_due_digests, store_full_papers, tomorrow,
+    find_subscriber, free_port, paperboy, postgres_database, run_due_digests, store_full_papers,
+    tomorrow,
 };
 use paperboy::store::Store;
 
@@ -153,11 +154,7 @@ async fn a_run_killed_mid_delivery_and_started_again_delivers_each_digest_once()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_on_postgresql_serve_no_subscriber_twice() {
-    let Some(db) = databases()
-        .await
-        .into_iter()
-        .find(|d| d.backend == "postgres")
-    else {
+    let Some(db) = postgres_database().await else {
         return;
     };
     let n = 600;

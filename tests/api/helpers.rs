@@ -104,12 +104,22 @@ impl TestDb {
 /// In CI a missing PostgreSQL is a failure, not a skip.
 pub async fn databases() -> Vec<TestDb> {
     let mut dbs = vec![TestDb::sqlite().await];
-    match std::env::var("PAPERBOY_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => dbs.push(TestDb::postgres(&url).await),
-        _ if in_ci() => panic!("CI=true but PAPERBOY_TEST_POSTGRES_URL is not set"),
-        _ => eprintln!("PAPERBOY_TEST_POSTGRES_URL not set: PostgreSQL part skipped"),
-    }
+    dbs.extend(postgres_database().await);
     dbs
+}
+
+/// A PostgreSQL database of its own, for the tests only PostgreSQL can run (several
+/// processes on one database); `None` when it is not configured. In CI a missing
+/// PostgreSQL is a failure, not a skip.
+pub async fn postgres_database() -> Option<TestDb> {
+    match std::env::var("PAPERBOY_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(TestDb::postgres(&url).await),
+        _ if in_ci() => panic!("CI=true but PAPERBOY_TEST_POSTGRES_URL is not set"),
+        _ => {
+            eprintln!("PAPERBOY_TEST_POSTGRES_URL not set: PostgreSQL part skipped");
+            None
+        }
+    }
 }
 
 /// The real-world samples in `../shared/fixtures/feeds`, when that folder exists.

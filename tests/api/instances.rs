@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{databases, free_port, paperboy};
+use crate::helpers::{free_port, paperboy, postgres_database};
 
 /// `serve` with its log going to a file in `dir`.
 fn serve(dir: &Path, db_url: Option<&str>, name: &str) -> (Child, PathBuf) {
@@ -75,11 +75,7 @@ fn a_second_serve_on_the_same_sqlite_file_refuses_to_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_on_postgresql_runs_the_schedule_and_another_takes_over() {
-    let Some(db) = databases()
-        .await
-        .into_iter()
-        .find(|d| d.backend == "postgres")
-    else {
+    let Some(db) = postgres_database().await else {
         return;
     };
     db.store().await.close().await;
