@@ -125,6 +125,9 @@ pub struct FetchSettings {
     pub arxiv_interval_ms: u64,
     /// Minimum spacing between two requests to any other host.
     pub host_interval_ms: u64,
+    /// The arXiv API that papers a reader likes are looked up in by id (`id_list=`),
+    /// when paperboy does not have them yet.
+    pub arxiv_api_url: String,
 }
 
 impl Default for FetchSettings {
@@ -139,6 +142,7 @@ impl Default for FetchSettings {
             max_retry_after_secs: 120,
             arxiv_interval_ms: 3_000,
             host_interval_ms: 1_000,
+            arxiv_api_url: "https://export.arxiv.org/api/query".into(),
         }
     }
 }
@@ -357,6 +361,9 @@ impl Settings {
         if let Some(v) = get("PAPERBOY_FETCH_ARXIV_SCHEDULE") {
             self.fetch.arxiv_schedule = v;
         }
+        if let Some(v) = get("PAPERBOY_FETCH_ARXIV_API_URL") {
+            self.fetch.arxiv_api_url = v;
+        }
         if let Some(v) = get("PAPERBOY_TRUST_FORWARDED_FOR") {
             self.web.trust_forwarded_for = match v.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => true,
@@ -398,6 +405,13 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "fetch",
                 message: "max_bytes and timeout_secs must be above zero".into(),
+            });
+        }
+        let api = url::Url::parse(&self.fetch.arxiv_api_url).ok();
+        if !api.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some()) {
+            return Err(ConfigError::Invalid {
+                key: "fetch.arxiv_api_url",
+                message: format!("{:?} is not an http(s) address", self.fetch.arxiv_api_url),
             });
         }
         let d = &self.delivery;
@@ -510,6 +524,21 @@ mod tests {
         let err = Settings::load_with(None, env_of(&[("PAPERBOY_FETCH_ARXIV_SCHEDULE", "daily")]))
             .unwrap_err();
         assert!(err.to_string().contains("fetch.arxiv_schedule"), "{err}");
+        let err = Settings::load_with(
+            None,
+            env_of(&[("PAPERBOY_FETCH_ARXIV_API_URL", "export.arxiv.org/api")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("fetch.arxiv_api_url"), "{err}");
+        let s = Settings::load_with(
+            None,
+            env_of(&[(
+                "PAPERBOY_FETCH_ARXIV_API_URL",
+                "http://127.0.0.1:9/api/query",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.fetch.arxiv_api_url, "http://127.0.0.1:9/api/query");
     }
 
     #[test]

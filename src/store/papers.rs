@@ -218,6 +218,27 @@ impl Store {
         batch: &[Ingested],
         now: DateTime<Utc>,
     ) -> StoreResult<UpsertCounts> {
+        self.upsert(Some(feed_id), batch, now).await
+    }
+
+    /// Stores papers that no feed carried (fetched because a reader said they like them),
+    /// merged as [`Store::upsert_papers`] merges. Linked to no feed, they never count as
+    /// new: [`Store::papers_between`] leaves them out of every digest window.
+    #[tracing::instrument(skip_all, fields(entries = batch.len()))]
+    pub async fn store_unlisted_papers(
+        &self,
+        batch: &[Ingested],
+        now: DateTime<Utc>,
+    ) -> StoreResult<UpsertCounts> {
+        self.upsert(None, batch, now).await
+    }
+
+    async fn upsert(
+        &self,
+        feed_id: Option<i64>,
+        batch: &[Ingested],
+        now: DateTime<Utc>,
+    ) -> StoreResult<UpsertCounts> {
         let batch = dedupe(batch);
         let mut counts = UpsertCounts::default();
         on_pool!(self, pool => {
@@ -229,7 +250,9 @@ impl Store {
                     .await?;
                 links.push((paper_id, item));
             }
-            link_sources(&mut tx, feed_id, links, now).await?;
+            if let Some(feed_id) = feed_id {
+                link_sources(&mut tx, feed_id, links, now).await?;
+            }
             tx.commit().await?;
         });
         Ok(counts)
@@ -291,8 +314,9 @@ impl Store {
         }))
     }
 
-    /// The papers with `after < id <= upto`, in id order, each with how many feeds
-    /// carried it.
+    /// The papers with `after < id <= upto` that a feed carried, in id order, each with
+    /// how many feeds carried it. A paper stored only because a reader said they like it
+    /// ([`Store::store_unlisted_papers`]) is not new to anyone and is left out.
     #[tracing::instrument(skip_all, fields(after, upto))]
     pub async fn papers_between(
         &self,
@@ -317,12 +341,44 @@ impl Store {
         });
         let counts: HashMap<i64, i64> = counts.into_iter().collect();
         rows.into_iter()
-            .map(|r| {
-                let p = r.into_stored()?;
-                let n = counts.get(&p.id).copied().unwrap_or(0);
-                Ok((p, n))
+            .filter_map(|r| {
+                let n = counts.get(&r.id).copied()?;
+                Some(r.into_stored().map(|p| (p, n)))
             })
             .collect()
+    }
+
+    /// The stored papers with one of `keys`, or with one of `dois` (lowercased) as their
+    /// DOI whatever their key, a few queries per few hundred values.
+    #[tracing::instrument(skip_all, fields(keys = keys.len(), dois = dois.len()))]
+    pub async fn papers_by_keys_or_dois(
+        &self,
+        keys: &[PaperKey],
+        dois: &[&str],
+    ) -> StoreResult<Vec<StoredPaper>> {
+        let mut found: Vec<StoredPaper> = Vec::new();
+        let mut seen = HashSet::new();
+        let keys: Vec<&str> = keys.iter().map(PaperKey::as_str).collect();
+        for (column, values) in [("key", keys.as_slice()), ("doi", dois)] {
+            for chunk in values.chunks(LOOKUP_CHUNK) {
+                let rows: Vec<PaperRow> = on_pool!(self, pool => {
+                    let mut q = sqlx::QueryBuilder::new(select_papers!("WHERE "));
+                    q.push(column).push(" IN (");
+                    let mut list = q.separated(", ");
+                    for value in chunk {
+                        list.push_bind(*value);
+                    }
+                    list.push_unseparated(")");
+                    q.build_query_as().fetch_all(pool).await?
+                });
+                for row in rows {
+                    if seen.insert(row.id) {
+                        found.push(row.into_stored()?);
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Papers by id, in the order asked; ids not stored are left out.

@@ -212,6 +212,8 @@ impl Reply {
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub path: String,
+    /// The query string, decoded.
+    pub query: Option<String>,
     pub if_none_match: Option<String>,
     pub if_modified_since: Option<String>,
     pub user_agent: Option<String>,
@@ -281,6 +283,11 @@ async fn answer(State(state): State<Arc<Mutex<ServerState>>>, req: Request) -> R
         let mut state = state.lock().expect("lock");
         state.seen.push(Seen {
             path: path.clone(),
+            query: req.uri().query().map(|q| {
+                percent_encoding::percent_decode_str(q)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            }),
             if_none_match: header(&headers, "if-none-match"),
             if_modified_since: header(&headers, "if-modified-since"),
             user_agent: header(&headers, "user-agent"),

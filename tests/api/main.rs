@@ -15,6 +15,7 @@ mod digest_mail;
 mod digests;
 mod ingest;
 mod instances;
+mod likes;
 mod mail;
 mod matching;
 mod web;
