@@ -749,6 +749,48 @@ impl Visitor {
         self.read(response).await
     }
 
+    /// Posts a `multipart/form-data` form, as a browser sends a form with a file input:
+    /// each part is `(name, file name, content)`.
+    pub async fn post_multipart(
+        &mut self,
+        path: &str,
+        parts: &[(&str, Option<&str>, &[u8])],
+    ) -> Page {
+        let boundary = "----paperboyTestBoundary7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (name, file_name, content) in parts {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            match file_name {
+                Some(file) => body.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\n\
+                         Content-Type: application/octet-stream\r\n\r\n"
+                    )
+                    .as_bytes(),
+                ),
+                None => body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                ),
+            }
+            body.extend_from_slice(content);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let response = req.send().await.unwrap();
+        self.read(response).await
+    }
+
     /// The CSRF token of the page at `path` (the form), fetching it first.
     pub async fn csrf_from(&mut self, path: &str) -> String {
         let page = self.get(path).await;

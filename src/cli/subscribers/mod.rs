@@ -1,10 +1,11 @@
-//! `paperboy subscribers list|show|add|remove|import|export|erase`: subscriber
+//! `paperboy subscribers list|show|add|remove|import|export|erase|like`: subscriber
 //! administration, one file per subcommand; what several of them share is here.
 
 mod add;
 mod erase;
 mod export;
 mod import;
+mod like;
 mod list;
 mod remove;
 mod show;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Remove a reader and all their data; only a hash of the address stays, so that it is
     /// never mailed again.
     Erase(erase::Args),
+    /// Record the papers a reader likes (arXiv ids, links or DOIs, one per line, or a
+    /// BibTeX export) as "more like this"; papers paperboy lacks are fetched from arXiv.
+    Like(like::Args),
 }
 
 pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
@@ -53,6 +57,7 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
         Command::Import(args) => import::run(&settings, &store, args).await,
         Command::Export(args) => export::run(&store, args).await,
         Command::Erase(args) => erase::run(&store, args).await,
+        Command::Like(args) => like::run(&settings, &store, args).await,
     }
 }
 
