@@ -257,7 +257,8 @@ fn error_names(error: &FeedError, id: &str) -> bool {
 #[derive(Default)]
 struct Found {
     by_key: HashMap<String, StoredPaper>,
-    by_doi: HashMap<String, i64>,
+    /// DOI → the key of the paper that carries it.
+    by_doi: HashMap<String, String>,
 }
 
 impl From<Vec<StoredPaper>> for Found {
@@ -265,7 +266,10 @@ impl From<Vec<StoredPaper>> for Found {
         let mut found = Found::default();
         for p in papers {
             if let Some(doi) = &p.paper.doi {
-                found.by_doi.entry(doi.to_lowercase()).or_insert(p.id);
+                found
+                    .by_doi
+                    .entry(doi.to_lowercase())
+                    .or_insert_with(|| p.paper.key.as_str().to_string());
             }
             found.by_key.insert(p.paper.key.as_str().to_string(), p);
         }
@@ -278,8 +282,7 @@ impl Found {
         if let Some(p) = self.by_key.get(id.key().as_str()) {
             return Some(p);
         }
-        let paper_id = *self.by_doi.get(id.doi()?)?;
-        self.by_key.values().find(|p| p.id == paper_id)
+        self.by_key.get(self.by_doi.get(id.doi()?)?)
     }
 }
 

@@ -17,6 +17,9 @@ use crate::store::Store;
 
 use super::find;
 
+/// A Zotero export of 500 papers with abstracts and notes is about a megabyte.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The reader's email address.
@@ -33,8 +36,17 @@ pub struct Args {
 pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), CliError> {
     let subscriber = find(store, &args.address).await?;
     let file = args.from.display().to_string();
-    let bytes = std::fs::read(&args.from)
-        .map_err(|e| CliError::Input(anyhow::Error::new(e).context(format!("reading {file}"))))?;
+    let unreadable = |e: std::io::Error| {
+        CliError::Input(anyhow::Error::new(e).context(format!("reading {file}")))
+    };
+    let size = std::fs::metadata(&args.from).map_err(unreadable)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(CliError::input(format!(
+            "{file} is larger than {} MiB, far more than 500 entries take; nothing was recorded",
+            MAX_FILE_BYTES / (1024 * 1024)
+        )));
+    }
+    let bytes = std::fs::read(&args.from).map_err(unreadable)?;
     let text = String::from_utf8(bytes).map_err(|_| {
         CliError::input(format!(
             "{file} is not UTF-8 text; nothing was recorded (save it as UTF-8)"
