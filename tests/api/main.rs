@@ -18,4 +18,5 @@ mod instances;
 mod likes;
 mod mail;
 mod matching;
+mod taste;
 mod web;
