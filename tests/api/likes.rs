@@ -130,7 +130,7 @@ async fn a_bibtex_library_uses_stored_papers_fetches_arxiv_ones_and_lists_the_re
         let in_window: Vec<&str> = window.iter().map(|(p, _)| p.paper.key.as_str()).collect();
         assert_eq!(in_window, ["arxiv:2609.11111", "doi:10.5555/rings.2025.12"]);
 
-        // A second import finds everything stored and asks arXiv nothing.
+        // A second import finds everything stored, listed or not, and asks arXiv nothing.
         let again = resolve_seeds(
             &store,
             &ArxivLookup::new(fetcher(), server.url("/api/query")),
@@ -142,6 +142,25 @@ async fn a_bibtex_library_uses_stored_papers_fetches_arxiv_ones_and_lists_the_re
         assert_eq!(again.papers.len(), 4);
         assert!(again.fetched().next().is_none());
         assert_eq!(server.seen("/api/query").len(), 1);
+
+        // A feed that carries a fetched paper later makes it a paper like any other.
+        store_papers(&store, &[("2609.22222v2", "Machines that Think, Again")]).await;
+        let window = store
+            .papers_between(0, store.max_paper_id().await.unwrap())
+            .await
+            .unwrap();
+        let in_window: Vec<(&str, i64)> = window
+            .iter()
+            .map(|(p, sources)| (p.paper.key.as_str(), *sources))
+            .collect();
+        assert_eq!(
+            in_window,
+            [
+                ("arxiv:2609.11111", 1),
+                ("doi:10.5555/rings.2025.12", 1),
+                ("arxiv:2609.22222", 1),
+            ]
+        );
     })
     .await;
 }
