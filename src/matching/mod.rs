@@ -32,10 +32,56 @@ pub struct Hit<'a> {
 /// explanation): what `paperboy papers search` shows, best first.
 pub fn search<'a>(query: &Query, papers: &'a [Paper]) -> Vec<Hit<'a>> {
     let docs: Vec<Doc> = papers.iter().map(Doc::from_paper).collect();
+    let stats = BatchStats::new(&docs);
+    ranked(query, papers, &docs, &stats)
+}
+
+/// Papers analysed once for many queries: [`search`] without analysing the papers again
+/// for every query (the live preview of a query as it is typed).
+#[derive(Debug, Default)]
+pub struct Corpus {
+    papers: Vec<Paper>,
+    docs: Vec<Doc>,
+    stats: BatchStats,
+}
+
+impl Corpus {
+    pub fn new(papers: Vec<Paper>) -> Corpus {
+        let docs: Vec<Doc> = papers.iter().map(Doc::from_paper).collect();
+        let stats = BatchStats::new(&docs);
+        Corpus {
+            papers,
+            docs,
+            stats,
+        }
+    }
+
+    /// How many papers it holds.
+    pub fn len(&self) -> usize {
+        self.papers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.papers.is_empty()
+    }
+
+    /// What [`search`] finds for `query` among these papers, best first.
+    pub fn search(&self, query: &Query) -> Vec<Hit<'_>> {
+        ranked(query, &self.papers, &self.docs, &self.stats)
+    }
+}
+
+/// The papers `query` matches, scored and ranked best first; `docs` are the analysed
+/// `papers`, in the same order, and `stats` their word statistics.
+fn ranked<'a>(
+    query: &Query,
+    papers: &'a [Paper],
+    docs: &[Doc],
+    stats: &BatchStats,
+) -> Vec<Hit<'a>> {
     let mut percolator = Percolator::new();
     percolator.set_subscriber(0, [query]);
-    let batch = percolator.match_batch(&docs);
-    let stats = BatchStats::new(&docs);
+    let batch = percolator.match_batch(docs);
     let mut hits: Vec<Hit<'a>> = percolator
         .subscribers_matching(&batch)
         .into_iter()
@@ -44,7 +90,7 @@ pub fn search<'a>(query: &Query, papers: &'a [Paper]) -> Vec<Hit<'a>> {
             let paper = &papers[i as usize];
             Hit {
                 paper,
-                scored: rank::score(&[query], &docs[i as usize], paper.upvotes, &stats),
+                scored: rank::score(&[query], &docs[i as usize], paper.upvotes, stats),
             }
         })
         .collect();
