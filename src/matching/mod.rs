@@ -102,3 +102,57 @@ fn ranked<'a>(
     });
     hits
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PaperKey;
+
+    fn paper(key: &str, title: &str, abstract_text: &str, upvotes: Option<i64>) -> Paper {
+        let mut p = Paper::new(PaperKey::parse(key).unwrap(), title);
+        p.abstract_text = abstract_text.into();
+        p.upvotes = upvotes;
+        p
+    }
+
+    #[test]
+    fn a_corpus_finds_and_ranks_exactly_what_search_does() {
+        let papers = vec![
+            paper("arxiv:2411.00001", "Graph diffusion", "a study", None),
+            paper(
+                "arxiv:2411.00002",
+                "Images",
+                "latent diffusion at scale",
+                Some(40),
+            ),
+            paper("arxiv:2411.00003", "Proteins", "nothing related", None),
+            paper(
+                "arxiv:2411.00004",
+                "Diffusion for diffusion",
+                "diffusion",
+                None,
+            ),
+        ];
+        let corpus = Corpus::new(papers.clone());
+        assert_eq!(corpus.len(), 4);
+        for q in [
+            "diffusion",
+            "title:diffusion",
+            "latent OR proteins",
+            "zebra",
+        ] {
+            let query = Query::parse(q).unwrap();
+            let keys = |hits: Vec<Hit<'_>>| -> Vec<(String, f64)> {
+                hits.iter()
+                    .map(|h| (h.paper.key.as_str().to_string(), h.scored.score))
+                    .collect()
+            };
+            assert_eq!(
+                keys(corpus.search(&query)),
+                keys(search(&query, &papers)),
+                "{q}"
+            );
+        }
+        assert_eq!(corpus.search(&Query::parse("diffusion").unwrap()).len(), 3);
+    }
+}
