@@ -33,11 +33,13 @@ pub struct Hit<'a> {
 pub fn search<'a>(query: &Query, papers: &'a [Paper]) -> Vec<Hit<'a>> {
     let docs: Vec<Doc> = papers.iter().map(Doc::from_paper).collect();
     let stats = BatchStats::new(&docs);
-    ranked(query, papers, &docs, &stats)
+    ranked(&[query], papers, &docs, &stats)
+        .pop()
+        .unwrap_or_default()
 }
 
 /// Papers analysed once for many queries: [`search`] without analysing the papers again
-/// for every query (the live preview of a query as it is typed).
+/// for every query (the live preview of the queries a reader types).
 #[derive(Debug, Default)]
 pub struct Corpus {
     papers: Vec<Paper>,
@@ -65,42 +67,54 @@ impl Corpus {
         self.papers.is_empty()
     }
 
-    /// What [`search`] finds for `query` among these papers, best first.
-    pub fn search(&self, query: &Query) -> Vec<Hit<'_>> {
-        ranked(query, &self.papers, &self.docs, &self.stats)
+    /// What [`search`] finds for each of `queries` among these papers, best first, in one
+    /// pass over the papers.
+    pub fn search_each(&self, queries: &[&Query]) -> Vec<Vec<Hit<'_>>> {
+        ranked(queries, &self.papers, &self.docs, &self.stats)
     }
 }
 
-/// The papers `query` matches, scored and ranked best first; `docs` are the analysed
-/// `papers`, in the same order, and `stats` their word statistics.
+/// For each query, the papers it matches, scored and ranked best first; `docs` are the
+/// analysed `papers`, in the same order, and `stats` their word statistics. Each query is
+/// filed in one percolator as a subscriber of its own, so the papers are read once.
 fn ranked<'a>(
-    query: &Query,
+    queries: &[&Query],
     papers: &'a [Paper],
     docs: &[Doc],
     stats: &BatchStats,
-) -> Vec<Hit<'a>> {
+) -> Vec<Vec<Hit<'a>>> {
     let mut percolator = Percolator::new();
-    percolator.set_subscriber(0, [query]);
+    for (i, query) in queries.iter().enumerate() {
+        percolator.set_subscriber(i as SubscriberId, [*query]);
+    }
     let batch = percolator.match_batch(docs);
-    let mut hits: Vec<Hit<'a>> = percolator
-        .subscribers_matching(&batch)
-        .into_iter()
-        .flat_map(|r| r.papers)
-        .map(|(i, _)| {
-            let paper = &papers[i as usize];
-            Hit {
-                paper,
-                scored: rank::score(&[query], &docs[i as usize], paper.upvotes, stats),
-            }
-        })
-        .collect();
-    hits.sort_by(|a, b| {
-        rank::compare(
-            (a.scored.score, a.paper.upvotes, a.paper.key.as_str()),
-            (b.scored.score, b.paper.upvotes, b.paper.key.as_str()),
-        )
-    });
-    hits
+    let mut found: Vec<Vec<Hit<'a>>> = vec![Vec::new(); queries.len()];
+    for m in percolator.subscribers_matching(&batch) {
+        let Some((slot, query)) = usize::try_from(m.subscriber)
+            .ok()
+            .and_then(|i| Some((found.get_mut(i)?, queries[i])))
+        else {
+            continue;
+        };
+        *slot = m
+            .papers
+            .into_iter()
+            .map(|(i, _)| {
+                let paper = &papers[i as usize];
+                Hit {
+                    paper,
+                    scored: rank::score(&[query], &docs[i as usize], paper.upvotes, stats),
+                }
+            })
+            .collect();
+        slot.sort_by(|a, b| {
+            rank::compare(
+                (a.scored.score, a.paper.upvotes, a.paper.key.as_str()),
+                (b.scored.score, b.paper.upvotes, b.paper.key.as_str()),
+            )
+        });
+    }
+    found
 }
 
 #[cfg(test)]
@@ -135,24 +149,26 @@ mod tests {
         ];
         let corpus = Corpus::new(papers.clone());
         assert_eq!(corpus.len(), 4);
-        for q in [
+        let texts = [
             "diffusion",
             "title:diffusion",
             "latent OR proteins",
             "zebra",
-        ] {
-            let query = Query::parse(q).unwrap();
-            let keys = |hits: Vec<Hit<'_>>| -> Vec<(String, f64)> {
-                hits.iter()
-                    .map(|h| (h.paper.key.as_str().to_string(), h.scored.score))
-                    .collect()
-            };
-            assert_eq!(
-                keys(corpus.search(&query)),
-                keys(search(&query, &papers)),
-                "{q}"
-            );
+            "diffusion",
+        ];
+        let queries: Vec<Query> = texts.iter().map(|q| Query::parse(q).unwrap()).collect();
+        let refs: Vec<&Query> = queries.iter().collect();
+        let each = corpus.search_each(&refs);
+        let keys = |hits: &[Hit<'_>]| -> Vec<(String, f64)> {
+            hits.iter()
+                .map(|h| (h.paper.key.as_str().to_string(), h.scored.score))
+                .collect()
+        };
+        assert_eq!(each.len(), texts.len());
+        for ((q, query), hits) in texts.iter().zip(&queries).zip(&each) {
+            assert_eq!(keys(hits), keys(&search(query, &papers)), "{q}");
         }
-        assert_eq!(corpus.search(&Query::parse("diffusion").unwrap()).len(), 3);
+        assert_eq!(each[0].len(), 3);
+        assert!(each[3].is_empty());
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use super::WebError;
 use crate::email::digest::web_link;
-use crate::matching::{Corpus, Query};
+use crate::matching::{Corpus, Query, QueryError};
 use crate::store::Store;
 
 /// How far back the preview looks.
@@ -86,10 +86,7 @@ impl RecentPapers {
         }
         let corpus = self.corpus(store).await?;
         // Matching and ranking are CPU work: off the threads that answer requests.
-        Ok(tokio::task::spawn_blocking(move || {
-            lines.iter().map(|l| preview_line(&corpus, l)).collect()
-        })
-        .await?)
+        Ok(tokio::task::spawn_blocking(move || preview_lines(&corpus, &lines)).await?)
     }
 }
 
@@ -103,35 +100,45 @@ pub fn query_lines(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// What `line` finds in `corpus`: the count and the best [`TOP_TITLES`], in the matching
-/// engine's order.
-fn preview_line(corpus: &Corpus, line: &str) -> LinePreview {
-    let mut preview = LinePreview {
-        query: line.to_string(),
-        error: None,
-        position: None,
-        matches: 0,
-        papers: corpus.len(),
-        days: PREVIEW_DAYS,
-        top: Vec::new(),
-    };
-    match Query::parse(line) {
-        Err(e) => {
-            preview.error = Some(e.to_string());
-            preview.position = Some(e.position);
-        }
-        Ok(query) => {
-            let hits = corpus.search(&query);
-            preview.matches = hits.len();
-            preview.top = hits
-                .iter()
-                .take(TOP_TITLES)
-                .map(|h| TopPaper {
-                    title: h.paper.title.clone(),
-                    url: web_link(&h.paper.links.abs),
-                })
-                .collect();
-        }
-    }
-    preview
+/// What each of `lines` finds in `corpus`: the count and the best [`TOP_TITLES`], in the
+/// matching engine's order, or the parser's message. The valid lines are matched together,
+/// in one pass over the papers.
+fn preview_lines(corpus: &Corpus, lines: &[String]) -> Vec<LinePreview> {
+    let parsed: Vec<Result<Query, QueryError>> = lines.iter().map(|l| Query::parse(l)).collect();
+    let valid: Vec<&Query> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let mut found = corpus.search_each(&valid).into_iter();
+    lines
+        .iter()
+        .zip(&parsed)
+        .map(|(line, parsed)| {
+            let mut preview = LinePreview {
+                query: line.clone(),
+                error: None,
+                position: None,
+                matches: 0,
+                papers: corpus.len(),
+                days: PREVIEW_DAYS,
+                top: Vec::new(),
+            };
+            match parsed {
+                Err(e) => {
+                    preview.error = Some(e.to_string());
+                    preview.position = Some(e.position);
+                }
+                Ok(_) => {
+                    let hits = found.next().unwrap_or_default();
+                    preview.matches = hits.len();
+                    preview.top = hits
+                        .iter()
+                        .take(TOP_TITLES)
+                        .map(|h| TopPaper {
+                            title: h.paper.title.clone(),
+                            url: web_link(&h.paper.links.abs),
+                        })
+                        .collect();
+                }
+            }
+            preview
+        })
+        .collect()
 }
