@@ -48,6 +48,7 @@ fn subscriber(i: usize) -> Subscriber {
             send_hour: SendHour::new(8).expect("hour"),
             timezone: "Europe/Berlin".parse().expect("zone"),
             max_papers: MaxPapers::DEFAULT,
+            layout: Default::default(),
         },
         link_key: format!("key-{i}"),
         created_at: at("2026-11-01T00:00:00Z"),
@@ -102,6 +103,7 @@ fn entries() -> Vec<StoredEntry> {
                 },
                 score: scored.score,
                 explanation: scored.explanation,
+                suggested: false,
             }
         })
         .collect()
@@ -112,12 +114,15 @@ fn digest_view(links: &Links, entries: &[StoredEntry], i: usize) -> render::Dige
     let r = subscriber(i);
     render::view(
         entries,
-        entries.len() + 3,
-        false,
-        (at("2026-11-27T07:00:00Z"), at("2026-11-28T07:00:00Z")),
+        &render::DigestFacts {
+            total: entries.len() + 3,
+            trending: false,
+            window: (at("2026-11-27T07:00:00Z"), at("2026-11-28T07:00:00Z")),
+            per_query: Vec::new(),
+        },
         &r.preferences,
         render::DigestLinks {
-            archive: links.archive(i as i64, "archive-key"),
+            archive: Some(links.archive(i as i64, "archive-key")),
             preferences: links.preferences(r.id, &r.link_key),
             unsubscribe: links.unsubscribe(r.id, &r.link_key),
             feed: links.feed(r.id, &r.link_key),

@@ -61,6 +61,7 @@ pub async fn load(store: &Store, mailer: &Mailer, links: &Links) -> anyhow::Resu
         send_hour: SendHour::new(8)?,
         timezone: TimeZone::utc(),
         max_papers: MaxPapers::DEFAULT,
+        layout: Default::default(),
     };
     let token = random_token()?;
     let link_key = random_token()?;

@@ -564,6 +564,7 @@ impl Worker {
                     paper: p.clone(),
                     score: e.score,
                     explanation: e.explanation,
+                    suggested: e.suggested,
                 })
             })
             .collect();

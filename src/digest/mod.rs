@@ -5,6 +5,7 @@
 
 pub mod compose;
 pub mod schedule;
+pub mod taste;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,8 +17,9 @@ use serde::Serialize;
 use crate::domain::Subscriber;
 use crate::domain::token::{Links, random_token};
 use crate::email::MessageIds;
-use crate::email::digest::{DigestView, view_for, view_of_record};
+use crate::email::digest::{DigestFacts, DigestView, view_for, view_of_record};
 use crate::error::chain;
+use crate::matching::taste::Taste;
 use crate::store::{DigestRecord, NewDigest, Store, StoredEntry};
 
 pub use compose::Composed;
@@ -111,21 +113,33 @@ pub async fn compose_due(
         }
         slices.push(slice);
     }
-    let start = |subscribers: Vec<Subscriber>| {
+    let start = |subscribers: Vec<Subscriber>, tastes: compose::Tastes| {
         let window = Arc::clone(&window);
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let composed = compose::compose(&subscribers, &window, at);
+            let composed = compose::compose(&subscribers, &window, &tastes, at);
             (composed, started.elapsed().as_secs_f64())
         })
     };
     let mut slices = slices.into_iter();
-    let mut next = slices.next().map(start);
+    let mut next = None;
+    if let Some(slice) = slices.next() {
+        let tastes = load_tastes(store, &slice).await?;
+        next = Some(start(slice, tastes));
+    }
     let mut kept = Vec::new();
     while let Some(matching) = next.take() {
+        // The next slice's tastes are read while this one is matched.
+        let following = match slices.next() {
+            Some(slice) => {
+                let tastes = load_tastes(store, &slice).await?;
+                Some((slice, tastes))
+            }
+            None => None,
+        };
         let (composed, seconds) = matching.await.context("composing digests")?;
         report.seconds.matching += seconds;
-        next = slices.next().map(start);
+        next = following.map(|(slice, tastes)| start(slice, tastes));
         if dry_run {
             report.composed += composed.iter().filter(|c| !c.entries.is_empty()).count();
             report.skipped += composed.iter().filter(|c| c.entries.is_empty()).count();
@@ -144,6 +158,41 @@ pub async fn compose_due(
         report.seconds.store += started.elapsed().as_secs_f64();
     }
     Ok((report, kept))
+}
+
+/// The learned tastes of `subscribers` that have one, with the titles of the rated papers
+/// they name. A stored taste that cannot be read is logged and left out: that reader's
+/// digest is composed without it.
+async fn load_tastes(store: &Store, subscribers: &[Subscriber]) -> anyhow::Result<compose::Tastes> {
+    let ids: Vec<i64> = subscribers.iter().map(|s| s.id).collect();
+    let stored = store
+        .tastes_of(&ids)
+        .await
+        .context("reading the readers' tastes")?;
+    if stored.is_empty() {
+        return Ok(compose::Tastes::default());
+    }
+    let tastes: Vec<(i64, Taste)> = stored
+        .into_iter()
+        .filter_map(|t| match Taste::from_text(&t.model) {
+            Ok(taste) => Some((t.subscriber_id, taste)),
+            Err(e) => {
+                tracing::warn!(subscriber = t.subscriber_id, error = %e, "a stored taste is unreadable; composing without it");
+                None
+            }
+        })
+        .collect();
+    let mut exemplars: Vec<i64> = tastes
+        .iter()
+        .flat_map(|(_, t)| t.exemplars().iter().copied())
+        .collect();
+    exemplars.sort_unstable();
+    exemplars.dedup();
+    let titles = store
+        .paper_titles(&exemplars)
+        .await
+        .context("reading the titles of rated papers")?;
+    Ok(compose::Tastes::new(tastes, titles))
 }
 
 /// How many digests are written per transaction.
@@ -177,6 +226,7 @@ async fn save_all(
                 shown: usize::from(c.subscriber.preferences.max_papers.get()),
                 trending: c.trending,
                 archive_key,
+                per_query: &c.per_query,
                 message_id,
             })
             .collect();
@@ -256,7 +306,8 @@ async fn compose_one(
     let upto = store.max_paper_id().await?;
     let papers = store.papers_between(subscriber.paper_cursor, upto).await?;
     let window = compose::Window::new(papers, upto);
-    let composed = compose::compose(std::slice::from_ref(subscriber), &window, at)
+    let tastes = load_tastes(store, std::slice::from_ref(subscriber)).await?;
+    let composed = compose::compose(std::slice::from_ref(subscriber), &window, &tastes, at)
         .into_iter()
         .next()
         .context("composition returned no digest")?;
@@ -297,36 +348,80 @@ pub fn highlight(entry: &mut StoredEntry) {
     crate::matching::rank::highlight(&mut entry.explanation, &queries, &doc);
 }
 
-/// What `reader` would get if their digest were composed at `at`: nothing is stored.
+/// One paper of a previewed digest, as `paperboy digest preview --format json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviewPaper {
+    pub key: String,
+    pub title: String,
+    pub score: f64,
+    /// The reader's queries that matched it.
+    pub queries: Vec<String>,
+    /// Why it has its place (the query that won it, the taste), for emailed papers.
+    pub reason: String,
+    pub in_email: bool,
+}
+
+/// A previewed digest as data: every match in email order, then the suggestions.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviewData {
+    pub papers: Vec<PreviewPaper>,
+    pub suggestions: Vec<PreviewPaper>,
+}
+
+/// What `subscriber` would get if their digest were composed at `at` (the email's view,
+/// and every match as data): nothing is stored.
 pub async fn preview(
     store: &Store,
     links: &Links,
     subscriber: &Subscriber,
     at: DateTime<Utc>,
-) -> anyhow::Result<DigestView> {
+) -> anyhow::Result<(DigestView, PreviewData)> {
     let (c, window) = compose_one(store, subscriber, at).await?;
     let shown = usize::from(subscriber.preferences.max_papers.get());
     let by_id: std::collections::HashMap<i64, &crate::store::StoredPaper> =
         window.papers().iter().map(|(p, _)| (p.id, p)).collect();
-    let entries: Vec<StoredEntry> = c
-        .entries
-        .iter()
-        .take(shown)
-        .filter_map(|e| {
-            by_id.get(&e.paper_id).map(|p| StoredEntry {
-                paper: (*p).clone(),
+    let mut data = PreviewData {
+        papers: Vec::new(),
+        suggestions: Vec::new(),
+    };
+    let mut entries: Vec<StoredEntry> = Vec::new();
+    for (place, e) in c.entries.iter().enumerate() {
+        let Some(paper) = by_id.get(&e.paper_id) else {
+            continue;
+        };
+        let in_email = place < shown || e.suggested;
+        let row = PreviewPaper {
+            key: paper.paper.key.as_str().to_string(),
+            title: paper.paper.title.clone(),
+            score: e.score,
+            queries: e
+                .explanation
+                .queries
+                .iter()
+                .map(|q| q.query.clone())
+                .collect(),
+            reason: crate::email::digest::reason(&e.explanation),
+            in_email,
+        };
+        if e.suggested {
+            data.suggestions.push(row);
+        } else {
+            data.papers.push(row);
+        }
+        if in_email {
+            entries.push(StoredEntry {
+                paper: (*paper).clone(),
                 score: e.score,
                 explanation: e.explanation.clone(),
-            })
-        })
-        .collect();
-    Ok(view_for(
-        &entries,
-        c.entries.len(),
-        c.trending,
-        (c.window_start, c.window_end),
-        subscriber,
-        links.home(),
-        links,
-    ))
+                suggested: e.suggested,
+            });
+        }
+    }
+    let facts = DigestFacts {
+        total: data.papers.len(),
+        trending: c.trending,
+        window: (c.window_start, c.window_end),
+        per_query: c.per_query,
+    };
+    Ok((view_for(&entries, &facts, subscriber, None, links), data))
 }

@@ -72,6 +72,7 @@ mod tests {
             send_hour: SendHour::new(hour).unwrap(),
             timezone: tz.parse::<TimeZone>().unwrap(),
             max_papers: MaxPapers::DEFAULT,
+            layout: Default::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Why a paper is in a subscriber's digest: the queries that matched it, the fields their
-//! words were found in, and the spans of the title and abstract to highlight. Matching
-//! computes it; digests store it and emails show it.
+//! words were found in, the spans of the title and abstract to highlight, the query that
+//! won the paper its place and what the learned taste did. Matching computes it; digests
+//! store it and emails show it.
 
 use std::ops::Range;
 
@@ -19,6 +20,41 @@ pub struct Explanation {
     /// Byte ranges of the abstract to highlight, sorted and merged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub abstract_spans: Vec<Range<usize>>,
+    /// The query that won the paper its place in the email: each matched query is given
+    /// at least one place before any query gets a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub won_by: Option<String>,
+    /// How the reader's learned taste moved the paper, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taste: Option<TasteNote>,
+}
+
+/// The learned taste's part in a paper's place: ranked up or down because it is like a
+/// paper the reader rated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TasteNote {
+    /// Ranked up (like a paper marked "more like this") or down ("less like this").
+    pub up: bool,
+    /// The rated paper it is most like.
+    pub like_key: String,
+    pub like_title: String,
+}
+
+impl TasteNote {
+    /// The note in words, for the email and the explanation.
+    pub fn describe(&self) -> String {
+        if self.up {
+            format!(
+                "ranked up: like '{}' that you marked more like this",
+                self.like_title
+            )
+        } else {
+            format!(
+                "ranked down: like '{}' that you marked less like this",
+                self.like_title
+            )
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

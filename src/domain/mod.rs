@@ -12,12 +12,12 @@ mod subscriber;
 pub mod token;
 
 pub use email::EmailAddress;
-pub use explanation::{Explanation, MatchedQuery};
+pub use explanation::{Explanation, MatchedQuery, TasteNote};
 pub use feed::{FeedKind, FeedName, FeedUrl};
 pub use paper::{AnnounceType, ArxivId, Ingested, Paper, PaperKey, PaperLinks, normalise_doi};
 pub use subscriber::{
-    Frequency, MaxPapers, Preferences, QueryList, SendHour, Subscriber, SubscriberStatus, TimeZone,
-    parse_weekday, weekday_code, weekday_name, weekdays,
+    DigestLayout, Frequency, MaxPapers, Preferences, QueryList, Rating, RatingSource, SendHour,
+    Subscriber, SubscriberStatus, TimeZone, parse_weekday, weekday_code, weekday_name, weekdays,
 };
 
 /// A value from outside was refused; the message says what was wrong, for a person.

@@ -313,6 +313,7 @@ pub struct Preferences {
     pub send_hour: SendHour,
     pub timezone: TimeZone,
     pub max_papers: MaxPapers,
+    pub layout: DigestLayout,
 }
 
 impl Default for Preferences {
@@ -323,7 +324,88 @@ impl Default for Preferences {
             send_hour: SendHour(8),
             timezone: TimeZone::utc(),
             max_papers: MaxPapers::DEFAULT,
+            layout: DigestLayout::default(),
         }
+    }
+}
+
+/// How a reader's digest is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DigestLayout {
+    /// One section per query, each with its count and "K more", instead of one list.
+    pub group_by_query: bool,
+    /// A "You might also like" section from the learned taste, once there is enough of it.
+    pub suggestions: bool,
+}
+
+impl Default for DigestLayout {
+    fn default() -> Self {
+        DigestLayout {
+            group_by_query: false,
+            suggestions: true,
+        }
+    }
+}
+
+/// A reader's verdict on a paper: show more like it, or less.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rating {
+    More,
+    Less,
+}
+
+impl Rating {
+    pub fn is_more(self) -> bool {
+        self == Rating::More
+    }
+
+    pub fn from_more(more: bool) -> Rating {
+        if more { Rating::More } else { Rating::Less }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rating::More => "more",
+            Rating::Less => "less",
+        }
+    }
+}
+
+/// Where a rating came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RatingSource {
+    /// The buttons on a digest's page.
+    Digest,
+    Preferences,
+    /// `paperboy subscribers rate`.
+    Operator,
+    /// Papers the reader said they like (`subscribers like`, the preferences page).
+    Import,
+}
+
+impl RatingSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RatingSource::Digest => "digest",
+            RatingSource::Preferences => "preferences",
+            RatingSource::Operator => "operator",
+            RatingSource::Import => "import",
+        }
+    }
+}
+
+impl FromStr for RatingSource {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "digest" => RatingSource::Digest,
+            "preferences" => RatingSource::Preferences,
+            "operator" => RatingSource::Operator,
+            "import" => RatingSource::Import,
+            other => return Err(Invalid::new(format!("unknown rating source {other:?}"))),
+        })
     }
 }
 

@@ -22,6 +22,14 @@ const SNIPPET_CHARS: usize = 320;
 /// One paper as the templates show it.
 #[derive(Debug, Clone)]
 pub struct PaperView {
+    /// Its place in the email, from 1 (suggestions go on counting after the list).
+    pub number: usize,
+    pub paper_id: i64,
+    pub key: String,
+    /// The id of its entry on the digest's page.
+    pub anchor: String,
+    /// Its entry on the digest's page, where it can be rated; `None` in a preview.
+    pub entry_url: Option<String>,
     pub title: String,
     pub abs_url: Option<String>,
     pub pdf_url: Option<String>,
@@ -35,6 +43,22 @@ pub struct PaperView {
     pub snippet_text: String,
     /// "your query "x" in title and abstract; …", empty for trending digests.
     pub matched: String,
+    /// Why it has its place: the query that won it, what the learned taste did.
+    pub reason: String,
+    /// The query that won it its place, if one did.
+    pub won_by: Option<String>,
+}
+
+/// One query's part of an email grouped by query.
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub query: String,
+    /// How many new papers the query matched.
+    pub count: usize,
+    /// The emailed papers the query won.
+    pub papers: Vec<PaperView>,
+    /// How many of its papers the email leaves to the digest's page.
+    pub more: usize,
 }
 
 /// What a digest email (or its archive page) shows.
@@ -44,10 +68,15 @@ pub struct DigestView {
     pub period: String,
     pub total: usize,
     pub papers: Vec<PaperView>,
+    /// The same papers by query, when the reader chose that layout (else empty).
+    pub sections: Vec<Section>,
+    /// "You might also like": papers outside the reader's queries, from their taste.
+    pub suggestions: Vec<PaperView>,
     pub more: usize,
     pub trending: bool,
     pub why: String,
-    pub archive_url: String,
+    /// The digest's page; `None` for a preview, which has none.
+    pub archive_url: Option<String>,
     pub preferences_url: String,
     pub unsubscribe_url: String,
     /// The reader's Atom feed of the papers they were sent.
@@ -107,32 +136,43 @@ pub fn view_of_record(
     subscriber: &Subscriber,
     links: &Links,
 ) -> DigestView {
+    let facts = DigestFacts {
+        total: usize::try_from(digest.total).unwrap_or(0),
+        trending: digest.trending,
+        window: (digest.window_start, digest.window_end),
+        per_query: digest.per_query(),
+    };
     view_for(
         entries,
-        usize::try_from(digest.total).unwrap_or(0),
-        digest.trending,
-        (digest.window_start, digest.window_end),
+        &facts,
         subscriber,
-        links.archive(digest.id, &digest.archive_key),
+        Some(links.archive(digest.id, &digest.archive_key)),
         links,
     )
 }
 
-/// The view of a digest for `subscriber`, whose archive page is at `archive`.
+/// What a digest holds besides the papers it lists.
+#[derive(Debug, Clone)]
+pub struct DigestFacts {
+    /// How many papers matched in all.
+    pub total: usize,
+    pub trending: bool,
+    pub window: (DateTime<Utc>, DateTime<Utc>),
+    /// How many papers each of the reader's queries matched, in their order.
+    pub per_query: Vec<(String, usize)>,
+}
+
+/// The view of a digest for `subscriber`, whose page is at `archive` (`None`: a preview).
 pub fn view_for(
     entries: &[StoredEntry],
-    total: usize,
-    trending: bool,
-    window: (DateTime<Utc>, DateTime<Utc>),
+    facts: &DigestFacts,
     subscriber: &Subscriber,
-    archive: String,
+    archive: Option<String>,
     links: &Links,
 ) -> DigestView {
     view(
         entries,
-        total,
-        trending,
-        window,
+        facts,
         &subscriber.preferences,
         DigestLinks {
             archive,
@@ -157,22 +197,22 @@ fn to_crlf(text: &str) -> String {
 
 /// Links of one digest, made by the caller (who holds the keys).
 pub struct DigestLinks {
-    pub archive: String,
+    /// The digest's page; `None` for a preview.
+    pub archive: Option<String>,
     pub preferences: String,
     pub unsubscribe: String,
     pub feed: String,
 }
 
-/// Builds the view of a digest: `entries` are the papers to list (best first), `total`
-/// how many matched in all.
+/// Builds the view of a digest: `entries` are the papers to list (in email order), then
+/// its suggestions.
 pub fn view(
     entries: &[StoredEntry],
-    total: usize,
-    trending: bool,
-    window: (DateTime<Utc>, DateTime<Utc>),
+    facts: &DigestFacts,
     prefs: &Preferences,
     links: DigestLinks,
 ) -> DigestView {
+    let (total, trending, window) = (facts.total, facts.trending, facts.window);
     let tz = prefs.timezone.tz();
     let start = window.0.with_timezone(&tz);
     let end = window.1.with_timezone(&tz);
@@ -182,7 +222,24 @@ pub fn view(
         end.format("%a %-d %b %Y %H:%M"),
         prefs.timezone.name()
     );
-    let papers: Vec<PaperView> = entries.iter().map(paper_view).collect();
+    let archive = links.archive.as_deref();
+    let (listed, suggested): (Vec<&StoredEntry>, Vec<&StoredEntry>) =
+        entries.iter().partition(|e| !e.suggested);
+    let papers: Vec<PaperView> = listed
+        .iter()
+        .enumerate()
+        .map(|(i, e)| paper_view(e, i + 1, archive))
+        .collect();
+    let suggestions: Vec<PaperView> = suggested
+        .iter()
+        .enumerate()
+        .map(|(i, e)| paper_view(e, papers.len() + i + 1, archive))
+        .collect();
+    let sections = if prefs.layout.group_by_query && !trending {
+        sections(&papers, &facts.per_query)
+    } else {
+        Vec::new()
+    };
     let subject = if trending {
         format!(
             "paperboy: the {} most upvoted new papers, {}",
@@ -218,6 +275,8 @@ pub fn view(
         total,
         more: total.saturating_sub(papers.len()),
         papers,
+        sections,
+        suggestions,
         trending,
         why,
         archive_url: links.archive,
@@ -227,8 +286,35 @@ pub fn view(
     }
 }
 
+/// The emailed papers by the query that won each its place, one section per query that
+/// matched, in the reader's order.
+fn sections(papers: &[PaperView], per_query: &[(String, usize)]) -> Vec<Section> {
+    per_query
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(query, count)| {
+            let won: Vec<PaperView> = papers
+                .iter()
+                .filter(|p| p.won_by.as_deref() == Some(query.as_str()))
+                .cloned()
+                .collect();
+            Section {
+                query: query.clone(),
+                count: *count,
+                more: count.saturating_sub(won.len()),
+                papers: won,
+            }
+        })
+        .collect()
+}
+
+/// The anchor of a paper's entry on a digest's page.
+pub fn anchor(paper_id: i64) -> String {
+    format!("paper-{paper_id}")
+}
+
 /// One stored entry as the email shows it (also what the reader's feed says of it).
-pub fn paper_view(e: &StoredEntry) -> PaperView {
+pub fn paper_view(e: &StoredEntry, number: usize, archive: Option<&str>) -> PaperView {
     let p = &e.paper.paper;
     let authors = if p.authors.len() > AUTHORS_SHOWN {
         format!("{} et al.", p.authors[..AUTHORS_SHOWN - 1].join(", "))
@@ -236,7 +322,13 @@ pub fn paper_view(e: &StoredEntry) -> PaperView {
         p.authors.join(", ")
     };
     let (snippet_html, snippet_text) = snippet(&p.abstract_text, &e.explanation.abstract_spans);
+    let anchor = anchor(e.paper.id);
     PaperView {
+        number,
+        paper_id: e.paper.id,
+        key: p.key.as_str().to_string(),
+        entry_url: archive.map(|a| format!("{a}#{anchor}")),
+        anchor,
         title: p.title.clone(),
         abs_url: web_link(&p.links.abs),
         pdf_url: web_link(&p.links.pdf),
@@ -247,7 +339,27 @@ pub fn paper_view(e: &StoredEntry) -> PaperView {
         snippet_html,
         snippet_text,
         matched: matched_line(&e.explanation),
+        reason: reason(&e.explanation),
+        won_by: e.explanation.won_by.clone(),
     }
+}
+
+/// Why a paper has its place, in words: the query that won it, and what the learned taste
+/// did ("ranked up: like 'Title' that you marked more like this").
+pub fn reason(x: &Explanation) -> String {
+    let mut parts = Vec::new();
+    if let Some(q) = &x.won_by {
+        parts.push(format!("chosen for your query \u{201c}{q}\u{201d}"));
+    }
+    if let Some(t) = &x.taste {
+        parts.push(t.describe());
+    }
+    let mut out = parts.join("; ");
+    if let Some(first) = out.get(..1) {
+        let upper = first.to_uppercase();
+        out.replace_range(..1, &upper);
+    }
+    out
 }
 
 /// A feed's link, only when it is an http(s) address: a `javascript:` or `data:` link is

@@ -1,11 +1,13 @@
 //! Matching: the percolator index that finds each paper's subscribers, the naive reference
-//! evaluator, ranking and explanations. Pure computation: it reads papers and queries
-//! handed to it and touches no storage or network.
+//! evaluator, ranking with fair shares across queries, the learned taste and explanations.
+//! Pure computation: it reads papers and queries handed to it and touches no storage or
+//! network.
 
 pub mod document;
 pub mod eval;
 pub mod percolator;
 pub mod rank;
+pub mod taste;
 
 pub use document::Doc;
 pub use eval::naive_matches;

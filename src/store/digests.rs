@@ -13,12 +13,14 @@ use super::{
 };
 use crate::domain::Explanation;
 
-/// One paper of a digest, best first: by id, with its score and why it matched.
+/// One paper of a digest, best first: by id, with its score and why it matched. The
+/// suggestions ("You might also like", outside the reader's queries) follow the matches.
 #[derive(Debug, Clone)]
 pub struct DigestEntry {
     pub paper_id: i64,
     pub score: f64,
     pub explanation: Explanation,
+    pub suggested: bool,
 }
 
 /// A digest to write: the reader's window and what matched in it.
@@ -29,12 +31,15 @@ pub struct NewDigest<'a> {
     pub window_end: DateTime<Utc>,
     pub papers_after: i64,
     pub papers_upto: i64,
-    /// Every match, best first; empty means the window is recorded as skipped.
+    /// Every match, best first, then the suggestions; without a match the window is
+    /// recorded as skipped.
     pub entries: &'a [DigestEntry],
     /// How many the email lists.
     pub shown: usize,
     pub trending: bool,
     pub archive_key: &'a str,
+    /// How many papers each of the reader's queries matched, in their order.
+    pub per_query: &'a [(String, usize)],
     /// The Message-ID of its delivery (without brackets); unused when skipped.
     pub message_id: &'a str,
 }
@@ -55,6 +60,17 @@ pub struct DigestRecord {
     #[serde(skip)]
     pub archive_key: String,
     pub created_at: DateTime<Utc>,
+    /// JSON: how many papers each query matched; see [`DigestRecord::per_query`].
+    #[serde(skip)]
+    pub per_query: String,
+}
+
+impl DigestRecord {
+    /// How many papers of the window each of the reader's queries matched, in their order.
+    pub fn per_query(&self) -> Vec<(String, usize)> {
+        // Written by the store itself; an unreadable value only loses the counts.
+        serde_json::from_str(&self.per_query).unwrap_or_default()
+    }
 }
 
 /// A digest's paper as stored, with its score and why it matched.
@@ -63,6 +79,7 @@ pub struct StoredEntry {
     pub paper: StoredPaper,
     pub score: f64,
     pub explanation: Explanation,
+    pub suggested: bool,
 }
 
 /// One paper a reader was sent, with the digest that brought it: a row of their feed.
@@ -93,6 +110,7 @@ struct EntryRow {
     paper_id: i64,
     score: f64,
     explanation: String,
+    suggested: bool,
 }
 
 impl EntryRow {
@@ -104,6 +122,7 @@ impl EntryRow {
             paper_id: self.paper_id,
             score: self.score,
             explanation,
+            suggested: self.suggested,
         })
     }
 }
@@ -166,7 +185,7 @@ macro_rules! select_digests {
     ($rest:literal) => {
         concat!(
             "SELECT id, subscriber_id, window_start, window_end, papers_after, papers_upto, ",
-            "status, total, shown, trending, archive_key, created_at FROM digests ",
+            "status, total, shown, trending, archive_key, created_at, per_query FROM digests ",
             $rest
         )
     };
@@ -269,7 +288,7 @@ impl Store {
         }))
     }
 
-    /// A digest's papers, best first; the first `limit` when given.
+    /// A digest's papers, best first (the first `limit` when given), then its suggestions.
     #[tracing::instrument(skip_all, fields(digest = id))]
     pub async fn digest_entries(
         &self,
@@ -278,14 +297,24 @@ impl Store {
     ) -> StoreResult<Vec<StoredEntry>> {
         let limit = i64::try_from(limit.unwrap_or(usize::MAX)).unwrap_or(i64::MAX);
         let rows: Vec<EntryRow> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT digest_id, rank, paper_id, score, explanation FROM digest_papers \
-                 WHERE digest_id = $1 ORDER BY rank LIMIT $2",
+            let mut rows: Vec<EntryRow> = sqlx::query_as(
+                "SELECT digest_id, rank, paper_id, score, explanation, suggested \
+                 FROM digest_papers WHERE digest_id = $1 AND NOT suggested ORDER BY rank LIMIT $2",
             )
             .bind(id)
             .bind(limit)
             .fetch_all(pool)
-            .await?
+            .await?;
+            rows.extend(
+                sqlx::query_as::<_, EntryRow>(
+                    "SELECT digest_id, rank, paper_id, score, explanation, suggested \
+                     FROM digest_papers WHERE digest_id = $1 AND suggested ORDER BY rank",
+                )
+                .bind(id)
+                .fetch_all(pool)
+                .await?,
+            );
+            rows
         });
         let ids: Vec<i64> = rows.iter().map(|r| r.paper_id).collect();
         let papers = self.papers_by_ids(&ids).await?;
@@ -300,14 +329,16 @@ impl Store {
                     paper,
                     score: entry.score,
                     explanation: entry.explanation,
+                    suggested: entry.suggested,
                 })
             })
             .collect()
     }
 
-    /// The papers of a reader's composed digests whose window ended at or after `since`:
-    /// newest digest first, best first within a digest, each paper once (the newest
-    /// digest that holds it), at most `limit`. Read along the `(subscriber_id,
+    /// The papers that matched in a reader's composed digests whose window ended at or
+    /// after `since` (their suggestions left out): newest digest first, in email order
+    /// within a digest, each paper once (the newest digest that holds it), at most
+    /// `limit`. Read along the `(subscriber_id,
     /// window_end)` key of `digests` and the primary key of `digest_papers`.
     #[tracing::instrument(skip_all, fields(subscriber = subscriber_id))]
     pub async fn sent_entries(
@@ -320,9 +351,10 @@ impl Store {
         let rows: Vec<SentRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT d.window_end, d.trending, p.digest_id, p.rank, p.paper_id, p.score, \
-                 p.explanation FROM digests d JOIN digest_papers p ON p.digest_id = d.id \
+                 p.explanation, p.suggested FROM digests d \
+                 JOIN digest_papers p ON p.digest_id = d.id \
                  WHERE d.subscriber_id = $1 AND d.window_end >= $2 AND d.status = 'composed' \
-                 ORDER BY d.window_end DESC, d.id DESC, p.rank LIMIT $3",
+                 AND NOT p.suggested ORDER BY d.window_end DESC, d.id DESC, p.rank LIMIT $3",
             )
             .bind(subscriber_id)
             .bind(since)
@@ -360,6 +392,7 @@ impl Store {
                         paper,
                         score: entry.score,
                         explanation: entry.explanation,
+                        suggested: entry.suggested,
                     },
                 })
             })
@@ -389,10 +422,18 @@ impl Store {
                 // scan all of them); each digest's own limit is applied below.
                 let most = found.iter().map(|d| d.shown).max().unwrap_or(0);
                 let mut q = sqlx::QueryBuilder::new(
-                    "SELECT digest_id, rank, paper_id, score, explanation FROM digest_papers \
-                     WHERE rank <= ",
+                    "SELECT digest_id, rank, paper_id, score, explanation, suggested \
+                     FROM digest_papers WHERE rank <= ",
                 );
                 q.push_bind(most).push(" AND digest_id IN (");
+                push_id_list(&mut q, found.iter().map(|d| d.id));
+                q.push(" ORDER BY digest_id, rank");
+                rows.extend(q.build_query_as::<EntryRow>().fetch_all(pool).await?);
+                // The suggestions, through their own small index.
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT digest_id, rank, paper_id, score, explanation, suggested \
+                     FROM digest_papers WHERE suggested AND digest_id IN (",
+                );
                 push_id_list(&mut q, found.iter().map(|d| d.id));
                 q.push(" ORDER BY digest_id, rank");
                 rows.extend(q.build_query_as::<EntryRow>().fetch_all(pool).await?);
@@ -402,7 +443,7 @@ impl Store {
         let shown: HashMap<i64, i32> = digests.iter().map(|d| (d.id, d.shown)).collect();
         let mut entries: HashMap<i64, Vec<DigestEntry>> = HashMap::new();
         for r in rows {
-            if shown.get(&r.digest_id).is_none_or(|&n| r.rank > n) {
+            if !r.suggested && shown.get(&r.digest_id).is_none_or(|&n| r.rank > n) {
                 continue;
             }
             entries
@@ -648,6 +689,7 @@ where
     for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     (i64, i64): for<'r> sqlx::FromRow<'r, DB::Row>,
     DB::Arguments: sqlx::IntoArguments<DB>,
@@ -658,25 +700,23 @@ where
     }
     let mut q = sqlx::QueryBuilder::<DB>::new(
         "INSERT INTO digests (subscriber_id, window_start, window_end, papers_after, \
-         papers_upto, status, total, shown, trending, archive_key, created_at) ",
+         papers_upto, status, total, shown, trending, archive_key, created_at, per_query) ",
     );
     q.push_values(writing, |mut row, d| {
-        let status = if d.entries.is_empty() {
-            "skipped"
-        } else {
-            "composed"
-        };
+        let matches = d.entries.iter().filter(|e| !e.suggested).count();
+        let status = if matches == 0 { "skipped" } else { "composed" };
         row.push_bind(d.subscriber_id)
             .push_bind(d.window_start)
             .push_bind(d.window_end)
             .push_bind(d.papers_after)
             .push_bind(d.papers_upto)
             .push_bind(status)
-            .push_bind(i32::try_from(d.entries.len()).unwrap_or(i32::MAX))
-            .push_bind(i32::try_from(d.shown.min(d.entries.len())).unwrap_or(i32::MAX))
+            .push_bind(i32::try_from(matches).unwrap_or(i32::MAX))
+            .push_bind(i32::try_from(d.shown.min(matches)).unwrap_or(i32::MAX))
             .push_bind(d.trending)
             .push_bind(d.archive_key)
-            .push_bind(now);
+            .push_bind(now)
+            .push_bind(serde_json::to_string(d.per_query).unwrap_or_else(|_| "[]".into()));
     });
     q.push(" ON CONFLICT (subscriber_id, window_end) DO NOTHING RETURNING subscriber_id, id");
     let ids: HashMap<i64, i64> = q
@@ -706,6 +746,7 @@ where
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     DB::Arguments: sqlx::IntoArguments<DB>,
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
@@ -726,7 +767,8 @@ where
             );
         }
         let mut q = sqlx::QueryBuilder::<DB>::new(
-            "INSERT INTO digest_papers (digest_id, rank, paper_id, score, explanation) ",
+            "INSERT INTO digest_papers (digest_id, rank, paper_id, score, explanation, \
+             suggested) ",
         );
         q.push_values(
             chunk.iter().zip(explanations),
@@ -735,7 +777,8 @@ where
                     .push_bind(*rank)
                     .push_bind(e.paper_id)
                     .push_bind(e.score)
-                    .push_bind(x);
+                    .push_bind(x)
+                    .push_bind(e.suggested);
             },
         );
         q.build().execute(&mut **tx).await?;
@@ -758,7 +801,10 @@ where
     DB::Arguments: sqlx::IntoArguments<DB>,
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
 {
-    let queued: Vec<&&NewDigest<'_>> = writing.iter().filter(|d| !d.entries.is_empty()).collect();
+    let queued: Vec<&&NewDigest<'_>> = writing
+        .iter()
+        .filter(|d| d.entries.iter().any(|e| !e.suggested))
+        .collect();
     for chunk in queued.chunks(1_000) {
         let mut q = sqlx::QueryBuilder::<DB>::new(
             "INSERT INTO deliveries (digest_id, subscriber_id, message_id, status, \

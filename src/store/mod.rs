@@ -9,6 +9,7 @@ mod counts;
 mod digests;
 mod feeds;
 mod papers;
+mod ratings;
 mod subscribers;
 mod suppression;
 
@@ -32,6 +33,7 @@ pub use counts::{Snapshot, Stats};
 pub use digests::{Claimed, DigestEntry, DigestRecord, NewDigest, Outcome, SentEntry, StoredEntry};
 pub use feeds::{FeedHealth, FeedRecord, FetchOutcome};
 pub use papers::{PaperSource, StoredPaper, UpsertCounts};
+pub use ratings::{RatedPaper, RatingChange, RatingRecord, StoredTaste};
 pub use subscribers::{
     ClientInfo, ConsentRecord, ConsentText, RequestOutcome, SubscriptionRequest,
 };

@@ -41,7 +41,7 @@ pub struct PaperSource {
 }
 
 #[derive(sqlx::FromRow)]
-struct PaperRow {
+pub(super) struct PaperRow {
     id: i64,
     key: String,
     arxiv_id: Option<String>,
@@ -64,7 +64,7 @@ struct PaperRow {
 }
 
 impl PaperRow {
-    fn into_stored(self) -> StoreResult<StoredPaper> {
+    pub(super) fn into_stored(self) -> StoreResult<StoredPaper> {
         let key = PaperKey::parse(&self.key)
             .map_err(|e| super::StoreError::Corrupt(format!("paper {}: {e}", self.id)))?;
         Ok(StoredPaper {
@@ -104,6 +104,7 @@ macro_rules! select_papers {
         )
     };
 }
+pub(super) use select_papers;
 
 /// Binds a paper's fields as `$2` to `$15`, in the order both the INSERT and the UPDATE
 /// of `merge_or_insert` name them.

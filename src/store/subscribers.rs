@@ -9,7 +9,7 @@ use super::{
     BeginWrite, Store, StoreError, StoreResult, WriteTx, email_key, on_pool, push_id_list,
 };
 use crate::domain::{
-    EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, Subscriber,
+    DigestLayout, EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, Subscriber,
     SubscriberStatus, TimeZone,
 };
 
@@ -77,6 +77,8 @@ struct SubscriberRow {
     send_hour: i32,
     timezone: String,
     max_papers: i32,
+    group_by_query: bool,
+    suggestions: bool,
     link_key: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -112,6 +114,10 @@ impl TryFrom<SubscriberRow> for Subscriber {
                     .map_err(|e| corrupt("timezone", &e))?,
                 max_papers: MaxPapers::new(r.max_papers.into())
                     .map_err(|e| corrupt("max_papers", &e))?,
+                layout: DigestLayout {
+                    group_by_query: r.group_by_query,
+                    suggestions: r.suggestions,
+                },
             },
             link_key: r.link_key,
             created_at: r.created_at,
@@ -126,7 +132,8 @@ impl TryFrom<SubscriberRow> for Subscriber {
 }
 
 /// Binds a reader's preferences as the next five parameters, in the order every statement
-/// names their columns: queries, frequency, send_hour, timezone, max_papers.
+/// names their columns: queries, frequency, send_hour, timezone, max_papers,
+/// group_by_query, suggestions.
 macro_rules! bind_preferences {
     ($query:expr, $p:expr) => {
         $query
@@ -135,6 +142,8 @@ macro_rules! bind_preferences {
             .bind(i32::from($p.send_hour.get()))
             .bind($p.timezone.name())
             .bind(i32::from($p.max_papers.get()))
+            .bind($p.layout.group_by_query)
+            .bind($p.layout.suggestions)
     };
 }
 
@@ -142,6 +151,7 @@ macro_rules! select_subscribers {
     ($rest:literal) => {
         concat!(
             "SELECT id, email, status, queries, frequency, send_hour, timezone, max_papers, ",
+            "group_by_query, suggestions, ",
             "link_key, created_at, updated_at, link_sent_at, confirmed_at, unsubscribed_at, ",
             "paper_cursor, last_window_end ",
             "FROM subscribers ",
@@ -160,6 +170,8 @@ struct TokenRow {
     send_hour: i32,
     timezone: String,
     max_papers: i32,
+    group_by_query: bool,
+    suggestions: bool,
 }
 
 /// How long a reader who left waits between two links from the form.
@@ -338,7 +350,8 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             let token: Option<TokenRow> = sqlx::query_as(
                 "SELECT subscriber_id, expires_at, used_at, queries, frequency, send_hour, \
-                 timezone, max_papers FROM confirmation_tokens WHERE token_hash = $1",
+                 timezone, max_papers, group_by_query, suggestions \
+                 FROM confirmation_tokens WHERE token_hash = $1",
             )
             .bind(token_hash)
             .fetch_optional(&mut *tx)
@@ -362,7 +375,8 @@ impl Store {
             let activated = sqlx::query(
                 "UPDATE subscribers SET status = 'active', confirmed_at = $2, \
                  unsubscribed_at = NULL, updated_at = $2, queries = $3, frequency = $4, \
-                 send_hour = $5, timezone = $6, max_papers = $7, last_window_end = $2, \
+                 send_hour = $5, timezone = $6, max_papers = $7, group_by_query = $8, \
+                 suggestions = $9, last_window_end = $2, \
                  paper_cursor = (SELECT COALESCE(MAX(id), 0) FROM papers) \
                  WHERE id = $1 AND status IN ('pending', 'unsubscribed')",
             )
@@ -373,6 +387,8 @@ impl Store {
             .bind(t.send_hour)
             .bind(&t.timezone)
             .bind(t.max_papers)
+            .bind(t.group_by_query)
+            .bind(t.suggestions)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -407,7 +423,8 @@ impl Store {
         let changed = on_pool!(self, pool => {
             let query = sqlx::query(
                 "UPDATE subscribers SET queries = $2, frequency = $3, send_hour = $4, \
-                 timezone = $5, max_papers = $6, updated_at = $7 WHERE id = $1",
+                 timezone = $5, max_papers = $6, group_by_query = $7, suggestions = $8, \
+                 updated_at = $9 WHERE id = $1",
             )
             .bind(id);
             bind_preferences!(query, p)
@@ -588,10 +605,10 @@ where
 {
     let query = sqlx::query_scalar::<DB, i64>(
         "INSERT INTO subscribers (email, email_key, status, queries, frequency, send_hour, \
-         timezone, max_papers, link_key, created_at, updated_at, link_sent_at, confirmed_at, \
-         last_window_end, paper_cursor) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $11, $11, \
-         CASE WHEN $12 THEN (SELECT COALESCE(MAX(id), 0) FROM papers) ELSE 0 END) \
+         timezone, max_papers, group_by_query, suggestions, link_key, created_at, updated_at, \
+         link_sent_at, confirmed_at, last_window_end, paper_cursor) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $12, $13, $13, \
+         CASE WHEN $14 THEN (SELECT COALESCE(MAX(id), 0) FROM papers) ELSE 0 END) \
          ON CONFLICT (email_key) DO NOTHING RETURNING id",
     )
     .bind(r.email.as_str())
@@ -652,6 +669,7 @@ where
     DB: sqlx::Database,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -660,8 +678,8 @@ where
 {
     let query = sqlx::query::<DB>(
         "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at, \
-         queries, frequency, send_hour, timezone, max_papers) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         queries, frequency, send_hour, timezone, max_papers, group_by_query, suggestions) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(token_hash)
     .bind(id)

@@ -144,7 +144,8 @@ fn link<W: io::Write>(w: &mut Writer<W>, rel: &str, kind: &str, href: &str) -> i
 }
 
 /// The Atom document of a reader's feed. Entries keep the order of `entries`: newest
-/// digest first, and within a digest best first, as the email listed them. That order is
+/// digest first, and within a digest in email order (the emailed papers as the email
+/// listed them, then the other matches, best first). That order is
 /// the one the reader already knows, and each entry's `updated` is the end of its
 /// digest's window (when paperboy composed it for them), so dates never increase down the
 /// feed and readers that sort by date agree with it; sorting by the papers' own dates
@@ -193,10 +194,11 @@ fn atom(links: &Links, subscriber: &Subscriber, entries: &[SentEntry]) -> io::Re
 }
 
 /// One paper: its title, link, authors and categories, an excerpt of its abstract and
-/// the words the email uses to say why it matched.
+/// the words the email uses to say why it matched and why it has its place.
 fn entry<W: io::Write>(w: &mut Writer<W>, host: &str, e: &SentEntry) -> io::Result<()> {
     let paper = &e.entry.paper.paper;
-    let view = paper_view(&e.entry);
+    // Numbered as in no email: a feed entry has no place number.
+    let view = paper_view(&e.entry, 0, None);
     let key = utf8_percent_encode(paper.key.as_str(), KEY_KEEP);
     let why = if view.matched.is_empty() {
         if e.trending {
@@ -211,8 +213,10 @@ fn entry<W: io::Write>(w: &mut Writer<W>, host: &str, e: &SentEntry) -> io::Resu
     if !view.snippet_html.is_empty() {
         summary.push_str(&format!("<p>{}</p>", view.snippet_html));
     }
-    if !why.is_empty() {
-        summary.push_str(&format!("<p>{}</p>", html_escape::encode_text(&why)));
+    for words in [&why, &view.reason] {
+        if !words.is_empty() {
+            summary.push_str(&format!("<p>{}</p>", html_escape::encode_text(words)));
+        }
     }
     w.create_element("entry").write_inner_content(|w| {
         text_element(w, "id", &format!("tag:{host},{TAG_DATE}:paper/{key}"))?;

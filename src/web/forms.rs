@@ -4,8 +4,8 @@
 use serde::Deserialize;
 
 use crate::domain::{
-    EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, TimeZone, weekday_code,
-    weekdays,
+    DigestLayout, EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, TimeZone,
+    weekday_code, weekdays,
 };
 
 /// Everything either form may post; absent fields are empty.
@@ -19,6 +19,11 @@ pub struct FormFields {
     pub send_hour: String,
     pub timezone: String,
     pub max_papers: String,
+    /// Set by forms that carry the layout checkboxes (an unticked box posts nothing).
+    pub layout: String,
+    /// "on" when ticked.
+    pub group_by_query: String,
+    pub suggestions: String,
     /// The honeypot: hidden from people, filled in by bots.
     pub website: String,
     pub csrf: String,
@@ -36,6 +41,9 @@ impl FormFields {
             send_hour: p.send_hour.get().to_string(),
             timezone: p.timezone.name().into(),
             max_papers: p.max_papers.get().to_string(),
+            layout: "1".into(),
+            group_by_query: tick(p.layout.group_by_query),
+            suggestions: tick(p.layout.suggestions),
             ..FormFields::default()
         }
     }
@@ -81,8 +89,24 @@ impl FormFields {
             send_hour: send_hour?,
             timezone: timezone?,
             max_papers: max_papers?,
+            layout: self.layout(),
         })
     }
+
+    /// The layout checkboxes; the defaults when the form did not carry them.
+    fn layout(&self) -> DigestLayout {
+        if self.layout.is_empty() {
+            return DigestLayout::default();
+        }
+        DigestLayout {
+            group_by_query: !self.group_by_query.is_empty(),
+            suggestions: !self.suggestions.is_empty(),
+        }
+    }
+}
+
+fn tick(on: bool) -> String {
+    if on { "on".into() } else { String::new() }
 }
 
 fn capitalise(s: &str) -> String {

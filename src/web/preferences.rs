@@ -140,7 +140,7 @@ async fn digest_preview(
     }
     // Composing reads and ranks the whole window: limited like the query previews.
     state.guard.preview_from(client.ip)?;
-    let view = digest::preview(&state.store, &state.links, &subscriber, Utc::now()).await?;
+    let (view, _) = digest::preview(&state.store, &state.links, &subscriber, Utc::now()).await?;
     let preferences_url = format!("/preferences/{token}");
     Ok(page(
         StatusCode::OK,

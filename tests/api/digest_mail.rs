@@ -50,6 +50,7 @@ fn subscriber() -> Subscriber {
             send_hour: SendHour::new(8).unwrap(),
             timezone: "Europe/Berlin".parse().unwrap(),
             max_papers: MaxPapers::DEFAULT,
+            layout: Default::default(),
         },
         link_key: "fixed-link-key".into(),
         created_at: at("2026-11-01T00:00:00Z"),
@@ -111,6 +112,7 @@ fn entries() -> Vec<StoredEntry> {
                 },
                 score: scored.score,
                 explanation: scored.explanation,
+                suggested: false,
             }
         })
         .collect()
@@ -129,12 +131,15 @@ fn view() -> render::DigestView {
     let all = entries();
     render::view(
         &all[..15],
-        all.len(),
-        false,
-        (at("2026-11-27T07:00:00Z"), at("2026-11-28T07:00:00Z")),
+        &render::DigestFacts {
+            total: all.len(),
+            trending: false,
+            window: (at("2026-11-27T07:00:00Z"), at("2026-11-28T07:00:00Z")),
+            per_query: Vec::new(),
+        },
         &r.preferences,
         render::DigestLinks {
-            archive: l.archive(7, "fixed-archive-key"),
+            archive: Some(l.archive(7, "fixed-archive-key")),
             preferences: l.preferences(r.id, &r.link_key),
             unsubscribe: l.unsubscribe(r.id, &r.link_key),
             feed: l.feed(r.id, &r.link_key),

@@ -707,6 +707,7 @@ async fn a_batch_of_digests_is_written_whole_or_not_at_all() {
                 paper_id,
                 score: 1.0,
                 explanation: Default::default(),
+                suggested: false,
             }]
         };
         let (good, missing_paper) = (entry(paper), entry(paper + 1_000));
@@ -720,6 +721,7 @@ async fn a_batch_of_digests_is_written_whole_or_not_at_all() {
             shown: 15,
             trending: false,
             archive_key: "key",
+            per_query: &[],
             message_id,
         };
 

@@ -215,6 +215,10 @@ async fn the_feed_lists_the_papers_sent_newest_digest_first_with_why_each_matche
             summary.contains("Matched: your query \u{201c}title:protein\u{201d} in title"),
             "{summary}"
         );
+        assert!(
+            summary.contains("Chosen for your query \u{201c}title:protein\u{201d}"),
+            "the query that won it its place: {summary}"
+        );
         let both = feed
             .entries
             .iter()
@@ -429,6 +433,62 @@ async fn the_served_feed_parses_in_python_feedparser() {
         );
         assert!(said.contains("feedparser: 4 entries ok"), "{said}");
         app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_feed_leaves_out_the_suggestions_outside_the_readers_queries() {
+    use paperboy::store::{DigestEntry, NewDigest};
+    for db in databases().await {
+        let store = db.store().await;
+        let reader =
+            active_subscriber(&store, "tips@example.org", "diffusion", "daily", 8, "UTC").await;
+        store_full_papers(
+            &store,
+            vec![
+                arxiv_paper("2411.00021", "Diffusion matched", "x", None),
+                arxiv_paper("2411.00022", "A suggestion", "y", None),
+            ],
+        )
+        .await;
+        let upto = store.max_paper_id().await.unwrap();
+        let entry = |paper_id, suggested| DigestEntry {
+            paper_id,
+            score: 1.0,
+            explanation: Default::default(),
+            suggested,
+        };
+        let entries = [entry(upto - 1, false), entry(upto, true)];
+        let saved = store
+            .save_digest(
+                &NewDigest {
+                    subscriber_id: reader.id,
+                    window_start: reader.confirmed_at.unwrap(),
+                    window_end: tomorrow(),
+                    papers_after: reader.paper_cursor,
+                    papers_upto: upto,
+                    entries: &entries,
+                    shown: 15,
+                    trending: false,
+                    archive_key: "key",
+                    per_query: &[],
+                    message_id: "tips@example.org",
+                },
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert!(saved.is_some(), "{}", db.backend);
+        let sent = store
+            .sent_entries(reader.id, Utc::now() - Duration::days(30), 100)
+            .await
+            .unwrap();
+        let titles: Vec<&str> = sent
+            .iter()
+            .map(|e| e.entry.paper.paper.title.as_str())
+            .collect();
+        assert_eq!(titles, ["Diffusion matched"], "{}", db.backend);
         db.cleanup().await;
     }
 }

@@ -880,6 +880,7 @@ pub async fn pending_subscriber(
         send_hour: SendHour::new(hour).unwrap(),
         timezone: tz.parse().unwrap(),
         max_papers: MaxPapers::DEFAULT,
+        layout: Default::default(),
     };
     let token = random_token().unwrap();
     let link_key = random_token().unwrap();

@@ -243,7 +243,7 @@ async fn preview_my_next_digest_shows_what_would_be_sent_and_records_nothing() {
         assert!(body.contains("5 new papers match your queries"), "{body}");
         // What `paperboy digest preview` renders, in its order.
         let links = app_links(&app).await;
-        let view = paperboy::digest::preview(&app.store, &links, &before, Utc::now())
+        let (view, _) = paperboy::digest::preview(&app.store, &links, &before, Utc::now())
             .await
             .unwrap();
         assert_eq!(view.papers.len(), 5);

@@ -463,6 +463,7 @@ async fn add_subscriber(store: &Store, email: &str, query: &str) {
         send_hour: SendHour::new(8).expect("hour"),
         timezone: "UTC".parse().expect("time zone"),
         max_papers: MaxPapers::DEFAULT,
+        layout: Default::default(),
     };
     let link_key = random_token().expect("token");
     store

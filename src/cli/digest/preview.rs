@@ -1,4 +1,4 @@
-//! `paperboy digest preview --email ADDR [--at T] [--format html|text]`: what one
+//! `paperboy digest preview --email ADDR [--at T] [--format html|text|json]`: what one
 //! subscriber would get; sends and stores nothing.
 
 use crate::app::links_for;
@@ -11,10 +11,13 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The subscriber whose digest to preview.
     #[arg(long, value_name = "ADDR")]
     email: String,
+    /// Compose the window ending at this instant instead of now.
     #[arg(long, value_name = "RFC3339")]
     at: Option<String>,
+    /// The email's HTML or text part, or every match as JSON (email order, with why).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -23,6 +26,9 @@ pub struct Args {
 pub enum Format {
     Html,
     Text,
+    /// `{"papers": [{"key", "title", "score", "queries", "reason", "in_email"}, …],
+    /// "suggestions": […]}`
+    Json,
 }
 
 pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), CliError> {
@@ -38,9 +44,13 @@ pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), C
         .transpose()?
         .unwrap_or_else(chrono::Utc::now);
     let links = links_for(settings, store).await?;
-    let view = digest::preview(store, &links, &subscriber, at).await?;
+    let (view, data) = digest::preview(store, &links, &subscriber, at).await?;
     let (html, text) = render::bodies(&view).map_err(|e| CliError::Other(e.into()))?;
     match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&data).map_err(|e| CliError::Other(e.into()))?
+        ),
         Format::Html => println!("{html}"),
         Format::Text => {
             println!("Subject: {}\n", view.subject);

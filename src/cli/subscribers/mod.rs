@@ -79,5 +79,6 @@ fn preferences(
         send_hour: SendHour::new(send_hour)?,
         timezone: timezone.parse::<TimeZone>()?,
         max_papers: MaxPapers::new(max_papers)?,
+        layout: Default::default(),
     })
 }
