@@ -19,4 +19,5 @@ mod instances;
 mod mail;
 mod matching;
 mod preview;
+mod taste;
 mod web;
