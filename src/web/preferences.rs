@@ -1,6 +1,8 @@
-//! `GET`/`POST /preferences/{token}`: a reader edits queries and settings, pauses,
-//! resumes, unsubscribes or comes back. The signed token in the link is the only key; a
-//! token that does not verify is a plain 404 and changes nothing.
+//! `GET`/`POST /preferences/{token}`: a reader edits queries and settings (seeing what
+//! each query line finds among the recent papers), pauses, resumes, unsubscribes or comes
+//! back; `GET /preferences/{token}/preview` shows what their next digest would hold if it
+//! were sent now, storing nothing. The signed token in the link is the only key; a token
+//! that does not verify is a plain 404 and changes nothing.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,14 +14,18 @@ use chrono::Utc;
 use super::forms::{Choices, FieldErrors, FormFields};
 use super::guard::{Client, check_csrf, csrf_for_page, subscriber_for};
 use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION, page};
+use super::recent::{LinePreview, query_lines};
 use super::{AppState, WebError};
+use crate::digest;
 use crate::domain::Subscriber;
 use crate::domain::SubscriberStatus;
 use crate::domain::token::Purpose;
 use crate::store::ConsentText;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/preferences/{token}", get(show).post(change))
+    Router::new()
+        .route("/preferences/{token}", get(show).post(change))
+        .route("/preferences/{token}/preview", get(digest_preview))
 }
 
 fn status_text(status: SubscriberStatus) -> &'static str {
@@ -32,17 +38,50 @@ fn status_text(status: SubscriberStatus) -> &'static str {
     }
 }
 
-fn render(
+/// Whether the reader gets digests (now or after resuming): only they have a next digest
+/// to preview and a feed of what they were sent.
+fn gets_digests(subscriber: &Subscriber) -> bool {
+    matches!(
+        subscriber.status,
+        SubscriberStatus::Active | SubscriberStatus::Paused
+    )
+}
+
+/// What the settings page shows besides the form: what each query line finds.
+async fn previews(
     state: &AppState,
+    subscriber: &Subscriber,
+    form: &FormFields,
+) -> Result<Vec<LinePreview>, WebError> {
+    if matches!(
+        subscriber.status,
+        SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
+    ) {
+        return Ok(Vec::new());
+    }
+    state
+        .preview
+        .preview(&state.store, query_lines(&form.queries))
+        .await
+}
+
+/// The page, with what each line of the queries box finds; `token` is the page's own.
+async fn render(
+    state: &AppState,
+    token: &str,
     subscriber: &Subscriber,
     form: &FormFields,
     errors: &FieldErrors,
     flash: Option<&str>,
     cookie: &str,
-) -> String {
+) -> Result<String, WebError> {
+    let previews = previews(state, subscriber, form).await?;
     let choices = Choices::for_form(form, false);
     let csrf = state.links.keys().csrf_token(cookie);
-    pages::render(&pages::Preferences {
+    let digest_preview_url = format!("/preferences/{token}/preview");
+    let feed_url = state.links.feed(subscriber.id, &subscriber.link_key);
+    let gets_digests = gets_digests(subscriber);
+    Ok(pages::render(&pages::Preferences {
         email: subscriber.email.as_str(),
         status: subscriber.status.as_str(),
         status_text: status_text(subscriber.status),
@@ -56,7 +95,10 @@ fn render(
             SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
         ),
         can_resubscribe: subscriber.confirmed_at.is_some(),
-    })
+        previews: &previews,
+        digest_preview_url: gets_digests.then_some(digest_preview_url.as_str()),
+        feed_url: gets_digests.then_some(feed_url.as_str()),
+    }))
 }
 
 #[tracing::instrument(skip_all)]
@@ -72,13 +114,41 @@ async fn show(
         StatusCode::OK,
         render(
             &state,
+            &token,
             &subscriber,
             &form,
             &FieldErrors::default(),
             None,
             &cookie,
-        ),
+        )
+        .await?,
         set_cookie,
+    ))
+}
+
+/// What the reader's next digest would hold if it were composed now, as its page shows
+/// it: the same view as `paperboy digest preview`. A GET that stores and sends nothing.
+#[tracing::instrument(skip_all, fields(ip = %client.ip))]
+async fn digest_preview(
+    State(state): State<AppState>,
+    client: Client,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    let subscriber = subscriber_for(&state, &token, Purpose::Preferences).await?;
+    if !gets_digests(&subscriber) {
+        return Err(WebError::NotFound);
+    }
+    // Composing reads and ranks the whole window: limited like the query previews.
+    state.guard.preview_from(client.ip)?;
+    let (view, _) = digest::preview(&state.store, &state.links, &subscriber, Utc::now()).await?;
+    let preferences_url = format!("/preferences/{token}");
+    Ok(page(
+        StatusCode::OK,
+        pages::render(&pages::DigestPreview {
+            d: &view,
+            preferences_url: &preferences_url,
+        }),
+        None,
     ))
 }
 
@@ -162,7 +232,7 @@ async fn change(
                 };
                 return Ok(page(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    render(&state, &subscriber, &refill, &errors, None, &cookie),
+                    render(&state, &token, &subscriber, &refill, &errors, None, &cookie).await?,
                     set_cookie,
                 ));
             };
@@ -184,12 +254,14 @@ async fn change(
         StatusCode::OK,
         render(
             &state,
+            &token,
             &subscriber,
             &current,
             &FieldErrors::default(),
             Some(flash.unwrap_or("Nothing to change.")),
             &cookie,
-        ),
+        )
+        .await?,
         set_cookie,
     ))
 }
