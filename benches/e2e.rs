@@ -401,18 +401,10 @@ async fn rate_readers(url: &DatabaseUrl, share: f64) -> usize {
         let ids: Vec<i64> = (0..10)
             .map(|_| 1 + rng.below(upto as usize) as i64)
             .collect();
-        for (i, id) in ids.iter().enumerate() {
-            let rating = if i < 7 { Rating::More } else { Rating::Less };
-            digest::taste::rate(
-                &store,
-                r.id,
-                &[*id],
-                rating,
-                RatingSource::Digest,
-                Utc::now(),
-            )
-            .await
-            .expect("rate");
+        for (some, rating) in [(&ids[..7], Rating::More), (&ids[7..], Rating::Less)] {
+            digest::taste::rate(&store, r.id, some, rating, RatingSource::Digest, Utc::now())
+                .await
+                .expect("rate");
         }
         rated += 1;
     }

@@ -6,6 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::forms::{Choices, FieldErrors, FormFields};
+use super::recent::LinePreview;
 
 /// The words next to the subscribe button, kept with every consent.
 pub const CONSENT_TEXT: &str = "By subscribing you ask paperboy to email you the digest \
@@ -43,6 +44,8 @@ pub struct Subscribe<'a> {
     pub csrf: &'a str,
     pub consent_text: &'a str,
     pub operator_note: Option<&'a str>,
+    /// What each query line finds (empty here: the script fills it in as you type).
+    pub previews: &'a [LinePreview],
 }
 
 #[derive(Template)]
@@ -71,6 +74,11 @@ pub struct Preferences<'a> {
     pub csrf: &'a str,
     pub can_edit: bool,
     pub can_resubscribe: bool,
+    /// What each query line finds among the recent papers.
+    pub previews: &'a [LinePreview],
+    /// "Preview my next digest" and the Atom feed, for a reader who gets digests.
+    pub digest_preview_url: Option<&'a str>,
+    pub feed_url: Option<&'a str>,
     pub likes: LikesPanel<'a>,
 }
 
@@ -116,6 +124,13 @@ pub struct Unsubscribed<'a> {
 pub struct Message<'a> {
     pub title: &'a str,
     pub message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "web/digest_preview.html")]
+pub struct DigestPreview<'a> {
+    pub d: &'a crate::email::digest::DigestView,
+    pub preferences_url: &'a str,
 }
 
 #[derive(Template)]

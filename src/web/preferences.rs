@@ -1,10 +1,12 @@
-//! `GET`/`POST /preferences/{token}`: a reader edits queries and settings, pauses,
-//! resumes, unsubscribes or comes back; `POST /preferences/{token}/likes` takes a list of
-//! papers they like. The signed token in the link is the only key; a token that does not
-//! verify is a plain 404 and changes nothing.
+//! `GET`/`POST /preferences/{token}`: a reader edits queries and settings (seeing what
+//! each query line finds among the recent papers), pauses, resumes, unsubscribes or comes
+//! back; `GET /preferences/{token}/preview` shows what their next digest would hold if it
+//! were sent now, storing nothing; `POST /preferences/{token}/likes` takes a list of papers
+//! they like. The signed token in the link is the only key; a token that does not verify
+//! is a plain 404 and changes nothing.
 
 use axum::extract::{Multipart, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -13,7 +15,9 @@ use chrono::Utc;
 use super::forms::{Choices, FieldErrors, FormFields};
 use super::guard::{Client, check_csrf, csrf_for_page, subscriber_for};
 use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION, LikesOutcome, LikesPanel, page};
+use super::recent::{LinePreview, query_lines};
 use super::{AppState, WebError};
+use crate::digest;
 use crate::digest::taste;
 use crate::domain::token::Purpose;
 use crate::domain::{
@@ -25,6 +29,7 @@ use crate::store::ConsentText;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/preferences/{token}", get(show).post(change))
+        .route("/preferences/{token}/preview", get(digest_preview))
         .route("/preferences/{token}/likes", post(like))
 }
 
@@ -38,18 +43,54 @@ fn status_text(status: SubscriberStatus) -> &'static str {
     }
 }
 
-fn render(
+/// Whether the reader gets digests (now or after resuming): only they have a next digest
+/// to preview and a feed of what they were sent.
+fn gets_digests(subscriber: &Subscriber) -> bool {
+    matches!(
+        subscriber.status,
+        SubscriberStatus::Active | SubscriberStatus::Paused
+    )
+}
+
+/// What the settings page shows besides the form: what each query line finds.
+async fn previews(
     state: &AppState,
+    subscriber: &Subscriber,
+    form: &FormFields,
+) -> Result<Vec<LinePreview>, WebError> {
+    if matches!(
+        subscriber.status,
+        SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
+    ) {
+        return Ok(Vec::new());
+    }
+    state
+        .preview
+        .preview(&state.store, query_lines(&form.queries))
+        .await
+}
+
+/// The page, with what each line of the queries box finds; `token` is the page's own.
+/// `likes` is what a list of liked papers just sent came to, on the page that answers it.
+#[allow(clippy::too_many_arguments)]
+async fn render(
+    state: &AppState,
+    token: &str,
     subscriber: &Subscriber,
     form: &FormFields,
     errors: &FieldErrors,
     flash: Option<&str>,
     cookie: &str,
-    likes: LikesPanel<'_>,
-) -> String {
+    likes: Option<&LikesOutcome>,
+) -> Result<String, WebError> {
+    let previews = previews(state, subscriber, form).await?;
     let choices = Choices::for_form(form, false);
     let csrf = state.links.keys().csrf_token(cookie);
-    pages::render(&pages::Preferences {
+    let digest_preview_url = format!("/preferences/{token}/preview");
+    let feed_url = state.links.feed(subscriber.id, &subscriber.link_key);
+    let gets_digests = gets_digests(subscriber);
+    let likes_url = format!("/preferences/{token}/likes");
+    Ok(pages::render(&pages::Preferences {
         email: subscriber.email.as_str(),
         status: subscriber.status.as_str(),
         status_text: status_text(subscriber.status),
@@ -63,8 +104,16 @@ fn render(
             SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
         ),
         can_resubscribe: subscriber.confirmed_at.is_some(),
-        likes,
-    })
+        previews: &previews,
+        digest_preview_url: gets_digests.then_some(digest_preview_url.as_str()),
+        feed_url: gets_digests.then_some(feed_url.as_str()),
+        likes: LikesPanel {
+            url: &likes_url,
+            max_entries: MAX_SEED_ENTRIES,
+            max_kib: state.max_body_bytes / 1024,
+            outcome: likes,
+        },
+    }))
 }
 
 #[tracing::instrument(skip_all)]
@@ -80,14 +129,42 @@ async fn show(
         StatusCode::OK,
         render(
             &state,
+            &token,
             &subscriber,
             &form,
             &FieldErrors::default(),
             None,
             &cookie,
-            likes_panel(&state, &likes_url(&token), None),
-        ),
+            None,
+        )
+        .await?,
         set_cookie,
+    ))
+}
+
+/// What the reader's next digest would hold if it were composed now, as its page shows
+/// it: the same view as `paperboy digest preview`. A GET that stores and sends nothing.
+#[tracing::instrument(skip_all, fields(ip = %client.ip))]
+async fn digest_preview(
+    State(state): State<AppState>,
+    client: Client,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    let subscriber = subscriber_for(&state, &token, Purpose::Preferences).await?;
+    if !gets_digests(&subscriber) {
+        return Err(WebError::NotFound);
+    }
+    // Composing reads and ranks the whole window: limited like the query previews.
+    state.guard.preview_from(client.ip)?;
+    let (view, _) = digest::preview(&state.store, &state.links, &subscriber, Utc::now()).await?;
+    let preferences_url = format!("/preferences/{token}");
+    Ok(page(
+        StatusCode::OK,
+        pages::render(&pages::DigestPreview {
+            d: &view,
+            preferences_url: &preferences_url,
+        }),
+        None,
     ))
 }
 
@@ -173,13 +250,15 @@ async fn change(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     render(
                         &state,
+                        &token,
                         &subscriber,
                         &refill,
                         &errors,
                         None,
                         &cookie,
-                        likes_panel(&state, &likes_url(&token), None),
-                    ),
+                        None,
+                    )
+                    .await?,
                     set_cookie,
                 ));
             };
@@ -201,32 +280,17 @@ async fn change(
         StatusCode::OK,
         render(
             &state,
+            &token,
             &subscriber,
             &current,
             &FieldErrors::default(),
             Some(flash.unwrap_or("Nothing to change.")),
             &cookie,
-            likes_panel(&state, &likes_url(&token), None),
-        ),
+            None,
+        )
+        .await?,
         set_cookie,
     ))
-}
-
-fn likes_url(token: &str) -> String {
-    format!("/preferences/{token}/likes")
-}
-
-fn likes_panel<'a>(
-    state: &AppState,
-    url: &'a str,
-    outcome: Option<&'a LikesOutcome>,
-) -> LikesPanel<'a> {
-    LikesPanel {
-        url,
-        max_entries: MAX_SEED_ENTRIES,
-        max_kib: state.max_body_bytes / 1024,
-        outcome,
-    }
 }
 
 /// What the "Papers you like" form posted: the pasted lines, or the file when one was
@@ -280,23 +344,37 @@ async fn like(
         return Err(WebError::NotFound);
     }
     let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
-    let url = likes_url(&token);
-    let answer = |status: StatusCode, outcome: &LikesOutcome, set_cookie: Option<HeaderValue>| {
-        let form = FormFields::from_preferences(&subscriber.preferences);
-        let body = render(
-            &state,
-            &subscriber,
-            &form,
-            &FieldErrors::default(),
-            None,
-            &cookie,
-            likes_panel(&state, &url, Some(outcome)),
-        );
-        page(status, body, set_cookie)
-    };
-    let refused = |why: String| LikesOutcome {
-        refused: Some(why),
-        ..LikesOutcome::default()
+    let (status, outcome) = take_likes(&state, &client, &headers, &subscriber, multipart).await?;
+    let form = FormFields::from_preferences(&subscriber.preferences);
+    let body = render(
+        &state,
+        &token,
+        &subscriber,
+        &form,
+        &FieldErrors::default(),
+        None,
+        &cookie,
+        Some(&outcome),
+    )
+    .await?;
+    Ok(page(status, body, set_cookie))
+}
+
+/// Reads the form, checks it (CSRF, the rate limits), and records the papers of its list:
+/// the status to answer with and what the list came to.
+async fn take_likes(
+    state: &AppState,
+    client: &Client,
+    headers: &HeaderMap,
+    subscriber: &Subscriber,
+    multipart: Multipart,
+) -> Result<(StatusCode, LikesOutcome), WebError> {
+    let refused = |status: StatusCode, why: String| {
+        let outcome = LikesOutcome {
+            refused: Some(why),
+            ..LikesOutcome::default()
+        };
+        Ok((status, outcome))
     };
     let form = match LikesForm::read(multipart).await {
         Ok(form) => form,
@@ -307,39 +385,29 @@ async fn like(
                  papers, or without abstracts and notes, or paste their ids instead.",
                 state.max_body_bytes / 1024
             );
-            return Ok(answer(e.status(), &refused(why), set_cookie));
+            return refused(e.status(), why);
         }
         Err(e) => {
             tracing::info!(error = %e, "unreadable likes form");
             let why = "the form did not arrive whole; please send it again.".to_string();
-            return Ok(answer(StatusCode::BAD_REQUEST, &refused(why), set_cookie));
+            return refused(StatusCode::BAD_REQUEST, why);
         }
     };
-    check_csrf(&headers, &state.links, &form.csrf)?;
+    check_csrf(headers, &state.links, &form.csrf)?;
     state.guard.likes_from(client.ip, subscriber.id)?;
     let text = match form.file {
         Some(bytes) => match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(_) => {
                 let why = "the file is not UTF-8 text (save or export it as UTF-8).".to_string();
-                return Ok(answer(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &refused(why),
-                    set_cookie,
-                ));
+                return refused(StatusCode::UNPROCESSABLE_ENTITY, why);
             }
         },
         None => form.papers,
     };
     let list = match SeedList::parse(&text) {
         Ok(list) => list,
-        Err(e) => {
-            return Ok(answer(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &refused(format!("{e}.")),
-                set_cookie,
-            ));
-        }
+        Err(e) => return refused(StatusCode::UNPROCESSABLE_ENTITY, format!("{e}.")),
     };
     let now = Utc::now();
     let resolution = resolve_seeds(&state.store, &state.arxiv, &list, now).await?;
@@ -377,5 +445,5 @@ async fn like(
         unresolved = outcome.unresolved.len(),
         "papers liked"
     );
-    Ok(answer(StatusCode::OK, &outcome, set_cookie))
+    Ok((StatusCode::OK, outcome))
 }
