@@ -1,6 +1,7 @@
 //! `GET`/`POST /preferences/{token}`: a reader edits queries and settings, pauses,
-//! resumes, unsubscribes or comes back. The signed token in the link is the only key; a
-//! token that does not verify is a plain 404 and changes nothing.
+//! resumes, unsubscribes or comes back, and sees the papers they rated (removing them
+//! posts to `/preferences/{token}/ratings`). The signed token in the link is the only key;
+//! a token that does not verify is a plain 404 and changes nothing.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,7 +12,7 @@ use chrono::Utc;
 
 use super::forms::{Choices, FieldErrors, FormFields};
 use super::guard::{Client, check_csrf, csrf_for_page, subscriber_for};
-use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION, page};
+use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION, RatingList, page};
 use super::{AppState, WebError};
 use crate::domain::Subscriber;
 use crate::domain::SubscriberStatus;
@@ -32,6 +33,20 @@ fn status_text(status: SubscriberStatus) -> &'static str {
     }
 }
 
+/// The reader's ratings, newest first, as the page lists them.
+async fn ratings(
+    state: &AppState,
+    token: &str,
+    subscriber: &Subscriber,
+) -> Result<RatingList, WebError> {
+    let ratings = state.store.ratings_of(subscriber.id).await?;
+    Ok(RatingList::new(
+        format!("/preferences/{token}/ratings"),
+        &ratings,
+        &subscriber.preferences.timezone,
+    ))
+}
+
 fn render(
     state: &AppState,
     subscriber: &Subscriber,
@@ -39,6 +54,7 @@ fn render(
     errors: &FieldErrors,
     flash: Option<&str>,
     cookie: &str,
+    ratings: &RatingList,
 ) -> String {
     let choices = Choices::for_form(form, false);
     let csrf = state.links.keys().csrf_token(cookie);
@@ -56,6 +72,7 @@ fn render(
             SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
         ),
         can_resubscribe: subscriber.confirmed_at.is_some(),
+        ratings,
     })
 }
 
@@ -68,6 +85,7 @@ async fn show(
     let subscriber = subscriber_for(&state, &token, Purpose::Preferences).await?;
     let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
     let form = FormFields::from_preferences(&subscriber.preferences);
+    let ratings = ratings(&state, &token, &subscriber).await?;
     Ok(page(
         StatusCode::OK,
         render(
@@ -77,6 +95,7 @@ async fn show(
             &FieldErrors::default(),
             None,
             &cookie,
+            &ratings,
         ),
         set_cookie,
     ))
@@ -160,9 +179,18 @@ async fn change(
                     csrf: String::new(),
                     ..form
                 };
+                let ratings = ratings(&state, &token, &subscriber).await?;
                 return Ok(page(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    render(&state, &subscriber, &refill, &errors, None, &cookie),
+                    render(
+                        &state,
+                        &subscriber,
+                        &refill,
+                        &errors,
+                        None,
+                        &cookie,
+                        &ratings,
+                    ),
                     set_cookie,
                 ));
             };
@@ -180,6 +208,7 @@ async fn change(
         .await?
         .ok_or(WebError::NotFound)?;
     let current = FormFields::from_preferences(&subscriber.preferences);
+    let ratings = ratings(&state, &token, &subscriber).await?;
     Ok(page(
         StatusCode::OK,
         render(
@@ -189,6 +218,7 @@ async fn change(
             &FieldErrors::default(),
             Some(flash.unwrap_or("Nothing to change.")),
             &cookie,
+            &ratings,
         ),
         set_cookie,
     ))
