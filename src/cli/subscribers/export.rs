@@ -1,5 +1,5 @@
 //! `paperboy subscribers export ADDR`: everything held on a subscriber, as JSON (consents,
-//! digests with their papers, deliveries).
+//! ratings, digests with their papers, deliveries).
 
 use serde_json::{Value, json};
 
@@ -16,6 +16,7 @@ pub struct Args {
 pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
     let subscriber = find(store, &args.address).await?;
     let consents = store.consents(subscriber.id).await?;
+    let ratings = store.ratings_of(subscriber.id).await?;
     let mut digests = Vec::new();
     for d in store.digests_of(subscriber.id).await? {
         digests.push(digest(store, d).await?);
@@ -23,6 +24,7 @@ pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
     print_json(&json!({
         "subscriber": subscriber,
         "consents": consents,
+        "ratings": ratings,
         "digests": digests,
     }))
 }
