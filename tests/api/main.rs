@@ -17,4 +17,5 @@ mod ingest;
 mod instances;
 mod mail;
 mod matching;
+mod ratings;
 mod web;
