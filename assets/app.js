@@ -1,5 +1,7 @@
 // Progressive enhancement for the subscribe and preferences forms. Everything works
-// without it: it only prefills the browser's time zone and previews queries as you type.
+// without it: it only prefills the browser's time zone and previews queries as you type
+// (each line's count and its best matches of the last days, as the preferences page shows
+// them without a script). Everything from the server goes in as text, never as markup.
 (function () {
   "use strict";
 
@@ -24,6 +26,29 @@
     return p;
   }
 
+  // Only http(s) links are followed; the server sends no other, and this makes sure.
+  function webLink(url) {
+    return typeof url === "string" && /^https?:\/\//i.test(url);
+  }
+
+  function top(papers) {
+    var list = document.createElement("ol");
+    list.className = "top";
+    papers.forEach(function (paper) {
+      var item = document.createElement("li");
+      if (webLink(paper.url)) {
+        var a = document.createElement("a");
+        a.href = paper.url;
+        a.textContent = paper.title;
+        item.appendChild(a);
+      } else {
+        item.textContent = paper.title;
+      }
+      list.appendChild(item);
+    });
+    return list;
+  }
+
   function refresh() {
     var lines = queries.value.split("\n").map(function (l) { return l.trim(); })
       .filter(function (l) { return l.length > 0; }).slice(0, 20);
@@ -38,12 +63,16 @@
       var nodes = [];
       answers.forEach(function (a, i) {
         if (!a) { return; }
+        var box = document.createElement("div");
+        box.className = "preview-line";
         if (a.ok) {
-          nodes.push(line(lines[i] + ": " + a.matches + " of the " + a.papers +
+          box.appendChild(line(lines[i] + ": " + a.matches + " of the " + a.papers +
             " papers of the last " + a.days + " days", false));
+          if (a.top && a.top.length) { box.appendChild(top(a.top)); }
         } else {
-          nodes.push(line(lines[i] + ": " + a.error, true));
+          box.appendChild(line(lines[i] + ": " + a.error, true));
         }
+        nodes.push(box);
       });
       out.replaceChildren.apply(out, nodes);
     });

@@ -125,6 +125,7 @@ fn digest_view(links: &Links, entries: &[StoredEntry], i: usize) -> render::Dige
             archive: Some(links.archive(i as i64, "archive-key")),
             preferences: links.preferences(r.id, &r.link_key),
             unsubscribe: links.unsubscribe(r.id, &r.link_key),
+            feed: links.feed(r.id, &r.link_key),
         },
     )
 }

@@ -13,7 +13,10 @@
 //!
 //! Run: `cargo bench --bench e2e` (SQLite; with `PAPERBOY_TEST_POSTGRES_URL` also
 //! PostgreSQL with one and with three workers). Options: `--readers N`, `--only sqlite|
-//! postgres|postgres-3`, `--no-smtp` (stop after composing: the 1,000,000-reader run).
+//! postgres|postgres-3`, `--no-smtp` (stop after composing: the 1,000,000-reader run),
+//! `--tastes F` (run each configuration twice, the second time with a share F of the
+//! readers holding ten ratings each, seven "more" and three "less", so a learned taste:
+//! what the taste adds to the digest tick).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,7 @@ use chrono::{DateTime, Utc};
 use paperboy::config::{DatabaseUrl, Settings};
 use paperboy::delivery::Mailer;
 use paperboy::digest;
+use paperboy::domain::{Rating, RatingSource};
 use paperboy::store::Store;
 use sqlx::Connection;
 
@@ -383,12 +387,38 @@ fn count(rows: &[(String, i64)], status: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Gives every `1/share`-th reader ten ratings of the day's papers (seven "more", three
+/// "less"), recorded as a rating from the digest page is, so each has a learned taste.
+/// Returns how many readers were rated.
+async fn rate_readers(url: &DatabaseUrl, share: f64) -> usize {
+    let store = Store::open(url).await.expect("store");
+    let readers = store.active_subscribers().await.expect("readers");
+    let upto = store.max_paper_id().await.expect("papers");
+    let every = (1.0 / share).round().max(1.0) as usize;
+    let mut rng = Rng(0x7a57e);
+    let mut rated = 0;
+    for r in readers.iter().step_by(every) {
+        let ids: Vec<i64> = (0..10)
+            .map(|_| 1 + rng.below(upto as usize) as i64)
+            .collect();
+        for (some, rating) in [(&ids[..7], Rating::More), (&ids[7..], Rating::Less)] {
+            digest::taste::rate(&store, r.id, some, rating, RatingSource::Digest, Utc::now())
+                .await
+                .expect("rate");
+        }
+        rated += 1;
+    }
+    store.close().await;
+    rated
+}
+
 async fn run(
     day: &Day,
     feeds_port: u16,
     backend: &str,
     workers: usize,
     smtp: bool,
+    tastes: f64,
 ) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let (url, pg) = database(backend, dir.path()).await;
@@ -436,6 +466,13 @@ async fn run(
 
     // The day: ingest, the digest tick at an instant every reader is due, delivery.
     let ingest = steps.run(&["fetch", "--json"]);
+    let rating = Instant::now();
+    let rated = if tastes > 0.0 {
+        rate_readers(&url, tastes).await
+    } else {
+        0
+    };
+    let rating_s = rating.elapsed().as_secs_f64();
     let at: DateTime<Utc> = Utc::now() + chrono::Duration::days(8);
     let at_s = at.to_rfc3339();
     let tick = steps.run(&["digest", "run", "--at", &at_s, "--no-deliver", "--json"]);
@@ -452,6 +489,8 @@ async fn run(
         "queries": day.query_rows,
         "papers_in_feeds": PAPERS,
         "setup_import_readers_s": round(import.seconds),
+        "readers_with_a_taste": rated,
+        "setup_ratings_s": round(rating_s),
         "ingest": {
             "s": round(ingest.seconds),
             "peak_rss_mib": round(ingest.peak_rss_mib),
@@ -559,6 +598,10 @@ fn main() {
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     let smtp = !std::env::args().any(|a| a == "--no-smtp");
     let postgres = std::env::var("PAPERBOY_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty());
+    let tastes: Option<f64> = std::env::args()
+        .skip_while(|a| a != "--tastes")
+        .nth(1)
+        .map(|v| v.parse().expect("--tastes takes a share, such as 0.2"));
     let mut configs = vec![("sqlite", 1)];
     if postgres {
         configs.push(("postgres", 1));
@@ -589,7 +632,23 @@ fn main() {
         .build()
         .expect("runtime");
     for (backend, workers) in configs {
-        let result = runtime.block_on(run(&day, port, backend, workers, smtp));
-        println!("{result}");
+        let plain = runtime.block_on(run(&day, port, backend, workers, smtp, 0.0));
+        println!("{plain}");
+        if let Some(share) = tastes {
+            let steered = runtime.block_on(run(&day, port, backend, workers, smtp, share));
+            println!("{steered}");
+            let tick = |v: &serde_json::Value| v["compose"]["s"].as_f64().unwrap_or(0.0);
+            println!(
+                "{}",
+                serde_json::json!({
+                    "benchmark": "e2e-taste-overhead",
+                    "backend": backend,
+                    "readers_with_a_taste": steered["readers_with_a_taste"],
+                    "tick_s_without": tick(&plain),
+                    "tick_s_with": tick(&steered),
+                    "added": round(tick(&steered) / tick(&plain).max(1e-9) - 1.0),
+                })
+            );
+        }
     }
 }

@@ -53,21 +53,6 @@ impl Tastes {
         }
     }
 
-    /// The rated papers the tastes name, by id.
-    pub fn exemplars(&self) -> impl Iterator<Item = i64> + '_ {
-        self.by_subscriber
-            .values()
-            .flat_map(|t| t.exemplars().iter().copied())
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_subscriber.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_subscriber.is_empty()
-    }
-
     /// The note for a paper the taste moved by `moved` steps, naming the rated paper it is
     /// most like; `None` when it moved too little to say, or the paper cannot be named.
     fn note(&self, taste: &Taste, index: &TasteIndex, doc: u32, moved: f64) -> Option<TasteNote> {

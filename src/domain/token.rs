@@ -1,5 +1,5 @@
 //! The keys to a reader's links. Confirmation links carry 256 random bits and only their
-//! SHA-256 is stored; preference and unsubscribe links are an HMAC over the reader, the
+//! SHA-256 is stored; preference, unsubscribe and feed links are an HMAC over the reader, the
 //! purpose and a random per-reader key, so they need no storage and die with the reader.
 //! Every check is constant-time.
 
@@ -17,6 +17,8 @@ pub enum Purpose {
     Unsubscribe,
     /// A digest's page in the browser (the id is the digest's).
     Archive,
+    /// The reader's personal Atom feed.
+    Feed,
 }
 
 impl Purpose {
@@ -25,6 +27,7 @@ impl Purpose {
             Purpose::Preferences => b"preferences",
             Purpose::Unsubscribe => b"unsubscribe",
             Purpose::Archive => b"archive",
+            Purpose::Feed => b"feed",
         }
     }
 }
@@ -204,6 +207,16 @@ impl Links {
         )
     }
 
+    /// The reader's Atom feed: `/feeds/ID.atom?t=TOKEN`. The token opens the feed and
+    /// nothing else, so a feed reader that keeps the address cannot change settings.
+    pub fn feed(&self, id: i64, link_key: &str) -> String {
+        format!(
+            "{}/feeds/{id}.atom?t={}",
+            self.base,
+            self.keys.sign(Purpose::Feed, id, link_key)
+        )
+    }
+
     /// The host of the base URL, for List-Id and the like.
     pub fn host(&self) -> String {
         url::Url::parse(&self.base)
@@ -249,6 +262,10 @@ mod tests {
         assert_eq!(LinkKeys::subscriber_of(&token), Some(42));
         assert!(keys.verify(&token, Purpose::Preferences, 42, "k1"));
         assert!(!keys.verify(&token, Purpose::Unsubscribe, 42, "k1"));
+        assert!(!keys.verify(&token, Purpose::Feed, 42, "k1"));
+        let feed = keys.sign(Purpose::Feed, 42, "k1");
+        assert!(keys.verify(&feed, Purpose::Feed, 42, "k1"));
+        assert!(!keys.verify(&feed, Purpose::Preferences, 42, "k1"));
         assert!(!keys.verify(&token, Purpose::Preferences, 43, "k1"));
         assert!(!keys.verify(&token, Purpose::Preferences, 42, "k2"));
         assert!(!LinkKeys::new(b"other").verify(&token, Purpose::Preferences, 42, "k1"));

@@ -79,6 +79,8 @@ pub struct DigestView {
     pub archive_url: Option<String>,
     pub preferences_url: String,
     pub unsubscribe_url: String,
+    /// The reader's Atom feed of the papers they were sent.
+    pub feed_url: String,
 }
 
 #[derive(Template)]
@@ -176,6 +178,7 @@ pub fn view_for(
             archive,
             preferences: links.preferences(subscriber.id, &subscriber.link_key),
             unsubscribe: links.unsubscribe(subscriber.id, &subscriber.link_key),
+            feed: links.feed(subscriber.id, &subscriber.link_key),
         },
     )
 }
@@ -198,6 +201,7 @@ pub struct DigestLinks {
     pub archive: Option<String>,
     pub preferences: String,
     pub unsubscribe: String,
+    pub feed: String,
 }
 
 /// Builds the view of a digest: `entries` are the papers to list (in email order), then
@@ -278,6 +282,7 @@ pub fn view(
         archive_url: links.archive,
         preferences_url: links.preferences,
         unsubscribe_url: links.unsubscribe,
+        feed_url: links.feed,
     }
 }
 
@@ -308,7 +313,8 @@ pub fn anchor(paper_id: i64) -> String {
     format!("paper-{paper_id}")
 }
 
-fn paper_view(e: &StoredEntry, number: usize, archive: Option<&str>) -> PaperView {
+/// One stored entry as the email shows it (also what the reader's feed says of it).
+pub fn paper_view(e: &StoredEntry, number: usize, archive: Option<&str>) -> PaperView {
     let p = &e.paper.paper;
     let authors = if p.authors.len() > AUTHORS_SHOWN {
         format!("{} et al.", p.authors[..AUTHORS_SHOWN - 1].join(", "))
@@ -358,7 +364,7 @@ pub fn reason(x: &Explanation) -> String {
 
 /// A feed's link, only when it is an http(s) address: a `javascript:` or `data:` link is
 /// dropped however well it is escaped.
-fn web_link(link: &Option<String>) -> Option<String> {
+pub fn web_link(link: &Option<String>) -> Option<String> {
     link.as_ref()
         .filter(|l| url::Url::parse(l).is_ok_and(|u| matches!(u.scheme(), "http" | "https")))
         .cloned()

@@ -82,6 +82,26 @@ pub struct StoredEntry {
     pub suggested: bool,
 }
 
+/// One paper a reader was sent, with the digest that brought it: a row of their feed.
+#[derive(Debug, Clone)]
+pub struct SentEntry {
+    pub digest_id: i64,
+    /// The end of the digest's window: when the paper was composed for the reader.
+    pub window_end: DateTime<Utc>,
+    /// Whether the digest was a trending one (a reader without queries).
+    pub trending: bool,
+    pub entry: StoredEntry,
+}
+
+/// A row of `digest_papers` with its digest's window end.
+#[derive(sqlx::FromRow)]
+struct SentRow {
+    window_end: DateTime<Utc>,
+    trending: bool,
+    #[sqlx(flatten)]
+    entry: EntryRow,
+}
+
 /// A row of `digest_papers`.
 #[derive(sqlx::FromRow)]
 struct EntryRow {
@@ -324,6 +344,70 @@ impl Store {
                     score: entry.score,
                     explanation: entry.explanation,
                     suggested: entry.suggested,
+                })
+            })
+            .collect()
+    }
+
+    /// The papers that matched in a reader's composed digests whose window ended at or
+    /// after `since` (their suggestions left out): newest digest first, in email order
+    /// within a digest, each paper once (the newest digest that holds it), at most
+    /// `limit`. Read along the `(subscriber_id,
+    /// window_end)` key of `digests` and the primary key of `digest_papers`.
+    #[tracing::instrument(skip_all, fields(subscriber = subscriber_id))]
+    pub async fn sent_entries(
+        &self,
+        subscriber_id: i64,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<SentEntry>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<SentRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT d.window_end, d.trending, p.digest_id, p.rank, p.paper_id, p.score, \
+                 p.explanation, p.suggested FROM digests d \
+                 JOIN digest_papers p ON p.digest_id = d.id \
+                 WHERE d.subscriber_id = $1 AND d.window_end >= $2 AND d.status = 'composed' \
+                 AND NOT p.suggested ORDER BY d.window_end DESC, d.id DESC, p.rank LIMIT $3",
+            )
+            .bind(subscriber_id)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut seen = HashSet::new();
+        let rows: Vec<SentRow> = rows
+            .into_iter()
+            .filter(|r| seen.insert(r.entry.paper_id))
+            .collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.entry.paper_id).collect();
+        let mut by_id: HashMap<i64, StoredPaper> = self
+            .papers_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p))
+            .collect();
+        rows.into_iter()
+            .map(|r| {
+                let paper = by_id.remove(&r.entry.paper_id).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "digest {}: paper {} missing",
+                        r.entry.digest_id, r.entry.paper_id
+                    ))
+                })?;
+                let digest_id = r.entry.digest_id;
+                let entry = r.entry.into_entry()?;
+                Ok(SentEntry {
+                    digest_id,
+                    window_end: r.window_end,
+                    trending: r.trending,
+                    entry: StoredEntry {
+                        paper,
+                        score: entry.score,
+                        explanation: entry.explanation,
+                        suggested: entry.suggested,
+                    },
                 })
             })
             .collect()

@@ -30,7 +30,7 @@ use crate::domain::EmailAddress;
 
 pub use admin::NewSubscriber;
 pub use counts::{Snapshot, Stats};
-pub use digests::{Claimed, DigestEntry, DigestRecord, NewDigest, Outcome, StoredEntry};
+pub use digests::{Claimed, DigestEntry, DigestRecord, NewDigest, Outcome, SentEntry, StoredEntry};
 pub use feeds::{FeedHealth, FeedRecord, FetchOutcome};
 pub use papers::{PaperSource, StoredPaper, UpsertCounts};
 pub use ratings::{RatedPaper, RatingChange, RatingRecord, StoredTaste};

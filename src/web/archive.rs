@@ -52,7 +52,7 @@ async fn show(
         StatusCode::OK,
         pages::render(&pages::Archive {
             d: &view,
-            rate: &rate,
+            rate: Some(&rate),
         }),
         set_cookie,
     ))

@@ -5,12 +5,14 @@
 mod archive;
 mod assets;
 mod confirm;
+mod feed;
 mod forms;
 mod guard;
 mod health;
 mod pages;
 mod preferences;
 mod ratings;
+mod recent;
 mod subscribe;
 mod unsubscribe;
 
@@ -39,7 +41,8 @@ pub struct AppState {
     pub guard: Arc<Guard>,
     /// Shown on the form when mail does not leave the machine, for the operator trying it.
     pub operator_note: Option<Arc<str>>,
-    pub preview: Arc<subscribe::PreviewCache>,
+    /// The recent papers the query previews look at.
+    pub preview: Arc<recent::RecentPapers>,
     /// The least time between two links mailed to one address.
     pub resend_after: chrono::Duration,
     /// Why this instance's delivery worker stopped (a refused login or TLS), for
@@ -63,7 +66,7 @@ impl AppState {
             links,
             guard: Arc::new(Guard::new(&settings.web)),
             operator_note,
-            preview: Arc::new(subscribe::PreviewCache::default()),
+            preview: Arc::new(recent::RecentPapers::default()),
             resend_after: i64::try_from(settings.web.resend_link_after_secs)
                 .ok()
                 .and_then(chrono::Duration::try_seconds)
@@ -78,6 +81,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(health::router())
         .merge(assets::router())
         .merge(archive::router())
+        .merge(feed::router())
         .merge(subscribe::router())
         .merge(confirm::router())
         .merge(preferences::router())

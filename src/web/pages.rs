@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::forms::{Choices, FieldErrors, FormFields};
+use super::recent::LinePreview;
 use crate::domain::{Rating, RatingSource, TimeZone};
 use crate::store::RatingRecord;
 
@@ -47,6 +48,8 @@ pub struct Subscribe<'a> {
     pub csrf: &'a str,
     pub consent_text: &'a str,
     pub operator_note: Option<&'a str>,
+    /// What each query line finds (empty here: the script fills it in as you type).
+    pub previews: &'a [LinePreview],
 }
 
 #[derive(Template)]
@@ -75,6 +78,11 @@ pub struct Preferences<'a> {
     pub csrf: &'a str,
     pub can_edit: bool,
     pub can_resubscribe: bool,
+    /// What each query line finds among the recent papers.
+    pub previews: &'a [LinePreview],
+    /// "Preview my next digest" and the Atom feed, for a reader who gets digests.
+    pub digest_preview_url: Option<&'a str>,
+    pub feed_url: Option<&'a str>,
     /// The reader's "more / less like this" ratings (`_ratings.html`).
     pub ratings: &'a RatingList,
 }
@@ -101,11 +109,21 @@ pub struct Message<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "web/digest_preview.html")]
+pub struct DigestPreview<'a> {
+    pub d: &'a crate::email::digest::DigestView,
+    pub preferences_url: &'a str,
+    /// Always `None`: a digest not yet composed has no papers to rate (it shares the
+    /// archive page's paper partial).
+    pub rate: Option<&'a RateButtons>,
+}
+
+#[derive(Template)]
 #[template(path = "web/archive.html")]
 pub struct Archive<'a> {
     pub d: &'a crate::email::digest::DigestView,
     /// The "more / less like this" buttons of each paper (`_rate_paper.html`).
-    pub rate: &'a RateButtons,
+    pub rate: Option<&'a RateButtons>,
 }
 
 /// The "more / less like this" buttons of a digest's page: where they post, the form

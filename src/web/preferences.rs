@@ -1,7 +1,9 @@
-//! `GET`/`POST /preferences/{token}`: a reader edits queries and settings, pauses,
-//! resumes, unsubscribes or comes back, and sees the papers they rated (removing them
-//! posts to `/preferences/{token}/ratings`). The signed token in the link is the only key;
-//! a token that does not verify is a plain 404 and changes nothing.
+//! `GET`/`POST /preferences/{token}`: a reader edits queries and settings (seeing what
+//! each query line finds among the recent papers), pauses, resumes, unsubscribes or comes
+//! back, and sees the papers they rated (removing them posts to
+//! `/preferences/{token}/ratings`); `GET /preferences/{token}/preview` shows what their
+//! next digest would hold if it were sent now, storing nothing. The signed token in the
+//! link is the only key; a token that does not verify is a plain 404 and changes nothing.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,14 +15,18 @@ use chrono::Utc;
 use super::forms::{Choices, FieldErrors, FormFields};
 use super::guard::{Client, check_csrf, csrf_for_page, subscriber_for};
 use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION, RatingList, page};
+use super::recent::{LinePreview, query_lines};
 use super::{AppState, WebError};
+use crate::digest;
 use crate::domain::Subscriber;
 use crate::domain::SubscriberStatus;
 use crate::domain::token::Purpose;
 use crate::store::ConsentText;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/preferences/{token}", get(show).post(change))
+    Router::new()
+        .route("/preferences/{token}", get(show).post(change))
+        .route("/preferences/{token}/preview", get(digest_preview))
 }
 
 fn status_text(status: SubscriberStatus) -> &'static str {
@@ -31,6 +37,33 @@ fn status_text(status: SubscriberStatus) -> &'static str {
         SubscriberStatus::Unsubscribed => "unsubscribed",
         SubscriberStatus::Bounced => "stopped: mail to this address bounced",
     }
+}
+
+/// Whether the reader gets digests (now or after resuming): only they have a next digest
+/// to preview and a feed of what they were sent.
+fn gets_digests(subscriber: &Subscriber) -> bool {
+    matches!(
+        subscriber.status,
+        SubscriberStatus::Active | SubscriberStatus::Paused
+    )
+}
+
+/// What the settings page shows besides the form: what each query line finds.
+async fn previews(
+    state: &AppState,
+    subscriber: &Subscriber,
+    form: &FormFields,
+) -> Result<Vec<LinePreview>, WebError> {
+    if matches!(
+        subscriber.status,
+        SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
+    ) {
+        return Ok(Vec::new());
+    }
+    state
+        .preview
+        .preview(&state.store, query_lines(&form.queries))
+        .await
 }
 
 /// The reader's ratings, newest first, as the page lists them.
@@ -47,18 +80,25 @@ async fn ratings(
     ))
 }
 
-fn render(
+/// The page, with what each line of the queries box finds and the reader's ratings;
+/// `token` is the page's own.
+async fn render(
     state: &AppState,
+    token: &str,
     subscriber: &Subscriber,
     form: &FormFields,
     errors: &FieldErrors,
     flash: Option<&str>,
     cookie: &str,
-    ratings: &RatingList,
-) -> String {
+) -> Result<String, WebError> {
+    let previews = previews(state, subscriber, form).await?;
+    let ratings = ratings(state, token, subscriber).await?;
     let choices = Choices::for_form(form, false);
     let csrf = state.links.keys().csrf_token(cookie);
-    pages::render(&pages::Preferences {
+    let digest_preview_url = format!("/preferences/{token}/preview");
+    let feed_url = state.links.feed(subscriber.id, &subscriber.link_key);
+    let gets_digests = gets_digests(subscriber);
+    Ok(pages::render(&pages::Preferences {
         email: subscriber.email.as_str(),
         status: subscriber.status.as_str(),
         status_text: status_text(subscriber.status),
@@ -72,8 +112,11 @@ fn render(
             SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
         ),
         can_resubscribe: subscriber.confirmed_at.is_some(),
-        ratings,
-    })
+        previews: &previews,
+        digest_preview_url: gets_digests.then_some(digest_preview_url.as_str()),
+        feed_url: gets_digests.then_some(feed_url.as_str()),
+        ratings: &ratings,
+    }))
 }
 
 #[tracing::instrument(skip_all)]
@@ -85,19 +128,46 @@ async fn show(
     let subscriber = subscriber_for(&state, &token, Purpose::Preferences).await?;
     let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
     let form = FormFields::from_preferences(&subscriber.preferences);
-    let ratings = ratings(&state, &token, &subscriber).await?;
     Ok(page(
         StatusCode::OK,
         render(
             &state,
+            &token,
             &subscriber,
             &form,
             &FieldErrors::default(),
             None,
             &cookie,
-            &ratings,
-        ),
+        )
+        .await?,
         set_cookie,
+    ))
+}
+
+/// What the reader's next digest would hold if it were composed now, as its page shows
+/// it: the same view as `paperboy digest preview`. A GET that stores and sends nothing.
+#[tracing::instrument(skip_all, fields(ip = %client.ip))]
+async fn digest_preview(
+    State(state): State<AppState>,
+    client: Client,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    let subscriber = subscriber_for(&state, &token, Purpose::Preferences).await?;
+    if !gets_digests(&subscriber) {
+        return Err(WebError::NotFound);
+    }
+    // Composing reads and ranks the whole window: limited like the query previews.
+    state.guard.preview_from(client.ip)?;
+    let (view, _) = digest::preview(&state.store, &state.links, &subscriber, Utc::now()).await?;
+    let preferences_url = format!("/preferences/{token}");
+    Ok(page(
+        StatusCode::OK,
+        pages::render(&pages::DigestPreview {
+            d: &view,
+            preferences_url: &preferences_url,
+            rate: None,
+        }),
+        None,
     ))
 }
 
@@ -179,18 +249,9 @@ async fn change(
                     csrf: String::new(),
                     ..form
                 };
-                let ratings = ratings(&state, &token, &subscriber).await?;
                 return Ok(page(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    render(
-                        &state,
-                        &subscriber,
-                        &refill,
-                        &errors,
-                        None,
-                        &cookie,
-                        &ratings,
-                    ),
+                    render(&state, &token, &subscriber, &refill, &errors, None, &cookie).await?,
                     set_cookie,
                 ));
             };
@@ -208,18 +269,18 @@ async fn change(
         .await?
         .ok_or(WebError::NotFound)?;
     let current = FormFields::from_preferences(&subscriber.preferences);
-    let ratings = ratings(&state, &token, &subscriber).await?;
     Ok(page(
         StatusCode::OK,
         render(
             &state,
+            &token,
             &subscriber,
             &current,
             &FieldErrors::default(),
             Some(flash.unwrap_or("Nothing to change.")),
             &cookie,
-            &ratings,
-        ),
+        )
+        .await?,
         set_cookie,
     ))
 }

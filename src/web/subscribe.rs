@@ -1,12 +1,10 @@
 //! `GET /` (the form), `POST /subscribe` (store a pending reader and mail the link) and
-//! `GET /preview` (how many recent papers a query finds, for the form's live preview).
+//! `GET /preview` (how many recent papers a query finds and the best three, for the form's
+//! live preview).
 //!
 //! The answer to a valid submission never depends on whether the address is known: new,
 //! pending, active and unsubscribed addresses all get the same page, byte for byte, and
 //! the email (if any) goes out after the answer.
-
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::extract::{Query as QueryParams, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,7 +14,6 @@ use axum::{Form, Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 use super::forms::{Choices, FieldErrors, FormFields};
 use super::guard::{Client, check_csrf, csrf_for_page};
@@ -26,14 +23,10 @@ use crate::domain::token::{hash_token, random_token};
 use crate::domain::{EmailAddress, Preferences};
 use crate::email::{Email, notices};
 use crate::error::chain;
-use crate::matching::eval::{Indexed, eval};
-use crate::matching::{Doc, Query};
 use crate::store::{ConsentText, RequestOutcome, SubscriptionRequest, email_key};
 
 /// How long a confirmation link works.
 pub const CONFIRMATION_TTL_HOURS: i64 = 48;
-/// How far back the live preview looks.
-const PREVIEW_DAYS: i64 = 7;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -72,6 +65,7 @@ fn render_form(
         csrf: &csrf,
         consent_text: CONSENT_TEXT,
         operator_note: state.operator_note.as_deref(),
+        previews: &[],
     })
 }
 
@@ -189,37 +183,9 @@ struct PreviewParams {
     q: String,
 }
 
-/// The papers of the last days, analysed once and kept for a few minutes.
-#[derive(Default)]
-pub struct PreviewCache {
-    docs: Mutex<Option<(Instant, Arc<Vec<Doc>>)>>,
-}
-
-const PREVIEW_CACHE_FOR: Duration = Duration::from_secs(300);
-
-impl PreviewCache {
-    async fn docs(&self, state: &AppState) -> Result<Arc<Vec<Doc>>, WebError> {
-        let mut slot = self.docs.lock().await;
-        if let Some((at, docs)) = slot.as_ref()
-            && at.elapsed() < PREVIEW_CACHE_FOR
-        {
-            return Ok(docs.clone());
-        }
-        let since = Utc::now() - chrono::Duration::days(PREVIEW_DAYS);
-        let papers = state.store.list_papers(Some(since)).await?;
-        let docs = Arc::new(
-            papers
-                .iter()
-                .map(|p| Doc::from_paper(&p.paper))
-                .collect::<Vec<_>>(),
-        );
-        *slot = Some((Instant::now(), docs.clone()));
-        Ok(docs)
-    }
-}
-
-/// `{"ok":true,"matches":N,"papers":M,"days":7}`, or `{"ok":false,"error":"…"}` with the
-/// parser's message.
+/// `{"ok":true,"matches":N,"papers":M,"days":7,"top":[{"title":…,"url":…}]}` (the best 3
+/// matches, best first; `url` null unless it is an http(s) address), or
+/// `{"ok":false,"error":"…","position":P}` with the parser's message.
 #[tracing::instrument(skip_all, fields(ip = %client.ip))]
 async fn preview(
     State(state): State<AppState>,
@@ -227,23 +193,21 @@ async fn preview(
     QueryParams(params): QueryParams<PreviewParams>,
 ) -> Result<Json<Value>, WebError> {
     state.guard.preview_from(client.ip)?;
-    let query = match Query::parse(&params.q) {
-        Ok(q) => q,
-        Err(e) => {
-            return Ok(Json(
-                json!({ "ok": false, "error": e.to_string(), "position": e.position }),
-            ));
-        }
-    };
-    let docs = state.preview.docs(&state).await?;
-    let matches = docs
-        .iter()
-        .filter(|d| eval(query.root(), &Indexed(d)))
-        .count();
-    Ok(Json(json!({
-        "ok": true,
-        "matches": matches,
-        "papers": docs.len(),
-        "days": PREVIEW_DAYS,
-    })))
+    let p = state
+        .preview
+        .preview(&state.store, vec![params.q.trim().to_string()])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| WebError::Internal(anyhow::anyhow!("no preview for a query")))?;
+    Ok(Json(match p.error {
+        Some(error) => json!({ "ok": false, "error": error, "position": p.position }),
+        None => json!({
+            "ok": true,
+            "matches": p.matches,
+            "papers": p.papers,
+            "days": p.days,
+            "top": p.top,
+        }),
+    }))
 }

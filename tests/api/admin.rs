@@ -173,7 +173,24 @@ async fn subscribers_are_added_shown_exported_and_erased_without_a_trace() {
         .await;
         let at = (chrono::Utc::now() + chrono::Duration::days(8)).to_rfc3339();
         ok(&run(d, &db, &["digest", "run", "--at", &at]));
+        // A rating too, and the taste learned from it.
+        let erin = crate::helpers::find_subscriber(&store, "erin@example.org")
+            .await
+            .unwrap();
+        let rated = crate::helpers::paper(&store, "arxiv:2408.00001").await;
+        paperboy::digest::taste::rate(
+            &store,
+            erin.id,
+            &[rated.id],
+            paperboy::domain::Rating::More,
+            paperboy::domain::RatingSource::Operator,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
         let export = json(&run(d, &db, &["subscribers", "export", "erin@example.org"]));
+        assert_eq!(export["ratings"][0]["key"], "arxiv:2408.00001");
+        assert_eq!(export["ratings"][0]["rating"], "more");
         let events: Vec<&str> = export["consents"]
             .as_array()
             .unwrap()
@@ -195,6 +212,7 @@ async fn subscribers_are_added_shown_exported_and_erased_without_a_trace() {
 
         if let Some(before) = dump(&db) {
             assert!(before.to_lowercase().contains("erin@example.org"));
+            assert!(before.contains("rocchio1"), "the taste is stored");
         }
         ok(&run(d, &db, &["subscribers", "erase", "ERIN@example.org"]));
         if let Some(after) = dump(&db).map(|d| d.to_lowercase()) {
@@ -206,6 +224,11 @@ async fn subscribers_are_added_shown_exported_and_erased_without_a_trace() {
             assert!(
                 !after.contains("tri dao"),
                 "{}: their queries survived",
+                db.backend
+            );
+            assert!(
+                !after.contains("rocchio1"),
+                "{}: their learned taste survived",
                 db.backend
             );
         }

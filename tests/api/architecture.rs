@@ -8,7 +8,7 @@
 //! A module imports only from layers below its own, never from a module beside it, so
 //! composition never reaches into the transport, and the store never into matching.
 //! Inside `web`, a route module uses only the shared modules (`mod.rs`, `pages`, `forms`,
-//! `guard`), never another route's helpers.
+//! `guard`, `recent`), never another route's helpers.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ const LAYERS: &[&[&str]] = &[
 ];
 
 /// Web modules every route may use.
-const WEB_SHARED: &[&str] = &["pages", "forms", "guard"];
+const WEB_SHARED: &[&str] = &["pages", "forms", "guard", "recent"];
 
 fn layer(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))

@@ -420,6 +420,23 @@ async fn a_subscriber_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_rea
     );
     assert_eq!(subscriber.status, SubscriberStatus::Active);
 
+    // "Preview my next digest" shows the next digest's page; nothing is recorded.
+    let next = wait_for(&browser, "a.button.secondary").await;
+    let next_href = next.attr("href").await.unwrap().unwrap_or_default();
+    assert!(next_href.ends_with("/preview"), "{next_href}");
+    next.click().await.unwrap();
+    wait_for_text(&browser, "h1", "Your next digest").await;
+    album.snap(&browser, "next-digest").await;
+    assert!(
+        app.store
+            .digests_of(subscriber.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    browser.goto(&href).await.unwrap();
+    wait_for_text(&browser, "h1", "Your settings").await;
+
     // Pause.
     click(&browser, "button[name=action][value=pause]").await;
     wait_for_text(&browser, "p.flash", "Paused:").await;
@@ -442,7 +459,7 @@ async fn a_subscriber_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_rea
         stored_subscriber(&app, email).await.status,
         SubscriberStatus::Unsubscribed
     );
-    assert_eq!(album.taken, 7);
+    assert_eq!(album.taken, 8);
 
     browser.close().await.unwrap();
     app.stop().await;

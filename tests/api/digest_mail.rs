@@ -142,6 +142,7 @@ fn view() -> render::DigestView {
             archive: Some(l.archive(7, "fixed-archive-key")),
             preferences: l.preferences(r.id, &r.link_key),
             unsubscribe: l.unsubscribe(r.id, &r.link_key),
+            feed: l.feed(r.id, &r.link_key),
         },
     )
 }

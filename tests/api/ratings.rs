@@ -126,6 +126,15 @@ async fn open_page(v: &mut Visitor, reader: &Reader) -> (String, String) {
     )
 }
 
+/// The settings page's list of ratings.
+fn ratings_section(body: &str) -> &str {
+    let at = body
+        .find("id=\"ratings\"")
+        .unwrap_or_else(|| panic!("no ratings section: {body}"));
+    let rest = &body[at..];
+    &rest[..rest.find("</section>").expect("end of the section")]
+}
+
 /// Presses a rating button of the digest's page.
 async fn rate_as(
     v: &mut Visitor,
@@ -484,8 +493,7 @@ async fn the_settings_page_lists_ratings_newest_first_and_removes_one_or_all() {
         let mut v = Visitor::new(&reader.app);
         let page = v.get(&reader.preferences).await;
         assert_eq!(page.status, StatusCode::OK);
-        assert!(page.body.contains("id=\"ratings\""), "{}", page.body);
-        assert!(page.body.contains("None yet."));
+        assert!(ratings_section(&page.body).contains("None yet."));
 
         let (action, csrf) = open_page(&mut v, &reader).await;
         let [first, second, third] = reader.papers[..] else {
@@ -508,8 +516,7 @@ async fn the_settings_page_lists_ratings_newest_first_and_removes_one_or_all() {
         .unwrap();
 
         let page = v.get(&reader.preferences).await;
-        let list = &page.body[page.body.find("id=\"ratings\"").unwrap()..];
-        let list = &list[..list.find("</section>").unwrap()];
+        let list = ratings_section(&page.body);
         let titles = [
             "Diffusion in the wild",
             "Diffusion on graphs",
@@ -558,7 +565,9 @@ async fn the_settings_page_lists_ratings_newest_first_and_removes_one_or_all() {
         let left: Vec<i64> = reader.ratings().await.into_iter().map(|r| r.0).collect();
         assert_eq!(left, [third, first], "{}", db.backend);
         let page = v.get(&reader.preferences).await;
-        assert!(!page.body.contains("Diffusion on graphs"));
+        let list = ratings_section(&page.body);
+        assert!(!list.contains("Diffusion on graphs"), "{list}");
+        assert!(list.contains("Diffusion for proteins"), "{list}");
 
         let page = v
             .post(&remove, &[("csrf", &csrf), ("action", "remove-all")], &[])
@@ -566,7 +575,7 @@ async fn the_settings_page_lists_ratings_newest_first_and_removes_one_or_all() {
         assert_eq!(page.status, StatusCode::SEE_OTHER);
         assert!(reader.ratings().await.is_empty(), "{}", db.backend);
         let page = v.get(&reader.preferences).await;
-        assert!(page.body.contains("None yet."));
+        assert!(ratings_section(&page.body).contains("None yet."));
         reader.app.stop().await;
         db.cleanup().await;
     }

@@ -10,6 +10,7 @@ use super::find;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The subscriber's email address.
     address: String,
 }
 
