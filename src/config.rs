@@ -198,6 +198,9 @@ pub struct WebSettings {
     pub subscribe_per_address_per_hour: u32,
     /// Live query previews allowed per client address per minute.
     pub preview_per_ip_per_minute: u32,
+    /// "More / less like this" ratings (and their removals) allowed per client address
+    /// per minute.
+    pub ratings_per_ip_per_minute: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The least time between two confirmation (or settings) links mailed to one address.
@@ -212,6 +215,7 @@ impl Default for WebSettings {
             subscribe_ip_burst: 10,
             subscribe_per_address_per_hour: 6,
             preview_per_ip_per_minute: 120,
+            ratings_per_ip_per_minute: 60,
             max_body_bytes: 64 * 1024,
             resend_link_after_secs: 600,
         }
@@ -419,6 +423,7 @@ impl Settings {
             || w.subscribe_ip_burst == 0
             || w.subscribe_per_address_per_hour == 0
             || w.preview_per_ip_per_minute == 0
+            || w.ratings_per_ip_per_minute == 0
             || w.max_body_bytes < 1024
             || w.resend_link_after_secs > 86_400
         {

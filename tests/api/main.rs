@@ -19,5 +19,6 @@ mod instances;
 mod mail;
 mod matching;
 mod preview;
+mod ratings;
 mod taste;
 mod web;

@@ -1,4 +1,4 @@
-//! `paperboy subscribers list|show|add|remove|import|export|erase`: subscriber
+//! `paperboy subscribers list|show|add|remove|import|export|erase|rate`: subscriber
 //! administration, one file per subcommand; what several of them share is here.
 
 mod add;
@@ -6,6 +6,7 @@ mod erase;
 mod export;
 mod import;
 mod list;
+mod rate;
 mod remove;
 mod show;
 
@@ -41,6 +42,8 @@ pub enum Command {
     /// Remove a reader and all their data; only a hash of the address stays, so that it is
     /// never mailed again.
     Erase(erase::Args),
+    /// Record "more / less like this" ratings of stored papers for a reader.
+    Rate(rate::Args),
 }
 
 pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
@@ -53,6 +56,7 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
         Command::Import(args) => import::run(&settings, &store, args).await,
         Command::Export(args) => export::run(&store, args).await,
         Command::Erase(args) => erase::run(&store, args).await,
+        Command::Rate(args) => rate::run(&store, args).await,
     }
 }
 
