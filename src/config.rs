@@ -202,6 +202,9 @@ pub struct WebSettings {
     pub subscribe_per_address_per_hour: u32,
     /// Live query previews allowed per client address per minute.
     pub preview_per_ip_per_minute: u32,
+    /// "More / less like this" ratings (and their removals) allowed per client address
+    /// per minute.
+    pub ratings_per_ip_per_minute: u32,
     /// Lists of papers a reader likes sent from the settings page per hour, per client
     /// address and per reader (each may have paperboy ask arXiv for up to 500 papers).
     pub likes_per_hour: u32,
@@ -219,6 +222,7 @@ impl Default for WebSettings {
             subscribe_ip_burst: 10,
             subscribe_per_address_per_hour: 6,
             preview_per_ip_per_minute: 120,
+            ratings_per_ip_per_minute: 60,
             likes_per_hour: 10,
             max_body_bytes: 64 * 1024,
             resend_link_after_secs: 600,
@@ -437,6 +441,7 @@ impl Settings {
             || w.subscribe_ip_burst == 0
             || w.subscribe_per_address_per_hour == 0
             || w.preview_per_ip_per_minute == 0
+            || w.ratings_per_ip_per_minute == 0
             || w.likes_per_hour == 0
             || w.max_body_bytes < 1024
             || w.resend_link_after_secs > 86_400

@@ -177,6 +177,33 @@ impl PaperKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Where a person reads the paper: its arXiv abstract page, its DOI's resolver, or
+    /// its link.
+    pub fn landing_url(&self) -> String {
+        if let Some(id) = self.0.strip_prefix("arxiv:") {
+            format!("https://arxiv.org/abs/{id}")
+        } else if let Some(doi) = self.0.strip_prefix("doi:") {
+            // A DOI may hold `#`, `?` or `%`, which would end or change the path.
+            const IN_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+                .add(b' ')
+                .add(b'"')
+                .add(b'#')
+                .add(b'%')
+                .add(b'<')
+                .add(b'>')
+                .add(b'?')
+                .add(b'`')
+                .add(b'{')
+                .add(b'}');
+            format!(
+                "https://doi.org/{}",
+                percent_encoding::utf8_percent_encode(doi, IN_PATH)
+            )
+        } else {
+            self.0.strip_prefix("url:").unwrap_or(&self.0).to_string()
+        }
+    }
 }
 
 impl TryFrom<String> for PaperKey {
@@ -421,6 +448,20 @@ pub struct Ingested {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn each_kind_of_key_links_to_where_the_paper_is_read() {
+        let url = |k: &str| PaperKey::parse(k).unwrap().landing_url();
+        assert_eq!(url("arxiv:2409.12345"), "https://arxiv.org/abs/2409.12345");
+        assert_eq!(
+            url("doi:10.1002/(SICI)1097#x?y%z"),
+            "https://doi.org/10.1002/(sici)1097%23x%3Fy%25z"
+        );
+        assert_eq!(
+            url("url:https://example.org/paper/1"),
+            "https://example.org/paper/1"
+        );
+    }
 
     #[test]
     fn arxiv_ids_in_every_form_share_one_key() {

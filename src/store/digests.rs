@@ -288,6 +288,20 @@ impl Store {
         }))
     }
 
+    /// Whether a paper is one of a digest's entries (a match or a suggestion).
+    pub async fn digest_holds(&self, digest_id: i64, paper_id: i64) -> StoreResult<bool> {
+        let found: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT paper_id FROM digest_papers WHERE digest_id = $1 AND paper_id = $2 LIMIT 1",
+            )
+            .bind(digest_id)
+            .bind(paper_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.is_some())
+    }
+
     /// A digest's papers, best first (the first `limit` when given), then its suggestions.
     #[tracing::instrument(skip_all, fields(digest = id))]
     pub async fn digest_entries(

@@ -1,7 +1,7 @@
 //! Abuse protection for the forms: who the client is (its address, and the proxy's word for
 //! it only when configured), rate limits per client and per email address, and CSRF
 //! checks (a cookie, a form token signed over it, and the Origin of the request), and the
-//! signed links that open a subscriber's own pages.
+//! signed links that open a subscriber's own pages and digests.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -16,7 +16,7 @@ use super::{AppState, WebError};
 use crate::config::WebSettings;
 use crate::domain::Subscriber;
 use crate::domain::token::{LinkKeys, Links, Purpose, random_token};
-use crate::store::ClientInfo;
+use crate::store::{ClientInfo, DigestRecord};
 
 /// The name of the CSRF cookie.
 const CSRF_COOKIE: &str = "paperboy_csrf";
@@ -27,6 +27,7 @@ pub struct Guard {
     subscribe_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     subscribe_per_address: DefaultKeyedRateLimiter<String>,
     preview_per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    ratings_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     likes_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     likes_per_subscriber: DefaultKeyedRateLimiter<i64>,
 }
@@ -50,6 +51,9 @@ impl Guard {
             preview_per_ip: RateLimiter::keyed(Quota::per_minute(nonzero(
                 s.preview_per_ip_per_minute,
             ))),
+            ratings_per_ip: RateLimiter::keyed(Quota::per_minute(nonzero(
+                s.ratings_per_ip_per_minute,
+            ))),
             likes_per_ip: RateLimiter::keyed(Quota::per_hour(nonzero(s.likes_per_hour))),
             likes_per_subscriber: RateLimiter::keyed(Quota::per_hour(nonzero(s.likes_per_hour))),
         }
@@ -68,6 +72,11 @@ impl Guard {
         verdict(self.preview_per_ip.check_key(&network_of(ip)))
     }
 
+    /// A rating recorded or removed, from a digest's page or the settings page.
+    pub fn ratings_from(&self, ip: IpAddr) -> Result<(), WebError> {
+        verdict(self.ratings_per_ip.check_key(&network_of(ip)))
+    }
+
     /// A list of liked papers, which may have paperboy ask arXiv for hundreds of papers:
     /// limited per client address and per reader, whose link may have leaked.
     pub fn likes_from(&self, ip: IpAddr, subscriber_id: i64) -> Result<(), WebError> {
@@ -80,11 +89,13 @@ impl Guard {
         self.subscribe_per_ip.retain_recent();
         self.subscribe_per_address.retain_recent();
         self.preview_per_ip.retain_recent();
+        self.ratings_per_ip.retain_recent();
         self.likes_per_ip.retain_recent();
         self.likes_per_subscriber.retain_recent();
         self.subscribe_per_ip.shrink_to_fit();
         self.subscribe_per_address.shrink_to_fit();
         self.preview_per_ip.shrink_to_fit();
+        self.ratings_per_ip.shrink_to_fit();
         self.likes_per_ip.shrink_to_fit();
         self.likes_per_subscriber.shrink_to_fit();
     }
@@ -232,6 +243,19 @@ pub fn check_csrf(headers: &HeaderMap, links: &Links, token: &str) -> Result<(),
         return Err(WebError::Forbidden);
     }
     Ok(())
+}
+
+/// The digest a signed link opens (`/digests/{id}?t=…`), or 404.
+pub async fn digest_for(state: &AppState, id: i64, token: &str) -> Result<DigestRecord, WebError> {
+    let digest = state.store.digest(id).await?.ok_or(WebError::NotFound)?;
+    if !state
+        .links
+        .keys()
+        .verify(token, Purpose::Archive, id, &digest.archive_key)
+    {
+        return Err(WebError::NotFound);
+    }
+    Ok(digest)
 }
 
 /// The subscriber a signed link opens for `purpose`, or 404.

@@ -11,6 +11,7 @@ mod guard;
 mod health;
 mod pages;
 mod preferences;
+mod ratings;
 mod recent;
 mod subscribe;
 mod unsubscribe;
@@ -97,6 +98,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(subscribe::router())
         .merge(confirm::router())
         .merge(preferences::router())
+        .merge(ratings::router())
         .merge(unsubscribe::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -141,6 +143,9 @@ async fn not_found() -> Response {
 #[derive(Debug)]
 pub enum WebError {
     NotFound,
+    /// A form asked for something this page cannot do; the message says what, and
+    /// nothing was changed.
+    BadRequest(&'static str),
     /// The form's CSRF token or origin did not check out.
     Forbidden,
     TooManyRequests {
@@ -163,6 +168,9 @@ impl IntoResponse for WebError {
                 "Not found",
                 "There is nothing at this address. If you followed a link from an email, it may have expired or been used already.",
             ),
+            WebError::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, "Nothing was changed", *message)
+            }
             WebError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 "Please try again",

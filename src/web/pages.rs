@@ -1,12 +1,16 @@
 //! The pages, as askama templates in `templates/web`, and the answer each is sent in.
 //! Everything interpolated is escaped.
 
+use std::collections::HashMap;
+
 use askama::Template;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::forms::{Choices, FieldErrors, FormFields};
 use super::recent::LinePreview;
+use crate::domain::{Rating, RatingSource, TimeZone};
+use crate::store::RatingRecord;
 
 /// The words next to the subscribe button, kept with every consent.
 pub const CONSENT_TEXT: &str = "By subscribing you ask paperboy to email you the digest \
@@ -79,6 +83,8 @@ pub struct Preferences<'a> {
     /// "Preview my next digest" and the Atom feed, for a reader who gets digests.
     pub digest_preview_url: Option<&'a str>,
     pub feed_url: Option<&'a str>,
+    /// The reader's "more / less like this" ratings (`_ratings.html`).
+    pub ratings: &'a RatingList,
     pub likes: LikesPanel<'a>,
 }
 
@@ -131,10 +137,84 @@ pub struct Message<'a> {
 pub struct DigestPreview<'a> {
     pub d: &'a crate::email::digest::DigestView,
     pub preferences_url: &'a str,
+    /// Always `None`: a digest not yet composed has no papers to rate (it shares the
+    /// archive page's paper partial).
+    pub rate: Option<&'a RateButtons>,
 }
 
 #[derive(Template)]
 #[template(path = "web/archive.html")]
 pub struct Archive<'a> {
     pub d: &'a crate::email::digest::DigestView,
+    /// The "more / less like this" buttons of each paper (`_rate_paper.html`).
+    pub rate: Option<&'a RateButtons>,
+}
+
+/// The "more / less like this" buttons of a digest's page: where they post, the form
+/// token, and what the reader already said of each paper.
+pub struct RateButtons {
+    pub action: String,
+    pub csrf: String,
+    rated: HashMap<i64, Rating>,
+}
+
+impl RateButtons {
+    pub fn new(action: String, csrf: String, ratings: &[RatingRecord]) -> Self {
+        RateButtons {
+            action,
+            csrf,
+            rated: ratings.iter().map(|r| (r.paper_id, r.rating)).collect(),
+        }
+    }
+
+    /// The reader's rating of this paper, if any.
+    pub fn of(&self, paper_id: &i64) -> Option<Rating> {
+        self.rated.get(paper_id).copied()
+    }
+}
+
+/// The reader's ratings as the settings page lists them, newest first, with where their
+/// remove buttons post.
+pub struct RatingList {
+    pub action: String,
+    pub items: Vec<RatingItem>,
+}
+
+/// One rating, in words.
+pub struct RatingItem {
+    pub paper_id: i64,
+    pub title: String,
+    pub url: String,
+    /// `more` or `less`.
+    pub rating: &'static str,
+    /// When, in the reader's time zone.
+    pub when: String,
+    /// Where: "on a digest's page", "by the operator"…
+    pub from: &'static str,
+}
+
+impl RatingList {
+    pub fn new(action: String, ratings: &[RatingRecord], timezone: &TimeZone) -> Self {
+        let items = ratings
+            .iter()
+            .map(|r| RatingItem {
+                paper_id: r.paper_id,
+                title: r.title.clone(),
+                url: r.key.landing_url(),
+                rating: r.rating.as_str(),
+                when: r
+                    .rated_at
+                    .with_timezone(&timezone.tz())
+                    .format("%-d %b %Y, %H:%M %Z")
+                    .to_string(),
+                from: match r.source {
+                    RatingSource::Digest => "on a digest's page",
+                    RatingSource::Preferences => "on this page",
+                    RatingSource::Operator => "by the operator, at your request",
+                    RatingSource::Import => "from your list of papers you like",
+                },
+            })
+            .collect();
+        RatingList { action, items }
+    }
 }

@@ -1,9 +1,10 @@
 //! `GET`/`POST /preferences/{token}`: a reader edits queries and settings (seeing what
 //! each query line finds among the recent papers), pauses, resumes, unsubscribes or comes
-//! back; `GET /preferences/{token}/preview` shows what their next digest would hold if it
-//! were sent now, storing nothing; `POST /preferences/{token}/likes` takes a list of papers
-//! they like. The signed token in the link is the only key; a token that does not verify
-//! is a plain 404 and changes nothing.
+//! back, and sees the papers they rated (removing them posts to
+//! `/preferences/{token}/ratings`); `GET /preferences/{token}/preview` shows what their
+//! next digest would hold if it were sent now, storing nothing; `POST
+//! /preferences/{token}/likes` takes a list of papers they like. The signed token in the
+//! link is the only key; a token that does not verify is a plain 404 and changes nothing.
 
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -14,7 +15,9 @@ use chrono::Utc;
 
 use super::forms::{Choices, FieldErrors, FormFields};
 use super::guard::{Client, check_csrf, csrf_for_page, subscriber_for};
-use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION, LikesOutcome, LikesPanel, page};
+use super::pages::{
+    self, CONSENT_TEXT, CONSENT_VERSION, LikesOutcome, LikesPanel, RatingList, page,
+};
 use super::recent::{LinePreview, query_lines};
 use super::{AppState, WebError};
 use crate::digest;
@@ -70,8 +73,23 @@ async fn previews(
         .await
 }
 
-/// The page, with what each line of the queries box finds; `token` is the page's own.
-/// `likes` is what a list of liked papers just sent came to, on the page that answers it.
+/// The reader's ratings, newest first, as the page lists them.
+async fn ratings(
+    state: &AppState,
+    token: &str,
+    subscriber: &Subscriber,
+) -> Result<RatingList, WebError> {
+    let ratings = state.store.ratings_of(subscriber.id).await?;
+    Ok(RatingList::new(
+        format!("/preferences/{token}/ratings"),
+        &ratings,
+        &subscriber.preferences.timezone,
+    ))
+}
+
+/// The page, with what each line of the queries box finds and the reader's ratings;
+/// `token` is the page's own. `likes` is what a list of liked papers just sent came to,
+/// on the page that answers it.
 #[allow(clippy::too_many_arguments)]
 async fn render(
     state: &AppState,
@@ -84,6 +102,7 @@ async fn render(
     likes: Option<&LikesOutcome>,
 ) -> Result<String, WebError> {
     let previews = previews(state, subscriber, form).await?;
+    let ratings = ratings(state, token, subscriber).await?;
     let choices = Choices::for_form(form, false);
     let csrf = state.links.keys().csrf_token(cookie);
     let digest_preview_url = format!("/preferences/{token}/preview");
@@ -107,6 +126,7 @@ async fn render(
         previews: &previews,
         digest_preview_url: gets_digests.then_some(digest_preview_url.as_str()),
         feed_url: gets_digests.then_some(feed_url.as_str()),
+        ratings: &ratings,
         likes: LikesPanel {
             url: &likes_url,
             max_entries: MAX_SEED_ENTRIES,
@@ -163,6 +183,7 @@ async fn digest_preview(
         pages::render(&pages::DigestPreview {
             d: &view,
             preferences_url: &preferences_url,
+            rate: None,
         }),
         None,
     ))

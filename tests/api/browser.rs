@@ -1,18 +1,21 @@
 //! The web pages in a real browser: headless Chromium, driven through chromedriver, fills
 //! in the subscribe form, follows the emailed link and uses the settings page as a reader
-//! would, with JavaScript on and with it off.
+//! would, with JavaScript on and with it off, and rates papers on a digest's page.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{SmtpSink, TestApp, TestDb, base64_parts, link_starting, spawn_app};
-use chrono::Weekday;
+use crate::helpers::{
+    SmtpSink, TestApp, TestDb, Visitor, arxiv_paper, base64_parts, databases, deliver_due_digests,
+    digest_text_to, link_starting, links_labelled, spawn_app, store_full_papers,
+};
+use chrono::{Utc, Weekday};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use paperboy::config::Secret;
-use paperboy::domain::{Frequency, Subscriber, SubscriberStatus};
+use paperboy::domain::{Frequency, Rating, RatingSource, Subscriber, SubscriberStatus};
 use serde_json::json;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -530,4 +533,125 @@ async fn the_subscribe_page_works_with_javascript_disabled() {
     browser.close().await.unwrap();
     app.stop().await;
     db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_rates_papers_on_the_digest_page_and_removes_a_rating_in_settings() {
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    for db in databases().await {
+        let app = spawn_app(&db, |s| s.log = "warn".into()).await;
+        // Plain forms: no JavaScript needed, so none runs.
+        let browser = driver.open_browser(false).await;
+        let mut album = Album::new(&format!("browser-screenshots/ratings-{}", db.backend));
+        let email = "rosalind@example.org";
+        Visitor::new(&app).subscribe_and_confirm(&app, email).await;
+        let subscriber = stored_subscriber(&app, email).await;
+        store_full_papers(
+            &app.store,
+            vec![
+                arxiv_paper("2412.00301", "Diffusion for proteins", "diffusion", Some(9)),
+                arxiv_paper("2412.00302", "Diffusion on graphs", "diffusion", Some(3)),
+            ],
+        )
+        .await;
+        // A weekly reader (Thursdays): due within a week.
+        let sent = deliver_due_digests(&app, Utc::now() + chrono::Duration::days(8)).await;
+        assert_eq!(sent, 1, "{}", db.backend);
+        let entries = links_labelled(&digest_text_to(&app, email), "More or less like this: ");
+        assert_eq!(entries.len(), 2);
+        let paper_of = |link: &str| -> i64 {
+            link.rsplit_once("#paper-")
+                .and_then(|(_, id)| id.parse().ok())
+                .expect("an entry anchor")
+        };
+        let (first, second) = (paper_of(&entries[0]), paper_of(&entries[1]));
+
+        // The email's link opens the paper's entry; "More like this" marks it.
+        browser.goto(&entries[0]).await.unwrap();
+        wait_for(&browser, &format!("li#paper-{first}")).await;
+        album.snap(&browser, "digest-page").await;
+        click(
+            &browser,
+            &format!("#paper-{first} button[name=action][value=more]"),
+        )
+        .await;
+        wait_for_text(
+            &browser,
+            &format!("#paper-{first} .rated"),
+            "You marked this more like this",
+        )
+        .await;
+        let url = browser.current_url().await.unwrap();
+        assert_eq!(url.fragment(), Some(format!("paper-{first}").as_str()));
+        album.snap(&browser, "marked-more").await;
+
+        // "Less like this" on the other paper, then Undo.
+        click(
+            &browser,
+            &format!("#paper-{second} button[name=action][value=less]"),
+        )
+        .await;
+        wait_for_text(
+            &browser,
+            &format!("#paper-{second} .rated"),
+            "You marked this less like this",
+        )
+        .await;
+        click(
+            &browser,
+            &format!("#paper-{second} button[name=action][value=remove]"),
+        )
+        .await;
+        wait_for(
+            &browser,
+            &format!("#paper-{second} button[name=action][value=less]"),
+        )
+        .await;
+        assert!(!is_shown(&browser, &format!("#paper-{second} .rated")).await);
+        let rated: Vec<_> = app
+            .store
+            .ratings_of(subscriber.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.paper_id, r.rating, r.source))
+            .collect();
+        assert_eq!(
+            rated,
+            [(first, Rating::More, RatingSource::Digest)],
+            "{}",
+            db.backend
+        );
+
+        // The settings page lists it; Remove takes it away.
+        click(&browser, "a[href*='/preferences/']").await;
+        wait_for_text(&browser, "h1", "Your settings").await;
+        let list = wait_for_text(&browser, "#ratings", "Diffusion for proteins").await;
+        assert!(list.contains("more like this"), "{list}");
+        assert!(list.contains("on a digest's page"), "{list}");
+        assert!(!list.contains("Diffusion on graphs"), "{list}");
+        let mut here = browser.current_url().await.unwrap();
+        here.set_fragment(Some("ratings"));
+        browser.goto(here.as_str()).await.unwrap();
+        album.snap(&browser, "settings-with-rating").await;
+        click(&browser, "#ratings button[name=action][value=remove]").await;
+        wait_for_text(&browser, "#ratings", "None yet").await;
+        album.snap(&browser, "settings-without-ratings").await;
+        assert!(
+            app.store
+                .ratings_of(subscriber.id)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            db.backend
+        );
+        assert_eq!(album.taken, 4);
+
+        browser.close().await.unwrap();
+        app.stop().await;
+        db.cleanup().await;
+    }
 }

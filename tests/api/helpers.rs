@@ -1008,3 +1008,48 @@ pub async fn run_due_digests(store: &Store, mailer: &Mailer, at: DateTime<Utc>) 
         .expect("digest run")
         .0
 }
+
+/// Composes every digest due at `at` and delivers them into the app's outbox, as the
+/// scheduler and the delivery worker of `serve` do. Returns how many were sent.
+pub async fn deliver_due_digests(app: &TestApp, at: DateTime<Utc>) -> usize {
+    let settings = Settings {
+        base_url: app.base.clone(),
+        outbox_dir: app.outbox.clone(),
+        ..Settings::default()
+    };
+    let mailer = Mailer::from_settings(&settings).expect("outbox mailer");
+    run_due_digests(&app.store, &mailer, at).await;
+    let links = paperboy::app::links_for(&settings, &app.store)
+        .await
+        .expect("the app's links");
+    let worker = paperboy::delivery::Worker::new(
+        app.store.clone(),
+        mailer,
+        links,
+        settings.delivery.clone(),
+    );
+    worker.drain().await.expect("deliver the outbox").sent
+}
+
+/// The text part of the latest digest email to `email` in the app's outbox.
+pub fn digest_text_to(app: &TestApp, email: &str) -> String {
+    let message = app
+        .outbox_messages()
+        .into_iter()
+        .rev()
+        .find(|m| {
+            header_value(m, "To") == Some(email)
+                && header_value(m, "Subject").is_some_and(|s| s.starts_with("paperboy: "))
+        })
+        .unwrap_or_else(|| panic!("no digest email to {email}"));
+    base64_parts(&message).remove(0)
+}
+
+/// The links a digest email's text gives after `label` ("More or less like this: " for
+/// each paper's entry on the digest's page), in order.
+pub fn links_labelled(text: &str, label: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix(label))
+        .map(|url| url.trim().to_string())
+        .collect()
+}

@@ -20,5 +20,6 @@ mod likes;
 mod mail;
 mod matching;
 mod preview;
+mod ratings;
 mod taste;
 mod web;

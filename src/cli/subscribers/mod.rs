@@ -1,4 +1,4 @@
-//! `paperboy subscribers list|show|add|remove|import|export|erase|like`: subscriber
+//! `paperboy subscribers list|show|add|remove|import|export|erase|rate|like`: subscriber
 //! administration, one file per subcommand; what several of them share is here.
 
 mod add;
@@ -7,6 +7,7 @@ mod export;
 mod import;
 mod like;
 mod list;
+mod rate;
 mod remove;
 mod show;
 
@@ -42,6 +43,8 @@ pub enum Command {
     /// Remove a reader and all their data; only a hash of the address stays, so that it is
     /// never mailed again.
     Erase(erase::Args),
+    /// Record "more / less like this" ratings of stored papers for a reader.
+    Rate(rate::Args),
     /// Record the papers a reader likes (arXiv ids, links or DOIs, one per line, or a
     /// BibTeX export) as "more like this"; papers paperboy lacks are fetched from arXiv.
     Like(like::Args),
@@ -57,6 +60,7 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
         Command::Import(args) => import::run(&settings, &store, args).await,
         Command::Export(args) => export::run(&store, args).await,
         Command::Erase(args) => erase::run(&store, args).await,
+        Command::Rate(args) => rate::run(&store, args).await,
         Command::Like(args) => like::run(&settings, &store, args).await,
     }
 }

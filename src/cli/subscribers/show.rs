@@ -1,5 +1,5 @@
-//! `paperboy subscribers show ADDR [--json]`: one subscriber's settings, status and recent
-//! digests.
+//! `paperboy subscribers show ADDR [--json]`: one subscriber's settings, status, how many
+//! papers they rated, and recent digests.
 
 use serde_json::json;
 
@@ -11,7 +11,9 @@ use super::find;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The reader's email address.
     address: String,
+    /// Print JSON only.
     #[arg(long)]
     json: bool,
 }
@@ -19,8 +21,15 @@ pub struct Args {
 pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
     let subscriber = find(store, &args.address).await?;
     let digests = store.digests_of(subscriber.id).await?;
+    let ratings = store.ratings_of(subscriber.id).await?;
+    let more = ratings.iter().filter(|r| r.rating.is_more()).count();
+    let less = ratings.len() - more;
     if args.json {
-        return print_json(&json!({ "subscriber": subscriber, "digests": digests }));
+        return print_json(&json!({
+            "subscriber": subscriber,
+            "ratings": { "more": more, "less": less },
+            "digests": digests,
+        }));
     }
     println!(
         "{} ({}), reader {}",
@@ -34,6 +43,7 @@ pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
     if let Some(t) = subscriber.confirmed_at {
         println!("  confirmed {}", t.to_rfc3339());
     }
+    println!("  ratings: {more} more like this, {less} less like this");
     for d in digests.iter().take(10) {
         println!(
             "  digest {}: {} papers, {}, window to {}",
