@@ -14,7 +14,7 @@ use crate::delivery::worker::Stopped;
 use crate::delivery::{Mailer, Worker};
 use crate::domain::token::{LinkKeys, Links, random_token};
 use crate::error::chain;
-use crate::feeds::Fetcher;
+use crate::feeds::{ArxivLookup, Fetcher};
 use crate::store::Store;
 use crate::{scheduler, web};
 
@@ -181,6 +181,7 @@ impl App {
             self.store.clone(),
             self.mailer.clone(),
             self.links.clone(),
+            ArxivLookup::new(self.fetcher.clone(), &self.settings.fetch.arxiv_api_url),
             &self.settings,
         );
         let guard = state.guard.clone();

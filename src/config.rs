@@ -125,6 +125,9 @@ pub struct FetchSettings {
     pub arxiv_interval_ms: u64,
     /// Minimum spacing between two requests to any other host.
     pub host_interval_ms: u64,
+    /// The arXiv API that papers a reader likes are looked up in by id (`id_list=`),
+    /// when paperboy does not have them yet.
+    pub arxiv_api_url: String,
 }
 
 impl Default for FetchSettings {
@@ -139,6 +142,7 @@ impl Default for FetchSettings {
             max_retry_after_secs: 120,
             arxiv_interval_ms: 3_000,
             host_interval_ms: 1_000,
+            arxiv_api_url: "https://export.arxiv.org/api/query".into(),
         }
     }
 }
@@ -201,6 +205,9 @@ pub struct WebSettings {
     /// "More / less like this" ratings (and their removals) allowed per client address
     /// per minute.
     pub ratings_per_ip_per_minute: u32,
+    /// Lists of papers a reader likes sent from the settings page per hour, per client
+    /// address and per reader (each may have paperboy ask arXiv for up to 500 papers).
+    pub likes_per_hour: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The least time between two confirmation (or settings) links mailed to one address.
@@ -216,6 +223,7 @@ impl Default for WebSettings {
             subscribe_per_address_per_hour: 6,
             preview_per_ip_per_minute: 120,
             ratings_per_ip_per_minute: 60,
+            likes_per_hour: 10,
             max_body_bytes: 64 * 1024,
             resend_link_after_secs: 600,
         }
@@ -361,6 +369,9 @@ impl Settings {
         if let Some(v) = get("PAPERBOY_FETCH_ARXIV_SCHEDULE") {
             self.fetch.arxiv_schedule = v;
         }
+        if let Some(v) = get("PAPERBOY_FETCH_ARXIV_API_URL") {
+            self.fetch.arxiv_api_url = v;
+        }
         if let Some(v) = get("PAPERBOY_TRUST_FORWARDED_FOR") {
             self.web.trust_forwarded_for = match v.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => true,
@@ -404,6 +415,13 @@ impl Settings {
                 message: "max_bytes and timeout_secs must be above zero".into(),
             });
         }
+        let api = url::Url::parse(&self.fetch.arxiv_api_url).ok();
+        if !api.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some()) {
+            return Err(ConfigError::Invalid {
+                key: "fetch.arxiv_api_url",
+                message: format!("{:?} is not an http(s) address", self.fetch.arxiv_api_url),
+            });
+        }
         let d = &self.delivery;
         if d.concurrency == 0
             || d.messages_per_second == 0
@@ -424,6 +442,7 @@ impl Settings {
             || w.subscribe_per_address_per_hour == 0
             || w.preview_per_ip_per_minute == 0
             || w.ratings_per_ip_per_minute == 0
+            || w.likes_per_hour == 0
             || w.max_body_bytes < 1024
             || w.resend_link_after_secs > 86_400
         {
@@ -515,6 +534,21 @@ mod tests {
         let err = Settings::load_with(None, env_of(&[("PAPERBOY_FETCH_ARXIV_SCHEDULE", "daily")]))
             .unwrap_err();
         assert!(err.to_string().contains("fetch.arxiv_schedule"), "{err}");
+        let err = Settings::load_with(
+            None,
+            env_of(&[("PAPERBOY_FETCH_ARXIV_API_URL", "export.arxiv.org/api")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("fetch.arxiv_api_url"), "{err}");
+        let s = Settings::load_with(
+            None,
+            env_of(&[(
+                "PAPERBOY_FETCH_ARXIV_API_URL",
+                "http://127.0.0.1:9/api/query",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.fetch.arxiv_api_url, "http://127.0.0.1:9/api/query");
     }
 
     #[test]

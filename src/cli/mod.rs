@@ -58,7 +58,7 @@ pub enum Command {
     Digest(digest::Command),
     /// Deliver an existing digest again: one reader's, or everyone's of a date.
     Resend(resend::Args),
-    /// Reader administration: list, show, add, remove, import, export, erase, rate.
+    /// Reader administration: list, show, add, remove, import, export, erase, rate, like.
     #[command(subcommand)]
     Subscribers(subscribers::Command),
     /// Papers, feed health, readers, digests and deliveries, counted.

@@ -8,6 +8,7 @@ mod explanation;
 mod feed;
 mod paper;
 pub mod query;
+mod seed;
 mod subscriber;
 pub mod token;
 
@@ -15,6 +16,7 @@ pub use email::EmailAddress;
 pub use explanation::{Explanation, MatchedQuery, TasteNote};
 pub use feed::{FeedKind, FeedName, FeedUrl};
 pub use paper::{AnnounceType, ArxivId, Ingested, Paper, PaperKey, PaperLinks, normalise_doi};
+pub use seed::{MAX_SEED_ENTRIES, SeedEntry, SeedError, SeedFormat, SeedId, SeedList};
 pub use subscriber::{
     DigestLayout, Frequency, MaxPapers, Preferences, QueryList, Rating, RatingSource, SendHour,
     Subscriber, SubscriberStatus, TimeZone, parse_weekday, weekday_code, weekday_name, weekdays,

@@ -91,6 +91,14 @@ impl ArxivId {
         self.version
     }
 
+    /// The same paper, whatever its version.
+    pub fn without_version(&self) -> ArxivId {
+        ArxivId {
+            base: self.base.clone(),
+            version: None,
+        }
+    }
+
     pub fn abs_url(&self) -> String {
         format!("https://arxiv.org/abs/{}", self.base)
     }

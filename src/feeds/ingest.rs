@@ -210,7 +210,7 @@ async fn ingest(
 }
 
 /// arXiv's API explains a 400 in an error feed; other servers get their status alone.
-fn error_detail(kind: FeedKind, body: &[u8]) -> Option<String> {
+pub(super) fn error_detail(kind: FeedKind, body: &[u8]) -> Option<String> {
     if kind != FeedKind::ArxivApi {
         return None;
     }

@@ -7,10 +7,12 @@ mod fetch;
 mod generic;
 mod hf;
 mod ingest;
+mod seed;
 pub mod text;
 
 pub use fetch::{Fetched, Fetcher};
 pub use ingest::{FeedReport, FeedStatus, fetch_feeds};
+pub use seed::{ArxivLookup, LikedPaper, Resolution, Unresolved, resolve_seeds};
 
 use std::borrow::Cow;
 

@@ -61,6 +61,7 @@ pub(super) struct PaperRow {
     comments: Option<i64>,
     first_seen_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    listed: bool,
 }
 
 impl PaperRow {
@@ -99,7 +100,7 @@ macro_rules! select_papers {
         concat!(
             "SELECT id, key, arxiv_id, version, doi, title, abstract, authors, categories, ",
             "abs_url, pdf_url, discussion_url, thumbnail_url, published_at, upvotes, comments, ",
-            "first_seen_at, updated_at FROM papers ",
+            "first_seen_at, updated_at, listed FROM papers ",
             $rest
         )
     };
@@ -139,6 +140,8 @@ const LINK_CHUNK: usize = 500;
 struct Known {
     papers: Vec<StoredPaper>,
     ids: HashSet<i64>,
+    /// Those no feed has carried yet.
+    unlisted: HashSet<i64>,
     by_key: HashMap<String, usize>,
     by_arxiv: HashMap<String, usize>,
     by_doi: HashMap<String, usize>,
@@ -219,18 +222,45 @@ impl Store {
         batch: &[Ingested],
         now: DateTime<Utc>,
     ) -> StoreResult<UpsertCounts> {
+        self.upsert(Some(feed_id), batch, now).await
+    }
+
+    /// Stores papers that no feed carried (fetched because a reader said they like them),
+    /// merged as [`Store::upsert_papers`] merges. A new one is stored unlisted, so it
+    /// never counts as new: [`Store::papers_between`] leaves it out of every digest
+    /// window until a feed carries it.
+    #[tracing::instrument(skip_all, fields(entries = batch.len()))]
+    pub async fn store_unlisted_papers(
+        &self,
+        batch: &[Ingested],
+        now: DateTime<Utc>,
+    ) -> StoreResult<UpsertCounts> {
+        self.upsert(None, batch, now).await
+    }
+
+    async fn upsert(
+        &self,
+        feed_id: Option<i64>,
+        batch: &[Ingested],
+        now: DateTime<Utc>,
+    ) -> StoreResult<UpsertCounts> {
         let batch = dedupe(batch);
         let mut counts = UpsertCounts::default();
         on_pool!(self, pool => {
             let mut tx = pool.begin_papers_write().await?;
             let mut known = read_known(&mut tx, &batch).await?;
+            let listed = feed_id.is_some();
             let mut links: Vec<(i64, &Ingested)> = Vec::with_capacity(batch.len());
             for item in &batch {
-                let paper_id = merge_or_insert(&mut tx, &mut known, &item.paper, now, &mut counts)
-                    .await?;
+                let paper_id =
+                    merge_or_insert(&mut tx, &mut known, &item.paper, listed, now, &mut counts)
+                        .await?;
                 links.push((paper_id, item));
             }
-            link_sources(&mut tx, feed_id, links, now).await?;
+            if let Some(feed_id) = feed_id {
+                relist(&mut tx, &known, &links).await?;
+                link_sources(&mut tx, feed_id, links, now).await?;
+            }
             tx.commit().await?;
         });
         Ok(counts)
@@ -292,8 +322,9 @@ impl Store {
         }))
     }
 
-    /// The papers with `after < id <= upto`, in id order, each with how many feeds
-    /// carried it.
+    /// The listed papers with `after < id <= upto`, in id order, each with how many feeds
+    /// carried it. A paper stored only because a reader said they like it
+    /// ([`Store::store_unlisted_papers`]) is not new to anyone and is left out.
     #[tracing::instrument(skip_all, fields(after, upto))]
     pub async fn papers_between(
         &self,
@@ -301,7 +332,9 @@ impl Store {
         upto: i64,
     ) -> StoreResult<Vec<(StoredPaper, i64)>> {
         let (rows, counts): (Vec<PaperRow>, Vec<(i64, i64)>) = on_pool!(self, pool => {
-            let rows = sqlx::query_as(select_papers!("WHERE id > $1 AND id <= $2 ORDER BY id"))
+            let rows = sqlx::query_as(select_papers!(
+                "WHERE id > $1 AND id <= $2 AND listed ORDER BY id"
+            ))
                 .bind(after)
                 .bind(upto)
                 .fetch_all(pool)
@@ -324,6 +357,39 @@ impl Store {
                 Ok((p, n))
             })
             .collect()
+    }
+
+    /// The stored papers with one of `keys`, or with one of `dois` (lowercased) as their
+    /// DOI whatever their key, a few queries per few hundred values.
+    #[tracing::instrument(skip_all, fields(keys = keys.len(), dois = dois.len()))]
+    pub async fn papers_by_keys_or_dois(
+        &self,
+        keys: &[PaperKey],
+        dois: &[&str],
+    ) -> StoreResult<Vec<StoredPaper>> {
+        let mut found: Vec<StoredPaper> = Vec::new();
+        let mut seen = HashSet::new();
+        let keys: Vec<&str> = keys.iter().map(PaperKey::as_str).collect();
+        for (column, values) in [("key", keys.as_slice()), ("doi", dois)] {
+            for chunk in values.chunks(LOOKUP_CHUNK) {
+                let rows: Vec<PaperRow> = on_pool!(self, pool => {
+                    let mut q = sqlx::QueryBuilder::new(select_papers!("WHERE "));
+                    q.push(column).push(" IN (");
+                    let mut list = q.separated(", ");
+                    for value in chunk {
+                        list.push_bind(*value);
+                    }
+                    list.push_unseparated(")");
+                    q.build_query_as().fetch_all(pool).await?
+                });
+                for row in rows {
+                    if seen.insert(row.id) {
+                        found.push(row.into_stored()?);
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Papers by id, in the order asked; ids not stored are left out.
@@ -390,6 +456,9 @@ where
         }
         let rows: Vec<PaperRow> = query.build_query_as().fetch_all(&mut **tx).await?;
         for row in rows {
+            if !row.listed {
+                known.unlisted.insert(row.id);
+            }
             known.add(row.into_stored()?);
         }
     }
@@ -397,11 +466,13 @@ where
 }
 
 /// Writes one incoming paper: merged into the stored row it matches (written only when
-/// the merge changed it), or inserted as new. Returns its id and counts what it did.
+/// the merge changed it), or inserted as new, `listed` or not. Returns its id and counts
+/// what it did.
 async fn merge_or_insert<DB>(
     tx: &mut WriteTx<DB>,
     known: &mut Known,
     incoming: &Paper,
+    listed: bool,
     now: DateTime<Utc>,
     counts: &mut UpsertCounts,
 ) -> StoreResult<i64>
@@ -414,6 +485,7 @@ where
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<DateTime<Utc>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
     DB::Arguments: sqlx::IntoArguments<DB>,
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
@@ -422,16 +494,20 @@ where
         let query = sqlx::query_scalar::<DB, i64>(
             "INSERT INTO papers (key, arxiv_id, version, doi, title, abstract, authors, \
              categories, abs_url, pdf_url, discussion_url, thumbnail_url, published_at, \
-             upvotes, comments, first_seen_at, updated_at) \
+             upvotes, comments, first_seen_at, updated_at, listed) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $16) RETURNING id",
+             $16, $17) RETURNING id",
         )
         .bind(incoming.key.as_str());
         let id = bind_paper_fields!(query, incoming)
             .bind(now)
+            .bind(listed)
             .fetch_one(&mut **tx)
             .await?;
         counts.new += 1;
+        if !listed {
+            known.unlisted.insert(id);
+        }
         known.add(StoredPaper {
             id,
             paper: incoming.clone(),
@@ -461,6 +537,33 @@ where
     let id = stored.id;
     known.reindex(at);
     Ok(id)
+}
+
+/// Lists the papers of a feed's batch that were stored unlisted (a reader liked them before
+/// any feed carried them): from now on they are papers like any other. Usually none.
+async fn relist<DB>(
+    tx: &mut WriteTx<DB>,
+    known: &Known,
+    links: &[(i64, &Ingested)],
+) -> StoreResult<()>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    let ids: Vec<i64> = links
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| known.unlisted.contains(id))
+        .collect();
+    for chunk in ids.chunks(LINK_CHUNK) {
+        let mut query =
+            sqlx::QueryBuilder::<DB>::new("UPDATE papers SET listed = TRUE WHERE id IN (");
+        push_id_list(&mut query, chunk.iter().copied());
+        query.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Links each paper to the feed that carried it, keeping the entry's id, version and

@@ -28,6 +28,8 @@ pub struct Guard {
     subscribe_per_address: DefaultKeyedRateLimiter<String>,
     preview_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     ratings_per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    likes_per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    likes_per_subscriber: DefaultKeyedRateLimiter<i64>,
 }
 
 fn nonzero(n: u32) -> NonZeroU32 {
@@ -52,6 +54,8 @@ impl Guard {
             ratings_per_ip: RateLimiter::keyed(Quota::per_minute(nonzero(
                 s.ratings_per_ip_per_minute,
             ))),
+            likes_per_ip: RateLimiter::keyed(Quota::per_hour(nonzero(s.likes_per_hour))),
+            likes_per_subscriber: RateLimiter::keyed(Quota::per_hour(nonzero(s.likes_per_hour))),
         }
     }
 
@@ -73,16 +77,27 @@ impl Guard {
         verdict(self.ratings_per_ip.check_key(&network_of(ip)))
     }
 
+    /// A list of liked papers, which may have paperboy ask arXiv for hundreds of papers:
+    /// limited per client address and per reader, whose link may have leaked.
+    pub fn likes_from(&self, ip: IpAddr, subscriber_id: i64) -> Result<(), WebError> {
+        verdict(self.likes_per_ip.check_key(&network_of(ip)))?;
+        verdict(self.likes_per_subscriber.check_key(&subscriber_id))
+    }
+
     /// Forgets clients whose limits have fully recovered, so memory stays bounded.
     pub fn forget_idle(&self) {
         self.subscribe_per_ip.retain_recent();
         self.subscribe_per_address.retain_recent();
         self.preview_per_ip.retain_recent();
         self.ratings_per_ip.retain_recent();
+        self.likes_per_ip.retain_recent();
+        self.likes_per_subscriber.retain_recent();
         self.subscribe_per_ip.shrink_to_fit();
         self.subscribe_per_address.shrink_to_fit();
         self.preview_per_ip.shrink_to_fit();
         self.ratings_per_ip.shrink_to_fit();
+        self.likes_per_ip.shrink_to_fit();
+        self.likes_per_subscriber.shrink_to_fit();
     }
 }
 

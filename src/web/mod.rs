@@ -28,6 +28,7 @@ use crate::config::Settings;
 use crate::delivery::Mailer;
 use crate::domain::token::Links;
 use crate::error::chain;
+use crate::feeds::ArxivLookup;
 use crate::store::Store;
 
 pub use guard::Guard;
@@ -48,10 +49,20 @@ pub struct AppState {
     /// Why this instance's delivery worker stopped (a refused login or TLS), for
     /// `/healthz`; `None` while it runs or when this instance has none.
     pub delivery_stopped: Arc<std::sync::Mutex<Option<String>>>,
+    /// Where the papers a reader likes are fetched when paperboy lacks them.
+    pub arxiv: ArxivLookup,
+    /// The largest request body (`web.max_body_bytes`), named when an upload is refused.
+    pub max_body_bytes: usize,
 }
 
 impl AppState {
-    pub fn new(store: Store, mailer: Mailer, links: Links, settings: &Settings) -> Self {
+    pub fn new(
+        store: Store,
+        mailer: Mailer,
+        links: Links,
+        arxiv: ArxivLookup,
+        settings: &Settings,
+    ) -> Self {
         let operator_note = match &mailer {
             Mailer::Outbox { dir, .. } => Some(Arc::from(format!(
                 "no SMTP relay is configured (PAPERBOY_SMTP_URL), so emails are not sent: \
@@ -72,6 +83,8 @@ impl AppState {
                 .and_then(chrono::Duration::try_seconds)
                 .unwrap_or(chrono::Duration::days(1)),
             delivery_stopped: Arc::default(),
+            arxiv,
+            max_body_bytes: settings.web.max_body_bytes,
         }
     }
 }

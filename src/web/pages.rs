@@ -85,6 +85,30 @@ pub struct Preferences<'a> {
     pub feed_url: Option<&'a str>,
     /// The reader's "more / less like this" ratings (`_ratings.html`).
     pub ratings: &'a RatingList,
+    pub likes: LikesPanel<'a>,
+}
+
+/// The "Papers you like" part of the settings page.
+#[derive(Debug, Clone)]
+pub struct LikesPanel<'a> {
+    /// Where its form posts.
+    pub url: &'a str,
+    pub max_entries: usize,
+    pub max_kib: usize,
+    /// What the list just sent came to, on the page that answers it.
+    pub outcome: Option<&'a LikesOutcome>,
+}
+
+/// What a list of papers the reader likes came to, as the settings page tells it.
+#[derive(Debug, Clone, Default)]
+pub struct LikesOutcome {
+    /// Why the list was refused whole (nothing was recorded).
+    pub refused: Option<String>,
+    pub recorded: u64,
+    /// `(key, title)` of the papers fetched from arXiv for it.
+    pub fetched: Vec<(String, String)>,
+    /// `(entry, reason)` of the entries that name no paper paperboy could find.
+    pub unresolved: Vec<(String, String)>,
 }
 
 #[derive(Template)]

@@ -2,31 +2,38 @@
 //! each query line finds among the recent papers), pauses, resumes, unsubscribes or comes
 //! back, and sees the papers they rated (removing them posts to
 //! `/preferences/{token}/ratings`); `GET /preferences/{token}/preview` shows what their
-//! next digest would hold if it were sent now, storing nothing. The signed token in the
+//! next digest would hold if it were sent now, storing nothing; `POST
+//! /preferences/{token}/likes` takes a list of papers they like. The signed token in the
 //! link is the only key; a token that does not verify is a plain 404 and changes nothing.
 
-use axum::extract::{Path, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::Utc;
 
 use super::forms::{Choices, FieldErrors, FormFields};
 use super::guard::{Client, check_csrf, csrf_for_page, subscriber_for};
-use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION, RatingList, page};
+use super::pages::{
+    self, CONSENT_TEXT, CONSENT_VERSION, LikesOutcome, LikesPanel, RatingList, page,
+};
 use super::recent::{LinePreview, query_lines};
 use super::{AppState, WebError};
 use crate::digest;
-use crate::domain::Subscriber;
-use crate::domain::SubscriberStatus;
+use crate::digest::taste;
 use crate::domain::token::Purpose;
+use crate::domain::{
+    MAX_SEED_ENTRIES, Rating, RatingSource, SeedList, Subscriber, SubscriberStatus,
+};
+use crate::feeds::resolve_seeds;
 use crate::store::ConsentText;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/preferences/{token}", get(show).post(change))
         .route("/preferences/{token}/preview", get(digest_preview))
+        .route("/preferences/{token}/likes", post(like))
 }
 
 fn status_text(status: SubscriberStatus) -> &'static str {
@@ -81,7 +88,9 @@ async fn ratings(
 }
 
 /// The page, with what each line of the queries box finds and the reader's ratings;
-/// `token` is the page's own.
+/// `token` is the page's own. `likes` is what a list of liked papers just sent came to,
+/// on the page that answers it.
+#[allow(clippy::too_many_arguments)]
 async fn render(
     state: &AppState,
     token: &str,
@@ -90,6 +99,7 @@ async fn render(
     errors: &FieldErrors,
     flash: Option<&str>,
     cookie: &str,
+    likes: Option<&LikesOutcome>,
 ) -> Result<String, WebError> {
     let previews = previews(state, subscriber, form).await?;
     let ratings = ratings(state, token, subscriber).await?;
@@ -98,6 +108,7 @@ async fn render(
     let digest_preview_url = format!("/preferences/{token}/preview");
     let feed_url = state.links.feed(subscriber.id, &subscriber.link_key);
     let gets_digests = gets_digests(subscriber);
+    let likes_url = format!("/preferences/{token}/likes");
     Ok(pages::render(&pages::Preferences {
         email: subscriber.email.as_str(),
         status: subscriber.status.as_str(),
@@ -116,6 +127,12 @@ async fn render(
         digest_preview_url: gets_digests.then_some(digest_preview_url.as_str()),
         feed_url: gets_digests.then_some(feed_url.as_str()),
         ratings: &ratings,
+        likes: LikesPanel {
+            url: &likes_url,
+            max_entries: MAX_SEED_ENTRIES,
+            max_kib: state.max_body_bytes / 1024,
+            outcome: likes,
+        },
     }))
 }
 
@@ -138,6 +155,7 @@ async fn show(
             &FieldErrors::default(),
             None,
             &cookie,
+            None,
         )
         .await?,
         set_cookie,
@@ -251,7 +269,17 @@ async fn change(
                 };
                 return Ok(page(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    render(&state, &token, &subscriber, &refill, &errors, None, &cookie).await?,
+                    render(
+                        &state,
+                        &token,
+                        &subscriber,
+                        &refill,
+                        &errors,
+                        None,
+                        &cookie,
+                        None,
+                    )
+                    .await?,
                     set_cookie,
                 ));
             };
@@ -279,8 +307,164 @@ async fn change(
             &FieldErrors::default(),
             Some(flash.unwrap_or("Nothing to change.")),
             &cookie,
+            None,
         )
         .await?,
         set_cookie,
     ))
+}
+
+/// What the "Papers you like" form posted: the pasted lines, or the file when one was
+/// chosen.
+#[derive(Default)]
+struct LikesForm {
+    csrf: String,
+    papers: String,
+    file: Option<Vec<u8>>,
+}
+
+impl LikesForm {
+    async fn read(
+        mut multipart: Multipart,
+    ) -> Result<LikesForm, axum::extract::multipart::MultipartError> {
+        let mut form = LikesForm::default();
+        while let Some(field) = multipart.next_field().await? {
+            match field.name() {
+                Some("csrf") => form.csrf = field.text().await?,
+                Some("papers") => form.papers = field.text().await?,
+                Some("file") => {
+                    let bytes = field.bytes().await?;
+                    if !bytes.is_empty() {
+                        form.file = Some(bytes.to_vec());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(form)
+    }
+}
+
+/// `POST /preferences/{token}/likes` (multipart, so a file can come along): the papers
+/// found count as "more like this" ratings, papers paperboy lacks are fetched from arXiv
+/// first, and the page tells what was recorded and what could not be found. A list that
+/// cannot be read (malformed BibTeX, more than 500 entries, nothing in it) records nothing.
+#[tracing::instrument(skip_all, fields(ip = %client.ip))]
+async fn like(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    multipart: Multipart,
+) -> Result<Response, WebError> {
+    let subscriber = subscriber_for(&state, &token, Purpose::Preferences).await?;
+    if matches!(
+        subscriber.status,
+        SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
+    ) {
+        return Err(WebError::NotFound);
+    }
+    let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
+    let (status, outcome) = take_likes(&state, &client, &headers, &subscriber, multipart).await?;
+    let form = FormFields::from_preferences(&subscriber.preferences);
+    let body = render(
+        &state,
+        &token,
+        &subscriber,
+        &form,
+        &FieldErrors::default(),
+        None,
+        &cookie,
+        Some(&outcome),
+    )
+    .await?;
+    Ok(page(status, body, set_cookie))
+}
+
+/// Reads the form, checks it (CSRF, the rate limits), and records the papers of its list:
+/// the status to answer with and what the list came to.
+async fn take_likes(
+    state: &AppState,
+    client: &Client,
+    headers: &HeaderMap,
+    subscriber: &Subscriber,
+    multipart: Multipart,
+) -> Result<(StatusCode, LikesOutcome), WebError> {
+    let refused = |status: StatusCode, why: String| {
+        let outcome = LikesOutcome {
+            refused: Some(why),
+            ..LikesOutcome::default()
+        };
+        Ok((status, outcome))
+    };
+    let form = match LikesForm::read(multipart).await {
+        Ok(form) => form,
+        // Nothing is done with a form that did not arrive whole, so no CSRF check is owed.
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let why = format!(
+                "the file is larger than {} KiB, the most this page takes. Export fewer \
+                 papers, or without abstracts and notes, or paste their ids instead.",
+                state.max_body_bytes / 1024
+            );
+            return refused(e.status(), why);
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "unreadable likes form");
+            let why = "the form did not arrive whole; please send it again.".to_string();
+            return refused(StatusCode::BAD_REQUEST, why);
+        }
+    };
+    check_csrf(headers, &state.links, &form.csrf)?;
+    state.guard.likes_from(client.ip, subscriber.id)?;
+    let text = match form.file {
+        Some(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => {
+                let why = "the file is not UTF-8 text (save or export it as UTF-8).".to_string();
+                return refused(StatusCode::UNPROCESSABLE_ENTITY, why);
+            }
+        },
+        None => form.papers,
+    };
+    let list = match SeedList::parse(&text) {
+        Ok(list) => list,
+        Err(e) => return refused(StatusCode::UNPROCESSABLE_ENTITY, format!("{e}.")),
+    };
+    let now = Utc::now();
+    let resolution = resolve_seeds(&state.store, &state.arxiv, &list, now).await?;
+    let recorded = if resolution.papers.is_empty() {
+        0
+    } else {
+        taste::rate(
+            &state.store,
+            subscriber.id,
+            &resolution.paper_ids(),
+            Rating::More,
+            RatingSource::Import,
+            now,
+        )
+        .await?
+    };
+    let outcome = LikesOutcome {
+        refused: None,
+        recorded,
+        fetched: resolution
+            .fetched()
+            .map(|p| (p.key.to_string(), p.title.clone()))
+            .collect(),
+        unresolved: resolution
+            .unresolved
+            .iter()
+            .map(|u| (u.entry.clone(), u.reason.clone()))
+            .collect(),
+    };
+    tracing::info!(
+        subscriber = subscriber.id,
+        entries = list.entries.len(),
+        recorded,
+        fetched = outcome.fetched.len(),
+        unresolved = outcome.unresolved.len(),
+        "papers liked"
+    );
+    Ok((StatusCode::OK, outcome))
 }

@@ -212,6 +212,8 @@ impl Reply {
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub path: String,
+    /// The query string, decoded.
+    pub query: Option<String>,
     pub if_none_match: Option<String>,
     pub if_modified_since: Option<String>,
     pub user_agent: Option<String>,
@@ -281,6 +283,11 @@ async fn answer(State(state): State<Arc<Mutex<ServerState>>>, req: Request) -> R
         let mut state = state.lock().expect("lock");
         state.seen.push(Seen {
             path: path.clone(),
+            query: req.uri().query().map(|q| {
+                percent_encoding::percent_decode_str(q)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            }),
             if_none_match: header(&headers, "if-none-match"),
             if_modified_since: header(&headers, "if-modified-since"),
             user_agent: header(&headers, "user-agent"),
@@ -737,6 +744,48 @@ impl Visitor {
         }
         for (k, v) in extra {
             req = req.header(*k, *v);
+        }
+        let response = req.send().await.unwrap();
+        self.read(response).await
+    }
+
+    /// Posts a `multipart/form-data` form, as a browser sends a form with a file input:
+    /// each part is `(name, file name, content)`.
+    pub async fn post_multipart(
+        &mut self,
+        path: &str,
+        parts: &[(&str, Option<&str>, &[u8])],
+    ) -> Page {
+        let boundary = "----paperboyTestBoundary7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (name, file_name, content) in parts {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            match file_name {
+                Some(file) => body.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\n\
+                         Content-Type: application/octet-stream\r\n\r\n"
+                    )
+                    .as_bytes(),
+                ),
+                None => body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                ),
+            }
+            body.extend_from_slice(content);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
         }
         let response = req.send().await.unwrap();
         self.read(response).await

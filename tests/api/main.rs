@@ -16,6 +16,7 @@ mod digests;
 mod feed;
 mod ingest;
 mod instances;
+mod likes;
 mod mail;
 mod matching;
 mod preview;

@@ -1,10 +1,11 @@
-//! `paperboy subscribers list|show|add|remove|import|export|erase|rate`: subscriber
+//! `paperboy subscribers list|show|add|remove|import|export|erase|rate|like`: subscriber
 //! administration, one file per subcommand; what several of them share is here.
 
 mod add;
 mod erase;
 mod export;
 mod import;
+mod like;
 mod list;
 mod rate;
 mod remove;
@@ -44,6 +45,9 @@ pub enum Command {
     Erase(erase::Args),
     /// Record "more / less like this" ratings of stored papers for a reader.
     Rate(rate::Args),
+    /// Record the papers a reader likes (arXiv ids, links or DOIs, one per line, or a
+    /// BibTeX export) as "more like this"; papers paperboy lacks are fetched from arXiv.
+    Like(like::Args),
 }
 
 pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
@@ -57,6 +61,7 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
         Command::Export(args) => export::run(&store, args).await,
         Command::Erase(args) => erase::run(&store, args).await,
         Command::Rate(args) => rate::run(&store, args).await,
+        Command::Like(args) => like::run(&settings, &store, args).await,
     }
 }
 
