@@ -160,7 +160,12 @@ pub fn compose(
         .map(|(subscriber, (queries, matches))| {
             let fresh = |idx: usize| window.papers[idx].0.id > subscriber.paper_cursor;
             let trending = queries.is_empty();
-            let steer = tastes.by_subscriber.get(&subscriber.id).map(|taste| {
+            // A trending digest is ranked by popularity alone: no taste to weigh.
+            let taste = tastes
+                .by_subscriber
+                .get(&subscriber.id)
+                .filter(|_| !trending);
+            let steer = taste.map(|taste| {
                 let index = window.taste_index();
                 Steer {
                     tastes,

@@ -394,12 +394,7 @@ pub async fn preview(
             key: paper.paper.key.as_str().to_string(),
             title: paper.paper.title.clone(),
             score: e.score,
-            queries: e
-                .explanation
-                .queries
-                .iter()
-                .map(|q| q.query.clone())
-                .collect(),
+            queries: e.explanation.query_texts(),
             reason: crate::email::digest::reason(&e.explanation),
             in_email,
         };

@@ -29,6 +29,13 @@ pub struct Explanation {
     pub taste: Option<TasteNote>,
 }
 
+impl Explanation {
+    /// The texts of the queries that matched, in the reader's order.
+    pub fn query_texts(&self) -> Vec<String> {
+        self.queries.iter().map(|q| q.query.clone()).collect()
+    }
+}
+
 /// The learned taste's part in a paper's place: ranked up or down because it is like a
 /// paper the reader rated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

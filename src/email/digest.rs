@@ -47,6 +47,8 @@ pub struct PaperView {
     pub reason: String,
     /// The query that won it its place, if one did.
     pub won_by: Option<String>,
+    /// Every query of the reader's that matched it.
+    pub queries: Vec<String>,
 }
 
 /// One query's part of an email grouped by query.
@@ -57,6 +59,8 @@ pub struct Section {
     pub count: usize,
     /// The emailed papers the query won.
     pub papers: Vec<PaperView>,
+    /// Its emailed papers that another query won (listed in that query's section).
+    pub elsewhere: usize,
     /// How many of its papers the email leaves to the digest's page.
     pub more: usize,
 }
@@ -298,10 +302,16 @@ fn sections(papers: &[PaperView], per_query: &[(String, usize)]) -> Vec<Section>
                 .filter(|p| p.won_by.as_deref() == Some(query.as_str()))
                 .cloned()
                 .collect();
+            let elsewhere = papers
+                .iter()
+                .filter(|p| p.won_by.as_deref() != Some(query.as_str()))
+                .filter(|p| p.queries.iter().any(|q| q == query))
+                .count();
             Section {
                 query: query.clone(),
                 count: *count,
-                more: count.saturating_sub(won.len()),
+                more: count.saturating_sub(won.len() + elsewhere),
+                elsewhere,
                 papers: won,
             }
         })
@@ -341,6 +351,7 @@ pub fn paper_view(e: &StoredEntry, number: usize, archive: Option<&str>) -> Pape
         matched: matched_line(&e.explanation),
         reason: reason(&e.explanation),
         won_by: e.explanation.won_by.clone(),
+        queries: e.explanation.query_texts(),
     }
 }
 

@@ -18,8 +18,6 @@ const TITLE_WEIGHT: f64 = 3.0;
 const ABSTRACT_WEIGHT: f64 = 1.0;
 const AUTHOR_WEIGHT: f64 = 2.5;
 const CATEGORY_WEIGHT: f64 = 0.5;
-/// Weight of ln(1 + upvotes): 10 upvotes count about as much as a rare title word.
-const POPULARITY_WEIGHT: f64 = 1.5;
 
 /// How many papers of the batch contain each title/abstract stem.
 #[derive(Debug, Default)]
@@ -284,18 +282,27 @@ pub fn query_score(query: &Query, doc: &Doc, stats: &BatchStats) -> QueryScore {
 }
 
 /// A paper's score for a reader from the shares of the reader's queries that matched it,
-/// plus its popularity. The explanation names the queries and fields; its spans are
-/// [`highlight`]'s to fill, for the papers that are shown.
+/// valued as the digest values it (see [`QueryScore::value`] and [`Candidate::value`]), so
+/// `papers search` and the previews rank as the email does. The explanation names the
+/// queries and fields; its spans are [`highlight`]'s to fill, for the papers that are shown.
 pub fn combine(parts: &[QueryScore], upvotes: Option<i64>) -> Scored {
-    let mut total = 0.0;
     let mut explanation = Explanation::default();
-    for part in parts {
-        total += part.score;
-        explanation.queries.push(part.matched.clone());
-    }
-    total += POPULARITY_WEIGHT * (1.0 + upvotes.unwrap_or(0).max(0) as f64).ln();
+    let candidate = Candidate {
+        values: parts
+            .iter()
+            .enumerate()
+            .map(|(q, part)| {
+                explanation.queries.push(part.matched.clone());
+                (q, part.value(upvotes, 0.0))
+            })
+            .collect(),
+    };
     Scored {
-        score: total,
+        score: if parts.is_empty() {
+            0.0
+        } else {
+            candidate.value()
+        },
         explanation,
     }
 }

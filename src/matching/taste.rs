@@ -52,8 +52,15 @@ fn is_stop_word(word: &str) -> bool {
 
 /// The taste's features of a paper with their raw counts: title and abstract stems (stop
 /// words left out, title words counted double), each author's whole name (`@…`) and each
-/// category (`#…`).
+/// category (`#…`). A feature holding a tab or a line break (a category as a feed wrote
+/// it) is left out: the stored form separates features with them.
 pub fn features(doc: &Doc) -> FxHashMap<String, f32> {
+    let mut counts = raw_features(doc);
+    counts.retain(|f, _| !f.contains(['\t', '\n', '\r']));
+    counts
+}
+
+fn raw_features(doc: &Doc) -> FxHashMap<String, f32> {
     let mut counts: FxHashMap<String, f32> = FxHashMap::default();
     let mut text = |field: &TextField, weight: f32| {
         for (stem, surface) in field.stems.iter().zip(&field.surface) {
@@ -93,6 +100,15 @@ pub struct Taste {
     more: i64,
 }
 
+/// One feature's weight as a profile is learned, with the rated paper that pulled it most
+/// up and the one that pulled it most down (index, share).
+#[derive(Default)]
+struct Pull {
+    weight: f64,
+    up: Option<(usize, f64)>,
+    down: Option<(usize, f64)>,
+}
+
 /// A rated paper to learn from.
 pub struct Rated<'a> {
     pub paper_id: i64,
@@ -110,8 +126,8 @@ impl Taste {
         if rated.is_empty() {
             return None;
         }
-        // Per feature: the weight, and the paper that gave the most of it in its direction.
-        let mut weights: FxHashMap<String, (f64, usize, f64)> = FxHashMap::default();
+        // Per feature: the weight, and the papers that gave the most of it each way.
+        let mut weights: FxHashMap<String, Pull> = FxHashMap::default();
         for (i, r) in rated.iter().enumerate() {
             let counts = features(r.doc);
             let norm = counts
@@ -129,18 +145,26 @@ impl Taste {
             };
             for (feature, count) in counts {
                 let share = scale * f64::from(count) / norm;
-                let slot = weights.entry(feature).or_insert((0.0, i, 0.0));
-                slot.0 += share;
-                if share.abs() > slot.2 {
-                    slot.1 = i;
-                    slot.2 = share.abs();
+                let slot = weights.entry(feature).or_default();
+                slot.weight += share;
+                let side = if share > 0.0 {
+                    &mut slot.up
+                } else {
+                    &mut slot.down
+                };
+                if side.is_none_or(|(_, best)| share.abs() > best) {
+                    *side = Some((i, share.abs()));
                 }
             }
         }
+        // Each term names the paper that pulled most in the direction the term ended up.
         let mut terms: Vec<(String, f64, usize)> = weights
             .into_iter()
-            .filter(|(_, (w, _, _))| w.abs() > 1e-6)
-            .map(|(f, (w, i, _))| (f, w, i))
+            .filter(|(_, p)| p.weight.abs() > 1e-6)
+            .filter_map(|(f, p)| {
+                let side = if p.weight > 0.0 { p.up } else { p.down };
+                side.map(|(i, _)| (f, p.weight, i))
+            })
             .collect();
         terms.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then_with(|| a.0.cmp(&b.0)));
         terms.truncate(TERMS_KEPT);
@@ -412,6 +436,44 @@ mod tests {
         assert_eq!(index.most_like(&taste, 1, true), Some(7));
         assert_eq!(index.most_like(&taste, 0, false), Some(9));
         assert_eq!(sim.best(|_| true, 1)[0].0, 1);
+    }
+
+    #[test]
+    fn a_term_names_a_paper_rated_the_way_the_term_pulls() {
+        // Three liked papers and a disliked one share a category; the disliked one has
+        // the most of it, yet the category pulls up, so it names a liked paper.
+        let liked: Vec<Doc> = (0..3)
+            .map(|i| Doc::new(&format!("Alpha {i}"), "beta gamma", &[], &["cs.LG".into()]))
+            .collect();
+        let disliked = Doc::new("Zeta", "", &[], &["cs.LG".into()]);
+        let mut rated: Vec<Rated<'_>> = liked
+            .iter()
+            .enumerate()
+            .map(|(i, doc)| Rated {
+                paper_id: i as i64,
+                doc,
+                rating: Rating::More,
+            })
+            .collect();
+        rated.push(Rated {
+            paper_id: 99,
+            doc: &disliked,
+            rating: Rating::Less,
+        });
+        let taste = Taste::learn(&rated).expect("learned");
+        let window = vec![Doc::new("Unrelated words", "", &[], &["cs.LG".into()])];
+        let index = TasteIndex::new(&window);
+        assert!(index.similarity(&taste).of(0) > 0.0);
+        let named = index.most_like(&taste, 0, true).expect("named");
+        assert_ne!(named, 99);
+    }
+
+    #[test]
+    fn features_never_hold_the_stored_forms_separators() {
+        let doc = Doc::new("Title", "", &[], &["cs.LG\tx".into(), "math\nCO".into()]);
+        let f = features(&doc);
+        assert!(f.keys().all(|k| !k.contains(['\t', '\n'])), "{f:?}");
+        assert!(f.contains_key("titl") || f.contains_key("title"), "{f:?}");
     }
 
     #[test]

@@ -439,7 +439,7 @@ impl Store {
                     "SELECT digest_id, rank, paper_id, score, explanation, suggested \
                      FROM digest_papers WHERE rank <= ",
                 );
-                q.push_bind(most).push(" AND digest_id IN (");
+                q.push_bind(most).push(" AND NOT suggested AND digest_id IN (");
                 push_id_list(&mut q, found.iter().map(|d| d.id));
                 q.push(" ORDER BY digest_id, rank");
                 rows.extend(q.build_query_as::<EntryRow>().fetch_all(pool).await?);

@@ -266,18 +266,20 @@ impl Store {
         Ok(counts)
     }
 
-    /// Papers first stored at or after `since` (all when `None`), oldest first.
+    /// Papers feeds carried, first stored at or after `since` (all when `None`), oldest
+    /// first. Papers stored only because a reader listed them as liked are left out: they
+    /// are no one's new papers, and they would show one reader's library to everyone.
     #[tracing::instrument(skip_all)]
     pub async fn list_papers(&self, since: Option<DateTime<Utc>>) -> StoreResult<Vec<StoredPaper>> {
         let rows: Vec<PaperRow> = on_pool!(self, pool => {
             match since {
                 Some(since) => sqlx::query_as(select_papers!(
-                    "WHERE first_seen_at >= $1 ORDER BY first_seen_at, id"
+                    "WHERE listed AND first_seen_at >= $1 ORDER BY first_seen_at, id"
                 ))
                 .bind(since)
                 .fetch_all(pool)
                 .await?,
-                None => sqlx::query_as(select_papers!("ORDER BY first_seen_at, id"))
+                None => sqlx::query_as(select_papers!("WHERE listed ORDER BY first_seen_at, id"))
                     .fetch_all(pool)
                     .await?,
             }

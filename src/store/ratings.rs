@@ -103,6 +103,11 @@ impl Store {
             .await?;
             let touched = match change {
                 RatingChange::Rate { paper_ids, rating, source } => {
+                    // One row per paper: PostgreSQL refuses to upsert a row twice in one
+                    // statement.
+                    let mut paper_ids = paper_ids.to_vec();
+                    paper_ids.sort_unstable();
+                    paper_ids.dedup();
                     let mut touched = 0;
                     for chunk in paper_ids.chunks(500) {
                         let mut q = sqlx::QueryBuilder::new(

@@ -131,7 +131,7 @@ impl TryFrom<SubscriberRow> for Subscriber {
     }
 }
 
-/// Binds a reader's preferences as the next five parameters, in the order every statement
+/// Binds a reader's preferences as the next seven parameters, in the order every statement
 /// names their columns: queries, frequency, send_hour, timezone, max_papers,
 /// group_by_query, suggestions.
 macro_rules! bind_preferences {

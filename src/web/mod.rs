@@ -51,8 +51,6 @@ pub struct AppState {
     pub delivery_stopped: Arc<std::sync::Mutex<Option<String>>>,
     /// Where the papers a reader likes are fetched when paperboy lacks them.
     pub arxiv: ArxivLookup,
-    /// The largest request body (`web.max_body_bytes`), named when an upload is refused.
-    pub max_body_bytes: usize,
 }
 
 impl AppState {
@@ -84,7 +82,6 @@ impl AppState {
                 .unwrap_or(chrono::Duration::days(1)),
             delivery_stopped: Arc::default(),
             arxiv,
-            max_body_bytes: settings.web.max_body_bytes,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! /preferences/{token}/likes` takes a list of papers they like. The signed token in the
 //! link is the only key; a token that does not verify is a plain 404 and changes nothing.
 
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -33,8 +33,17 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/preferences/{token}", get(show).post(change))
         .route("/preferences/{token}/preview", get(digest_preview))
-        .route("/preferences/{token}/likes", post(like))
+        // A reference manager's export runs to about 2 KB a paper with abstracts: this
+        // form alone takes more than the other forms' limit.
+        .route(
+            "/preferences/{token}/likes",
+            post(like).layer(DefaultBodyLimit::max(LIKES_MAX_BYTES)),
+        )
 }
+
+/// The largest list of liked papers the page takes (500 papers of a BibTeX export with
+/// abstracts, with room to spare).
+const LIKES_MAX_BYTES: usize = 2 * 1024 * 1024;
 
 fn status_text(status: SubscriberStatus) -> &'static str {
     match status {
@@ -130,7 +139,7 @@ async fn render(
         likes: LikesPanel {
             url: &likes_url,
             max_entries: MAX_SEED_ENTRIES,
-            max_kib: state.max_body_bytes / 1024,
+            max_kib: LIKES_MAX_BYTES / 1024,
             outcome: likes,
         },
     }))
@@ -404,7 +413,7 @@ async fn take_likes(
             let why = format!(
                 "the file is larger than {} KiB, the most this page takes. Export fewer \
                  papers, or without abstracts and notes, or paste their ids instead.",
-                state.max_body_bytes / 1024
+                LIKES_MAX_BYTES / 1024
             );
             return refused(e.status(), why);
         }

@@ -470,7 +470,7 @@ async fn the_settings_page_takes_papers_a_reader_likes_as_a_file_or_pasted() {
             .await;
         assert_eq!(forged.status, StatusCode::FORBIDDEN);
         // A file over the size limit is refused with a page that says so.
-        let huge = format!("% {}\n{library}", "x".repeat(80 * 1024));
+        let huge = format!("% {}\n{library}", "x".repeat(2100 * 1024));
         let big = visitor
             .post_multipart(
                 &likes,
@@ -481,7 +481,7 @@ async fn the_settings_page_takes_papers_a_reader_likes_as_a_file_or_pasted() {
             )
             .await;
         assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", big.body);
-        assert!(big.body.contains("larger than 64 KiB"), "{}", big.body);
+        assert!(big.body.contains("larger than 2048 KiB"), "{}", big.body);
         // A malformed file records nothing and names the entry.
         let broken = visitor
             .post_multipart(

@@ -161,6 +161,8 @@ async fn ratings_teach_a_taste_that_ranks_up_says_why_and_suggests_papers() {
         let reader =
             active_subscriber(&store, "taste@example.org", "agent", "daily", 8, "UTC").await;
         set_layout(&store, &reader, 3, DigestLayout::default()).await;
+        // A reader without a taste whose email lists more, sent in the same batch.
+        let wide = active_subscriber(&store, "wide@example.org", "agent", "daily", 8, "UTC").await;
         let mut ids = Vec::new();
         for i in 0..5 {
             ids.push(paper(&store, &format!("arxiv:2611.{:05}", 10 + i)).await.id);
@@ -177,6 +179,19 @@ async fn ratings_teach_a_taste_that_ranks_up_says_why_and_suggests_papers() {
         .await
         .unwrap();
         assert_eq!(written, 5, "{}", db.backend);
+        // The same paper twice in one call is one rating (PostgreSQL refuses to upsert a
+        // row twice in one statement).
+        let again = digest::taste::rate(
+            &store,
+            reader.id,
+            &[ids[0], ids[0]],
+            Rating::More,
+            RatingSource::Digest,
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(again, 1, "{}", db.backend);
         let ratings = store.ratings_of(reader.id).await.unwrap();
         assert_eq!(ratings.len(), 5);
         assert!(ratings.iter().all(|r| r.rating == Rating::More));
@@ -246,6 +261,25 @@ async fn ratings_teach_a_taste_that_ranks_up_says_why_and_suggests_papers() {
         // The archive page counts only matches; the suggestions never take a place.
         let digest = &store.digests_of(reader.id).await.unwrap()[0];
         assert_eq!((digest.total, digest.shown), (6, 3));
+        // What a delivery worker reads for a batch holding both readers' digests: each
+        // suggestion once, though the other digest lists more papers than this one's
+        // suggestions are ranked at.
+        let other = &store.digests_of(wide.id).await.unwrap()[0];
+        let batch = store
+            .digests_for_sending(&[digest.id, other.id])
+            .await
+            .unwrap();
+        let (_, sent) = batch.iter().find(|(d, _)| d.id == digest.id).unwrap();
+        assert_eq!(
+            sent.iter().filter(|e| e.suggested).count(),
+            2,
+            "{}",
+            db.backend
+        );
+        assert_eq!(sent.iter().filter(|e| !e.suggested).count(), 3);
+        let (_, wide_sent) = batch.iter().find(|(d, _)| d.id == other.id).unwrap();
+        assert_eq!(wide_sent.len(), 6);
+        assert!(wide_sent.iter().all(|e| !e.suggested));
 
         // Forgetting every rating forgets the taste.
         let gone = digest::taste::unrate(&store, reader.id, None, chrono::Utc::now())
