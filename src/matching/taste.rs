@@ -27,6 +27,11 @@ const TITLE_COUNT: f32 = 2.0;
 /// queries.
 pub const SUGGEST_AFTER: i64 = 5;
 
+/// A feature found in more than this share of a window's papers is left out of it …
+const COMMON_SHARE: f64 = 0.2;
+/// … once the window holds this many papers (a handful proves nothing).
+const COMMON_FROM: usize = 50;
+
 /// The version tag of the stored form.
 const FORM: &str = "rocchio1";
 
@@ -321,8 +326,12 @@ impl TasteIndex {
             }
         }
         let n = docs.len() as f64;
+        // Features in a large share of the window say little of a topic and would make
+        // every reader's similarity walk most of the window: they are left out of the space.
+        let common = |d: u32| docs.len() >= COMMON_FROM && f64::from(d) > n * COMMON_SHARE;
         let idf: FxHashMap<String, f32> = df
             .iter()
+            .filter(|(_, d)| !common(**d))
             .map(|(f, d)| {
                 (
                     f.to_string(),
@@ -334,14 +343,14 @@ impl TasteIndex {
         for (i, v) in vectors.iter().enumerate() {
             let norm = v
                 .iter()
-                .map(|(f, c)| (c * idf.get(f).copied().unwrap_or(1.0)).powi(2))
+                .filter_map(|(f, c)| idf.get(f).map(|w| (c * w).powi(2)))
                 .sum::<f32>()
                 .sqrt();
             if norm == 0.0 {
                 continue;
             }
             for (f, c) in v {
-                let w = idf.get(f).copied().unwrap_or(1.0);
+                let Some(&w) = idf.get(f) else { continue };
                 postings
                     .entry(f.clone())
                     .or_default()
