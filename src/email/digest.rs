@@ -55,6 +55,8 @@ pub struct PaperView {
 #[derive(Debug, Clone)]
 pub struct Section {
     pub query: String,
+    /// The query as shown, quoted once (see [`quoted`]).
+    pub label: String,
     /// How many new papers the query matched.
     pub count: usize,
     /// The emailed papers the query won.
@@ -220,12 +222,7 @@ pub fn view(
     let tz = prefs.timezone.tz();
     let start = window.0.with_timezone(&tz);
     let end = window.1.with_timezone(&tz);
-    let period = format!(
-        "{} to {} ({})",
-        start.format("%a %-d %b %H:%M"),
-        end.format("%a %-d %b %Y %H:%M"),
-        prefs.timezone.name()
-    );
+    let period = period(&start, &end, prefs.timezone.name());
     let archive = links.archive.as_deref();
     let (listed, suggested): (Vec<&StoredEntry>, Vec<&StoredEntry>) =
         entries.iter().partition(|e| !e.suggested);
@@ -290,6 +287,39 @@ pub fn view(
     }
 }
 
+/// The window in the reader's zone, both ends in one format and to the minute; the year
+/// only when the window crosses New Year, then on both ends.
+fn period<Z: chrono::TimeZone>(start: &DateTime<Z>, end: &DateTime<Z>, zone: &str) -> String
+where
+    Z::Offset: std::fmt::Display,
+{
+    use chrono::Datelike;
+    let format = if start.year() == end.year() {
+        "%a %-d %b %H:%M"
+    } else {
+        "%a %-d %b %Y %H:%M"
+    };
+    format!(
+        "{} \u{2013} {} ({zone})",
+        start.format(format),
+        end.format(format)
+    )
+}
+
+/// A query as the email names it, between curly quotes; a phrase query already shows its
+/// own quotes, so it keeps only those.
+pub fn quoted(query: &str) -> String {
+    let phrase = query.len() >= 2
+        && query.starts_with('"')
+        && query.ends_with('"')
+        && !query[1..query.len() - 1].contains('"');
+    if phrase {
+        query.to_string()
+    } else {
+        format!("\u{201c}{query}\u{201d}")
+    }
+}
+
 /// The emailed papers by the query that won each its place, one section per query that
 /// matched, in the reader's order.
 fn sections(papers: &[PaperView], per_query: &[(String, usize)]) -> Vec<Section> {
@@ -308,6 +338,7 @@ fn sections(papers: &[PaperView], per_query: &[(String, usize)]) -> Vec<Section>
                 .filter(|p| p.queries.iter().any(|q| q == query))
                 .count();
             Section {
+                label: quoted(query),
                 query: query.clone(),
                 count: *count,
                 more: count.saturating_sub(won.len() + elsewhere),
@@ -360,7 +391,7 @@ pub fn paper_view(e: &StoredEntry, number: usize, archive: Option<&str>) -> Pape
 pub fn reason(x: &Explanation) -> String {
     let mut parts = Vec::new();
     if let Some(q) = &x.won_by {
-        parts.push(format!("chosen for your query \u{201c}{q}\u{201d}"));
+        parts.push(format!("chosen for your query {}", quoted(q)));
     }
     if let Some(t) = &x.taste {
         parts.push(t.describe());
@@ -387,11 +418,11 @@ fn matched_line(x: &Explanation) -> String {
         .map(|q| {
             let fields: Vec<&str> = q.fields.iter().map(|f| field_name(*f)).collect();
             if fields.is_empty() {
-                format!("your query \u{201c}{}\u{201d}", q.query)
+                format!("your query {}", quoted(&q.query))
             } else {
                 format!(
-                    "your query \u{201c}{}\u{201d} in {}",
-                    q.query,
+                    "your query {} in {}",
+                    quoted(&q.query),
                     fields.join(" and ")
                 )
             }
@@ -507,6 +538,40 @@ mod tests {
             let (html, plain) = snippet(text, spans);
             assert!(html.contains("diffusion") && plain.contains("diffusion"));
         }
+    }
+
+    #[test]
+    fn a_phrase_query_keeps_its_own_quotes_only() {
+        assert_eq!(quoted("\"control variate\""), "\"control variate\"");
+        assert_eq!(quoted("diffusion"), "\u{201c}diffusion\u{201d}");
+        assert_eq!(
+            quoted("author:\"Tri Dao\""),
+            "\u{201c}author:\"Tri Dao\"\u{201d}"
+        );
+        assert_eq!(quoted("\"a\" OR \"b\""), "\u{201c}\"a\" OR \"b\"\u{201d}");
+        assert_eq!(quoted("\""), "\u{201c}\"\u{201d}");
+    }
+
+    #[test]
+    fn the_period_has_one_format_on_both_ends_and_no_seconds() {
+        let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&tz);
+        assert_eq!(
+            period(
+                &at("2026-12-01T01:34:56Z"),
+                &at("2026-12-02T01:34:10Z"),
+                "Europe/Berlin"
+            ),
+            "Tue 1 Dec 02:34 \u{2013} Wed 2 Dec 02:34 (Europe/Berlin)"
+        );
+        assert_eq!(
+            period(
+                &at("2026-12-31T07:00:00Z"),
+                &at("2027-01-01T07:00:00Z"),
+                "Europe/Berlin"
+            ),
+            "Thu 31 Dec 2026 08:00 \u{2013} Fri 1 Jan 2027 08:00 (Europe/Berlin)"
+        );
     }
 
     #[test]
