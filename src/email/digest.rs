@@ -1,5 +1,6 @@
 //! The digest email: the view of a digest (what its email and its archive page show) and
-//! the HTML and text bodies from `templates/email/digest.*`, same content in both.
+//! its bodies, HTML from `templates/email/digest.html` and text from [`super::text`], same
+//! content in both.
 //! Everything a feed wrote is escaped; the only markup added to it is `<mark>` around
 //! matched words.
 
@@ -95,21 +96,12 @@ struct DigestHtml<'a> {
     d: &'a DigestView,
 }
 
-#[derive(Template)]
-#[template(path = "email/digest.txt")]
-struct DigestText<'a> {
-    d: &'a DigestView,
-}
-
 /// The HTML and text bodies.
 pub fn bodies(view: &DigestView) -> Result<(String, String), RenderError> {
     let html = DigestHtml { d: view }
         .render()
         .map_err(RenderError::of("digest"))?;
-    let text = DigestText { d: view }
-        .render()
-        .map_err(RenderError::of("digest"))?;
-    Ok((html, to_crlf(&text)))
+    Ok((html, to_crlf(&super::text::digest(view))))
 }
 
 /// The email of a digest view, with the delivery's fixed Message-ID.

@@ -325,7 +325,10 @@ async fn digest_preview_and_a_dry_run_show_what_a_subscriber_would_get() {
     assert!(stdout(&html).contains("Diffusion &#60;i&#62;now&#60;/i&#62;"));
     // A preview has no stored digest: it says so and links to no page of one.
     assert!(
-        out.contains("(a preview: nothing was stored or sent)"),
+        out.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains("(a preview: nothing was stored or sent)"),
         "{out}"
     );
     assert!(!out.contains("View in browser"), "{out}");

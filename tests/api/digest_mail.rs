@@ -177,7 +177,22 @@ fn both_bodies_match_their_snapshots_and_escape_what_feeds_wrote() {
         text.contains("<script>alert('x')</script>"),
         "text shows the title as written"
     );
-    assert!(text.contains("And 5 more: https://papers.example.org/digests/7?t="));
+    assert!(text.contains("And 5 more:\r\nhttps://papers.example.org/digests/7?t="));
+    // The text part: the numbered titles first, then the entries; 72 columns, except an
+    // address alone on its line; from item 10 the indent still lines up under the title.
+    let overview = text.find("15. Structured").unwrap();
+    let entries = text.find("    Tri Dao, Albert Gu").unwrap();
+    assert!(text.find(" 1. Diffusion").unwrap() < overview && overview < entries);
+    for line in text.split("\r\n") {
+        let alone = line.trim_start().starts_with("https://") && !line.trim().contains(' ');
+        assert!(line.chars().count() <= 72 || alone, "{line}");
+        assert_eq!(line, line.trim_end(), "a trailing space");
+    }
+    assert!(
+        text.contains(
+            "\r\n12. Structured state space models for diffusion, part 11\r\n    Tri Dao"
+        )
+    );
     assert_eq!(v.papers.len(), 15);
     assert!(
         html.len() < 100 * 1024,
