@@ -17,8 +17,8 @@ use crate::store::{DigestRecord, StoredEntry};
 
 /// Authors listed before "et al.".
 const AUTHORS_SHOWN: usize = 4;
-/// Characters of abstract shown around the first match.
-const SNIPPET_CHARS: usize = 320;
+/// Characters of abstract shown around the first match: about two lines of the email.
+const SNIPPET_CHARS: usize = 200;
 
 /// One paper as the templates show it.
 #[derive(Debug, Clone)]
@@ -32,6 +32,11 @@ pub struct PaperView {
     /// Its entry on the digest's page, where it can be rated; `None` in a preview.
     pub entry_url: Option<String>,
     pub title: String,
+    /// The title escaped, with `<mark>` around matched words.
+    pub title_html: String,
+    /// "arXiv:2411.00100 · 27 Nov 2026 · cs.LG · 40 upvotes · 3 comments": its id (or
+    /// DOI, or the site it came from), date, primary category and counts when known.
+    pub facts: String,
     pub abs_url: Option<String>,
     pub pdf_url: Option<String>,
     pub discussion_url: Option<String>,
@@ -356,6 +361,7 @@ pub fn paper_view(e: &StoredEntry, number: usize, archive: Option<&str>) -> Pape
     };
     let (snippet_html, snippet_text) = snippet(&p.abstract_text, &e.explanation.abstract_spans);
     let anchor = anchor(e.paper.id);
+    let title_html = marked(&p.title, &e.explanation.title_spans);
     PaperView {
         number,
         paper_id: e.paper.id,
@@ -363,6 +369,8 @@ pub fn paper_view(e: &StoredEntry, number: usize, archive: Option<&str>) -> Pape
         entry_url: archive.map(|a| format!("{a}#{anchor}")),
         anchor,
         title: p.title.clone(),
+        title_html,
+        facts: facts(p),
         abs_url: web_link(&p.links.abs),
         pdf_url: web_link(&p.links.pdf),
         discussion_url: web_link(&p.links.discussion),
@@ -376,6 +384,60 @@ pub fn paper_view(e: &StoredEntry, number: usize, archive: Option<&str>) -> Pape
         won_by: e.explanation.won_by.clone(),
         queries: e.explanation.query_texts(),
     }
+}
+
+/// Where a paper is from and what is known of it, in one line: its arXiv id (or DOI, or
+/// the site it came from), date, primary category, upvotes and comments.
+fn facts(p: &crate::domain::Paper) -> String {
+    let mut parts = Vec::new();
+    if let Some(id) = &p.arxiv_id {
+        parts.push(format!("arXiv:{id}"));
+    } else if let Some(doi) = &p.doi {
+        parts.push(format!("doi:{doi}"));
+    } else if let Some(host) = url::Url::parse(&p.key.landing_url()).ok().and_then(|u| {
+        u.host_str()
+            .map(|h| h.trim_start_matches("www.").to_string())
+    }) {
+        parts.push(host);
+    }
+    if let Some(date) = p.published {
+        parts.push(date.format("%-d %b %Y").to_string());
+    }
+    if let Some(primary) = p.categories.first() {
+        parts.push(primary.clone());
+    }
+    let count = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    if let Some(n) = p.upvotes {
+        parts.push(count(n, "upvote", "upvotes"));
+    }
+    if let Some(n) = p.comments {
+        parts.push(count(n, "comment", "comments"));
+    }
+    parts.join(" \u{b7} ")
+}
+
+/// `text` escaped, with `<mark>` around the spans that still fall on its character
+/// boundaries (spans are sorted and merged when matching makes them).
+fn marked(text: &str, spans: &[Range<usize>]) -> String {
+    let mut html = String::with_capacity(text.len() + 16);
+    let mut at = 0;
+    for r in spans {
+        let ok = r.start >= at
+            && r.start < r.end
+            && r.end <= text.len()
+            && text.is_char_boundary(r.start)
+            && text.is_char_boundary(r.end);
+        if !ok {
+            continue;
+        }
+        html.push_str(&html_escape::encode_text(&text[at..r.start]));
+        html.push_str("<mark>");
+        html.push_str(&html_escape::encode_text(&text[r.clone()]));
+        html.push_str("</mark>");
+        at = r.end;
+    }
+    html.push_str(&html_escape::encode_text(&text[at..]));
+    html
 }
 
 /// Why a paper has its place, in words: the query that won it, and what the learned taste
@@ -564,6 +626,45 @@ mod tests {
             ),
             "Thu 31 Dec 2026 08:00 \u{2013} Fri 1 Jan 2027 08:00 (Europe/Berlin)"
         );
+    }
+
+    #[test]
+    fn titles_mark_the_matched_words_and_escape_the_rest() {
+        let title = "<b>Diffusion</b> & state space models";
+        let at = title.find("Diffusion").unwrap();
+        let empty = Range { start: 2, end: 1 };
+        let html = marked(title, &[at..at + 9, 0..1000, empty]);
+        assert_eq!(
+            html,
+            "&lt;b&gt;<mark>Diffusion</mark>&lt;/b&gt; &amp; state space models"
+        );
+        assert_eq!(marked("Größe", std::slice::from_ref(&(1..3))), "Größe");
+    }
+
+    #[test]
+    fn the_facts_line_names_the_source_date_primary_category_and_counts() {
+        use crate::domain::{ArxivId, Paper, PaperKey};
+        let mut p = Paper::from_arxiv(&ArxivId::parse("2411.00100").unwrap(), "T");
+        p.categories = vec!["cs.LG".into(), "stat.ML".into()];
+        p.published = Some(
+            DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        );
+        p.upvotes = Some(40);
+        p.comments = Some(1);
+        assert_eq!(
+            facts(&p),
+            "arXiv:2411.00100 \u{b7} 27 Nov 2026 \u{b7} cs.LG \u{b7} 40 upvotes \u{b7} 1 comment"
+        );
+        let mut doi = Paper::new(PaperKey::doi("10.1000/xyz").unwrap(), "T");
+        doi.doi = Some("10.1000/xyz".into());
+        assert_eq!(facts(&doi), "doi:10.1000/xyz");
+        let web = Paper::new(
+            PaperKey::url("https://www.example.org/post/1").unwrap(),
+            "T",
+        );
+        assert_eq!(facts(&web), "example.org");
     }
 
     #[test]

@@ -211,14 +211,7 @@ impl Text {
     fn entry(&mut self, p: &PaperView) {
         self.item(p.number, &p.title);
         self.detail(&p.authors);
-        let mut facts = Vec::new();
-        if !p.categories.is_empty() {
-            facts.push(p.categories.clone());
-        }
-        if let Some(n) = p.upvotes {
-            facts.push(format!("{n} upvotes"));
-        }
-        self.detail(&facts.join(" · "));
+        self.detail(&p.facts);
         self.detail(&p.snippet_text);
         if !p.matched.is_empty() {
             self.detail(&format!("Matched: {}", p.matched));

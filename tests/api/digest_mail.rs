@@ -65,9 +65,14 @@ fn subscriber() -> Subscriber {
 
 /// Twenty matching papers of realistic size; the first has markup and LaTeX in its text.
 fn entries() -> Vec<StoredEntry> {
+    entries_of(20)
+}
+
+/// `n` matching papers of realistic size; the first has markup and LaTeX in its text.
+fn entries_of(n: usize) -> Vec<StoredEntry> {
     let r = subscriber();
     let queries: Vec<Query> = r.preferences.queries.compile();
-    let papers: Vec<Paper> = (0..20)
+    let papers: Vec<Paper> = (0..n)
         .map(|i| {
             let id = ArxivId::parse(&format!("2411.{:05}", 100 + i)).unwrap();
             let mut p = if i == 0 {
@@ -89,7 +94,9 @@ fn entries() -> Vec<StoredEntry> {
                 "Grace Hopper".into(),
             ];
             p.categories = vec!["cs.LG".into(), "stat.ML".into()];
-            p.upvotes = Some(40 - i64::from(i));
+            p.upvotes = Some(60 - i as i64);
+            p.comments = Some(i as i64 % 4);
+            p.published = Some(at("2026-11-26T20:00:00Z"));
             p.links.discussion = Some(format!("https://huggingface.co/papers/2411.{:05}", 100 + i));
             p
         })
@@ -126,11 +133,15 @@ fn links() -> Links {
 }
 
 fn view() -> render::DigestView {
+    view_of(15, &entries())
+}
+
+/// The email of the first `shown` of `all`.
+fn view_of(shown: usize, all: &[StoredEntry]) -> render::DigestView {
     let r = subscriber();
     let l = links();
-    let all = entries();
     render::view(
-        &all[..15],
+        &all[..shown],
         &render::DigestFacts {
             total: all.len(),
             trending: false,
@@ -162,6 +173,23 @@ fn snapshot(name: &str, got: &str) {
         want == got,
         "{name} changed; rerun with UPDATE_SNAPSHOTS=1 if that is intended\n--- got ---\n{got}"
     );
+}
+
+#[test]
+fn the_html_part_stays_under_gmails_clipping_size_with_15_and_50_papers() {
+    // Gmail clips a message whose HTML passes 102 KB.
+    for n in [15, 50] {
+        let (html, text) = render::bodies(&view_of(n, &entries_of(n))).unwrap();
+        eprintln!(
+            "{n} papers: HTML part {} bytes ({:.1} KB), text part {} bytes",
+            html.len(),
+            html.len() as f64 / 1024.0,
+            text.len()
+        );
+        assert!(html.len() < 102 * 1024, "{n} papers: {} bytes", html.len());
+        assert_eq!(html.matches("class=\"pp\"").count(), n);
+        assert_eq!(html.matches("class=\"oi\"").count(), n);
+    }
 }
 
 #[test]
