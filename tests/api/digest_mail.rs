@@ -132,7 +132,8 @@ fn links() -> Links {
     )
 }
 
-fn view() -> render::DigestView {
+/// The digest of the snapshots: 15 of 20 matching papers (also rendered in the browser).
+pub(crate) fn view() -> render::DigestView {
     view_of(15, &entries())
 }
 
