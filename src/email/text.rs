@@ -71,12 +71,14 @@ pub fn digest(d: &DigestView) -> String {
         }
         t.more(d.more, "And", "more", d.archive_url.as_deref());
     } else {
-        for s in &d.sections {
+        for (i, s) in d.sections.iter().enumerate() {
+            if i > 0 {
+                t.blank();
+            }
             t.para(&format!("{}: {}", s.label, papers(s.count)));
             for p in &s.papers {
                 t.item(p.number, &p.title);
             }
-            t.blank();
         }
     }
     if !d.suggestions.is_empty() {

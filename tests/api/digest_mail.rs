@@ -413,3 +413,66 @@ fn a_dkim_signed_digest_verifies_and_fails_once_a_header_changes() {
         "a changed Subject must fail"
     );
 }
+
+#[test]
+fn a_grouped_email_lists_its_overview_by_query_and_a_phrase_keeps_its_own_quotes() {
+    let r = subscriber();
+    let l = links();
+    let mut all = entries_of(8);
+    for (i, e) in all.iter_mut().enumerate() {
+        e.explanation.won_by = Some(if i < 5 {
+            "diffusion".to_string()
+        } else {
+            "\"state space model\"".to_string()
+        });
+    }
+    let mut prefs = r.preferences.clone();
+    prefs.layout.group_by_query = true;
+    let v = render::view(
+        &all,
+        &render::DigestFacts {
+            total: 12,
+            trending: false,
+            window: (at("2026-11-27T07:00:00Z"), at("2026-11-28T07:00:00Z")),
+            per_query: vec![
+                ("diffusion".into(), 9),
+                ("author:\"Tri Dao\"".into(), 0),
+                ("\"state space model\"".into(), 3),
+            ],
+        },
+        &prefs,
+        render::DigestLinks {
+            archive: Some(l.archive(7, "fixed-archive-key")),
+            preferences: l.preferences(r.id, &r.link_key),
+            unsubscribe: l.unsubscribe(r.id, &r.link_key),
+            feed: l.feed(r.id, &r.link_key),
+        },
+    );
+    let (html, text) = render::bodies(&v).unwrap();
+    let text = text.replace("\r\n", "\n");
+    let overview = "\u{201c}diffusion\u{201d}: 9 papers\n1. Diffusion";
+    assert!(
+        text.starts_with("12 new papers match your queries\n"),
+        "{text}"
+    );
+    let at_overview = text.find(overview).expect("the overview by query");
+    let phrase = text
+        .find("\n\"state space model\": 3 papers\n6. Structured")
+        .expect("the phrase query's overview, quoted once");
+    let entries = text
+        .find("\n8. Structured state space models for diffusion, part 7\n\n\n== \u{201c}diffusion\u{201d}: 9 papers ==\n")
+        .expect("two blank lines between the overview and the first section");
+    assert!(at_overview < phrase && phrase < entries, "{text}");
+    assert!(
+        text.contains("== \"state space model\": 3 papers =="),
+        "{text}"
+    );
+    assert!(!text.contains("\u{201c}\"state"), "{text}");
+    assert!(html.contains("<p class=\"oh\">\u{201c}diffusion\u{201d}: 9 papers</p>"));
+    assert!(
+        html.contains("<p class=\"oh\">&#34;state space model&#34;: 3 papers</p>")
+            || html.contains("<p class=\"oh\">&quot;state space model&quot;: 3 papers</p>"),
+        "{html}"
+    );
+    assert_eq!(html.matches("<a href=\"#paper-").count(), 8);
+}
