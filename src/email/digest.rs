@@ -1,5 +1,6 @@
 //! The digest email: the view of a digest (what its email and its archive page show) and
-//! the HTML and text bodies from `templates/email/digest.*`, same content in both.
+//! its bodies, HTML from `templates/email/digest.html` and text from [`super::text`], same
+//! content in both.
 //! Everything a feed wrote is escaped; the only markup added to it is `<mark>` around
 //! matched words.
 
@@ -16,8 +17,8 @@ use crate::store::{DigestRecord, StoredEntry};
 
 /// Authors listed before "et al.".
 const AUTHORS_SHOWN: usize = 4;
-/// Characters of abstract shown around the first match.
-const SNIPPET_CHARS: usize = 320;
+/// Characters of abstract shown around the first match: about two lines of the email.
+const SNIPPET_CHARS: usize = 200;
 
 /// One paper as the templates show it.
 #[derive(Debug, Clone)]
@@ -31,6 +32,11 @@ pub struct PaperView {
     /// Its entry on the digest's page, where it can be rated; `None` in a preview.
     pub entry_url: Option<String>,
     pub title: String,
+    /// The title escaped, with `<mark>` around matched words.
+    pub title_html: String,
+    /// "arXiv:2411.00100 · 27 Nov 2026 · cs.LG · 40 upvotes · 3 comments": its id (or
+    /// DOI, or the site it came from), date, primary category and counts when known.
+    pub facts: String,
     pub abs_url: Option<String>,
     pub pdf_url: Option<String>,
     pub discussion_url: Option<String>,
@@ -55,6 +61,8 @@ pub struct PaperView {
 #[derive(Debug, Clone)]
 pub struct Section {
     pub query: String,
+    /// The query as shown, quoted once (see [`quoted`]).
+    pub label: String,
     /// How many new papers the query matched.
     pub count: usize,
     /// The emailed papers the query won.
@@ -93,21 +101,12 @@ struct DigestHtml<'a> {
     d: &'a DigestView,
 }
 
-#[derive(Template)]
-#[template(path = "email/digest.txt")]
-struct DigestText<'a> {
-    d: &'a DigestView,
-}
-
 /// The HTML and text bodies.
 pub fn bodies(view: &DigestView) -> Result<(String, String), RenderError> {
     let html = DigestHtml { d: view }
         .render()
         .map_err(RenderError::of("digest"))?;
-    let text = DigestText { d: view }
-        .render()
-        .map_err(RenderError::of("digest"))?;
-    Ok((html, to_crlf(&text)))
+    Ok((html, to_crlf(&super::text::digest(view))))
 }
 
 /// The email of a digest view, with the delivery's fixed Message-ID.
@@ -220,12 +219,7 @@ pub fn view(
     let tz = prefs.timezone.tz();
     let start = window.0.with_timezone(&tz);
     let end = window.1.with_timezone(&tz);
-    let period = format!(
-        "{} to {} ({})",
-        start.format("%a %-d %b %H:%M"),
-        end.format("%a %-d %b %Y %H:%M"),
-        prefs.timezone.name()
-    );
+    let period = period(&start, &end, prefs.timezone.name());
     let archive = links.archive.as_deref();
     let (listed, suggested): (Vec<&StoredEntry>, Vec<&StoredEntry>) =
         entries.iter().partition(|e| !e.suggested);
@@ -290,6 +284,39 @@ pub fn view(
     }
 }
 
+/// The window in the reader's zone, both ends in one format and to the minute; the year
+/// only when the window crosses New Year, then on both ends.
+fn period<Z: chrono::TimeZone>(start: &DateTime<Z>, end: &DateTime<Z>, zone: &str) -> String
+where
+    Z::Offset: std::fmt::Display,
+{
+    use chrono::Datelike;
+    let format = if start.year() == end.year() {
+        "%a %-d %b %H:%M"
+    } else {
+        "%a %-d %b %Y %H:%M"
+    };
+    format!(
+        "{} \u{2013} {} ({zone})",
+        start.format(format),
+        end.format(format)
+    )
+}
+
+/// A query as the email names it, between curly quotes; a phrase query already shows its
+/// own quotes, so it keeps only those.
+pub fn quoted(query: &str) -> String {
+    let phrase = query.len() >= 2
+        && query.starts_with('"')
+        && query.ends_with('"')
+        && !query[1..query.len() - 1].contains('"');
+    if phrase {
+        query.to_string()
+    } else {
+        format!("\u{201c}{query}\u{201d}")
+    }
+}
+
 /// The emailed papers by the query that won each its place, one section per query that
 /// matched, in the reader's order.
 fn sections(papers: &[PaperView], per_query: &[(String, usize)]) -> Vec<Section> {
@@ -308,6 +335,7 @@ fn sections(papers: &[PaperView], per_query: &[(String, usize)]) -> Vec<Section>
                 .filter(|p| p.queries.iter().any(|q| q == query))
                 .count();
             Section {
+                label: quoted(query),
                 query: query.clone(),
                 count: *count,
                 more: count.saturating_sub(won.len() + elsewhere),
@@ -333,6 +361,7 @@ pub fn paper_view(e: &StoredEntry, number: usize, archive: Option<&str>) -> Pape
     };
     let (snippet_html, snippet_text) = snippet(&p.abstract_text, &e.explanation.abstract_spans);
     let anchor = anchor(e.paper.id);
+    let title_html = marked(&p.title, &e.explanation.title_spans);
     PaperView {
         number,
         paper_id: e.paper.id,
@@ -340,6 +369,8 @@ pub fn paper_view(e: &StoredEntry, number: usize, archive: Option<&str>) -> Pape
         entry_url: archive.map(|a| format!("{a}#{anchor}")),
         anchor,
         title: p.title.clone(),
+        title_html,
+        facts: facts(p),
         abs_url: web_link(&p.links.abs),
         pdf_url: web_link(&p.links.pdf),
         discussion_url: web_link(&p.links.discussion),
@@ -355,12 +386,66 @@ pub fn paper_view(e: &StoredEntry, number: usize, archive: Option<&str>) -> Pape
     }
 }
 
+/// Where a paper is from and what is known of it, in one line: its arXiv id (or DOI, or
+/// the site it came from), date, primary category, upvotes and comments.
+fn facts(p: &crate::domain::Paper) -> String {
+    let mut parts = Vec::new();
+    if let Some(id) = &p.arxiv_id {
+        parts.push(format!("arXiv:{id}"));
+    } else if let Some(doi) = &p.doi {
+        parts.push(format!("doi:{doi}"));
+    } else if let Some(host) = url::Url::parse(&p.key.landing_url()).ok().and_then(|u| {
+        u.host_str()
+            .map(|h| h.trim_start_matches("www.").to_string())
+    }) {
+        parts.push(host);
+    }
+    if let Some(date) = p.published {
+        parts.push(date.format("%-d %b %Y").to_string());
+    }
+    if let Some(primary) = p.categories.first() {
+        parts.push(primary.clone());
+    }
+    let count = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    if let Some(n) = p.upvotes {
+        parts.push(count(n, "upvote", "upvotes"));
+    }
+    if let Some(n) = p.comments {
+        parts.push(count(n, "comment", "comments"));
+    }
+    parts.join(" \u{b7} ")
+}
+
+/// `text` escaped, with `<mark>` around the spans that still fall on its character
+/// boundaries (spans are sorted and merged when matching makes them).
+fn marked(text: &str, spans: &[Range<usize>]) -> String {
+    let mut html = String::with_capacity(text.len() + 16);
+    let mut at = 0;
+    for r in spans {
+        let ok = r.start >= at
+            && r.start < r.end
+            && r.end <= text.len()
+            && text.is_char_boundary(r.start)
+            && text.is_char_boundary(r.end);
+        if !ok {
+            continue;
+        }
+        html.push_str(&html_escape::encode_text(&text[at..r.start]));
+        html.push_str("<mark>");
+        html.push_str(&html_escape::encode_text(&text[r.clone()]));
+        html.push_str("</mark>");
+        at = r.end;
+    }
+    html.push_str(&html_escape::encode_text(&text[at..]));
+    html
+}
+
 /// Why a paper has its place, in words: the query that won it, and what the learned taste
 /// did ("ranked up: like 'Title' that you marked more like this").
 pub fn reason(x: &Explanation) -> String {
     let mut parts = Vec::new();
     if let Some(q) = &x.won_by {
-        parts.push(format!("chosen for your query \u{201c}{q}\u{201d}"));
+        parts.push(format!("chosen for your query {}", quoted(q)));
     }
     if let Some(t) = &x.taste {
         parts.push(t.describe());
@@ -387,11 +472,11 @@ fn matched_line(x: &Explanation) -> String {
         .map(|q| {
             let fields: Vec<&str> = q.fields.iter().map(|f| field_name(*f)).collect();
             if fields.is_empty() {
-                format!("your query \u{201c}{}\u{201d}", q.query)
+                format!("your query {}", quoted(&q.query))
             } else {
                 format!(
-                    "your query \u{201c}{}\u{201d} in {}",
-                    q.query,
+                    "your query {} in {}",
+                    quoted(&q.query),
                     fields.join(" and ")
                 )
             }
@@ -507,6 +592,79 @@ mod tests {
             let (html, plain) = snippet(text, spans);
             assert!(html.contains("diffusion") && plain.contains("diffusion"));
         }
+    }
+
+    #[test]
+    fn a_phrase_query_keeps_its_own_quotes_only() {
+        assert_eq!(quoted("\"control variate\""), "\"control variate\"");
+        assert_eq!(quoted("diffusion"), "\u{201c}diffusion\u{201d}");
+        assert_eq!(
+            quoted("author:\"Tri Dao\""),
+            "\u{201c}author:\"Tri Dao\"\u{201d}"
+        );
+        assert_eq!(quoted("\"a\" OR \"b\""), "\u{201c}\"a\" OR \"b\"\u{201d}");
+        assert_eq!(quoted("\""), "\u{201c}\"\u{201d}");
+    }
+
+    #[test]
+    fn the_period_has_one_format_on_both_ends_and_no_seconds() {
+        let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&tz);
+        assert_eq!(
+            period(
+                &at("2026-12-01T01:34:56Z"),
+                &at("2026-12-02T01:34:10Z"),
+                "Europe/Berlin"
+            ),
+            "Tue 1 Dec 02:34 \u{2013} Wed 2 Dec 02:34 (Europe/Berlin)"
+        );
+        assert_eq!(
+            period(
+                &at("2026-12-31T07:00:00Z"),
+                &at("2027-01-01T07:00:00Z"),
+                "Europe/Berlin"
+            ),
+            "Thu 31 Dec 2026 08:00 \u{2013} Fri 1 Jan 2027 08:00 (Europe/Berlin)"
+        );
+    }
+
+    #[test]
+    fn titles_mark_the_matched_words_and_escape_the_rest() {
+        let title = "<b>Diffusion</b> & state space models";
+        let at = title.find("Diffusion").unwrap();
+        let empty = Range { start: 2, end: 1 };
+        let html = marked(title, &[at..at + 9, 0..1000, empty]);
+        assert_eq!(
+            html,
+            "&lt;b&gt;<mark>Diffusion</mark>&lt;/b&gt; &amp; state space models"
+        );
+        assert_eq!(marked("Größe", std::slice::from_ref(&(1..3))), "Größe");
+    }
+
+    #[test]
+    fn the_facts_line_names_the_source_date_primary_category_and_counts() {
+        use crate::domain::{ArxivId, Paper, PaperKey};
+        let mut p = Paper::from_arxiv(&ArxivId::parse("2411.00100").unwrap(), "T");
+        p.categories = vec!["cs.LG".into(), "stat.ML".into()];
+        p.published = Some(
+            DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        );
+        p.upvotes = Some(40);
+        p.comments = Some(1);
+        assert_eq!(
+            facts(&p),
+            "arXiv:2411.00100 \u{b7} 27 Nov 2026 \u{b7} cs.LG \u{b7} 40 upvotes \u{b7} 1 comment"
+        );
+        let mut doi = Paper::new(PaperKey::doi("10.1000/xyz").unwrap(), "T");
+        doi.doi = Some("10.1000/xyz".into());
+        assert_eq!(facts(&doi), "doi:10.1000/xyz");
+        let web = Paper::new(
+            PaperKey::url("https://www.example.org/post/1").unwrap(),
+            "T",
+        );
+        assert_eq!(facts(&web), "example.org");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod digest;
 pub mod notices;
+pub mod text;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -80,16 +80,20 @@ impl Chromedriver {
 
     /// A new headless Chromium window, with or without JavaScript.
     async fn open_browser(&self, javascript: bool) -> Client {
-        let mut options = json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--window-size=1280,1000",
-            ],
-        });
+        self.open_browser_with(javascript, &[]).await
+    }
+
+    /// A new headless Chromium window started with `flags` besides the usual ones.
+    async fn open_browser_with(&self, javascript: bool, flags: &[&str]) -> Client {
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,1000",
+        ];
+        args.extend_from_slice(flags);
+        let mut options = json!({ "binary": CHROMIUM, "args": args });
         if !javascript {
             options["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
         }
@@ -654,4 +658,132 @@ async fn a_reader_rates_papers_on_the_digest_page_and_removes_a_rating_in_settin
         app.stop().await;
         db.cleanup().await;
     }
+}
+
+/// The red, green and blue of a screenshot's pixels at CSS pixels `points`, decoded by the
+/// browser itself (a canvas reads the picture as taken, whatever the page's dark mode).
+async fn pixels(browser: &Client, png: &[u8], points: &[(f64, f64)]) -> Vec<[i64; 3]> {
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(png);
+    let got = browser
+        .execute_async(
+            "const [data, points, done] = arguments;
+             const img = new Image();
+             img.onload = () => {
+               const c = document.createElement('canvas');
+               c.width = img.width; c.height = img.height;
+               const g = c.getContext('2d');
+               g.drawImage(img, 0, 0);
+               const scale = img.width / window.innerWidth;
+               done(points.map(([x, y]) => Array.from(
+                 g.getImageData(Math.round(x * scale), Math.round(y * scale), 1, 1).data.slice(0, 3))));
+             };
+             img.onerror = () => done(null);
+             img.src = 'data:image/png;base64,' + data;",
+            vec![json!(data), json!(points)],
+        )
+        .await
+        .expect("decode the screenshot");
+    serde_json::from_value(got).expect("pixels")
+}
+
+fn distance(a: [i64; 3], b: [i64; 3]) -> i64 {
+    (0..3).map(|i| (a[i] - b[i]).abs()).sum()
+}
+
+fn luma(c: [i64; 3]) -> i64 {
+    (299 * c[0] + 587 * c[1] + 114 * c[2]) / 1000
+}
+
+/// The digest email as a reader's client shows it: Chromium at 600 and 390 px, in light,
+/// in dark as the system asks (`prefers-color-scheme: dark`), and forced dark (Chromium
+/// darkening a light page itself, as some mail apps do). Screenshots of each are kept.
+#[tokio::test]
+async fn the_digest_email_reads_in_light_dark_and_forced_dark_at_600_and_390_px() {
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let mut album = Album::new("browser-screenshots/email");
+    let (html, _) = paperboy::email::digest::bodies(&crate::digest_mail::view()).unwrap();
+    let file = album.dir.join("digest.html");
+    std::fs::write(&file, html).unwrap();
+    let url = format!("file://{}", file.display());
+    let modes: [(&str, &[&str]); 3] = [
+        ("light", &[]),
+        ("dark", &["--force-dark-mode"]),
+        ("forced-dark", &["--enable-features=WebContentsForceDark"]),
+    ];
+    let mut backgrounds = Vec::new();
+    for (mode, flags) in modes {
+        let browser = driver.open_browser_with(true, flags).await;
+        for width in [600u32, 390] {
+            browser.set_window_size(width, 1400).await.unwrap();
+            browser.goto(&url).await.unwrap();
+            wait_for(&browser, ".pt mark").await;
+            let facts = browser
+                .execute(
+                    "const css = s => getComputedStyle(document.querySelector(s));
+                     const r = document.querySelector('.pt mark').getBoundingClientRect();
+                     const card = document.querySelector('.card').getBoundingClientRect();
+                     return {
+                       dark: matchMedia('(prefers-color-scheme: dark)').matches,
+                       page: css('body').backgroundColor,
+                       text: css('h1').color,
+                       mark: css('mark').backgroundColor,
+                       scroll: document.documentElement.scrollWidth,
+                       inner: window.innerWidth,
+                       line: [r.left + r.width / 2, r.bottom - 1],
+                       card: [card.left + 4, r.bottom - 1],
+                       edge: [3, 3],
+                     };",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let inner = facts["inner"].as_i64().unwrap();
+            assert!(
+                (i64::from(width) - 20..=i64::from(width)).contains(&inner),
+                "{mode} {width}: a {inner} px viewport"
+            );
+            assert!(
+                facts["scroll"].as_i64().unwrap() <= inner,
+                "{mode} {width}: the email scrolls sideways: {facts}"
+            );
+            let dark = mode == "dark";
+            assert_eq!(facts["dark"].as_bool(), Some(dark), "{mode}: {facts}");
+            let (page, text, mark) = if dark {
+                ("rgb(24, 24, 27)", "rgb(244, 244, 245)", "rgb(250, 204, 21)")
+            } else {
+                ("rgb(244, 244, 245)", "rgb(24, 24, 27)", "rgb(253, 224, 71)")
+            };
+            assert_eq!(facts["page"], page, "{mode} {width}: {facts}");
+            assert_eq!(facts["text"], text, "{mode} {width}: {facts}");
+            assert_eq!(facts["mark"], mark, "{mode} {width}: {facts}");
+
+            let png = browser.screenshot().await.expect("screenshot");
+            album.snap(&browser, &format!("{mode}-{width}")).await;
+            let point = |k: &str| (facts[k][0].as_f64().unwrap(), facts[k][1].as_f64().unwrap());
+            let got = pixels(
+                &browser,
+                &png,
+                &[point("edge"), point("line"), point("card")],
+            )
+            .await;
+            let (edge, line, card) = (got[0], got[1], got[2]);
+            // What the reader sees: a light page in light, a dark one otherwise, and the
+            // highlight's underline standing out from the card in every mode.
+            if mode == "light" {
+                assert!(luma(edge) > 200, "{mode} {width}: page {edge:?}");
+            } else {
+                assert!(luma(edge) < 80, "{mode} {width}: page {edge:?}");
+            }
+            assert!(
+                distance(line, card) > 150,
+                "{mode} {width}: the highlight {line:?} fades into the card {card:?}"
+            );
+            backgrounds.push((mode, width, edge, line, card));
+        }
+        browser.close().await.unwrap();
+    }
+    eprintln!("page corner, underline and card pixels: {backgrounds:?}");
 }

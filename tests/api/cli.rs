@@ -323,6 +323,17 @@ async fn digest_preview_and_a_dry_run_show_what_a_subscriber_would_get() {
     ]);
     assert!(html.status.success());
     assert!(stdout(&html).contains("Diffusion &#60;i&#62;now&#60;/i&#62;"));
+    // A preview has no stored digest: it says so and links to no page of one.
+    assert!(
+        out.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains("(a preview: nothing was stored or sent)"),
+        "{out}"
+    );
+    assert!(!out.contains("View in browser"), "{out}");
+    assert!(stdout(&html).contains("a preview: nothing was stored or sent"));
+    assert!(!stdout(&html).contains("View in browser"));
 
     let unknown = op.run(&["digest", "preview", "--email", "nobody@example.org"]);
     assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));

@@ -65,9 +65,14 @@ fn subscriber() -> Subscriber {
 
 /// Twenty matching papers of realistic size; the first has markup and LaTeX in its text.
 fn entries() -> Vec<StoredEntry> {
+    entries_of(20)
+}
+
+/// `n` matching papers of realistic size; the first has markup and LaTeX in its text.
+fn entries_of(n: usize) -> Vec<StoredEntry> {
     let r = subscriber();
     let queries: Vec<Query> = r.preferences.queries.compile();
-    let papers: Vec<Paper> = (0..20)
+    let papers: Vec<Paper> = (0..n)
         .map(|i| {
             let id = ArxivId::parse(&format!("2411.{:05}", 100 + i)).unwrap();
             let mut p = if i == 0 {
@@ -89,7 +94,9 @@ fn entries() -> Vec<StoredEntry> {
                 "Grace Hopper".into(),
             ];
             p.categories = vec!["cs.LG".into(), "stat.ML".into()];
-            p.upvotes = Some(40 - i64::from(i));
+            p.upvotes = Some(60 - i as i64);
+            p.comments = Some(i as i64 % 4);
+            p.published = Some(at("2026-11-26T20:00:00Z"));
             p.links.discussion = Some(format!("https://huggingface.co/papers/2411.{:05}", 100 + i));
             p
         })
@@ -125,12 +132,17 @@ fn links() -> Links {
     )
 }
 
-fn view() -> render::DigestView {
+/// The digest of the snapshots: 15 of 20 matching papers (also rendered in the browser).
+pub(crate) fn view() -> render::DigestView {
+    view_of(15, &entries())
+}
+
+/// The email of the first `shown` of `all`.
+fn view_of(shown: usize, all: &[StoredEntry]) -> render::DigestView {
     let r = subscriber();
     let l = links();
-    let all = entries();
     render::view(
-        &all[..15],
+        &all[..shown],
         &render::DigestFacts {
             total: all.len(),
             trending: false,
@@ -165,6 +177,23 @@ fn snapshot(name: &str, got: &str) {
 }
 
 #[test]
+fn the_html_part_stays_under_gmails_clipping_size_with_15_and_50_papers() {
+    // Gmail clips a message whose HTML passes 102 KB.
+    for n in [15, 50] {
+        let (html, text) = render::bodies(&view_of(n, &entries_of(n))).unwrap();
+        eprintln!(
+            "{n} papers: HTML part {} bytes ({:.1} KB), text part {} bytes",
+            html.len(),
+            html.len() as f64 / 1024.0,
+            text.len()
+        );
+        assert!(html.len() < 102 * 1024, "{n} papers: {} bytes", html.len());
+        assert_eq!(html.matches("class=\"pp\"").count(), n);
+        assert_eq!(html.matches("class=\"oi\"").count(), n);
+    }
+}
+
+#[test]
 fn both_bodies_match_their_snapshots_and_escape_what_feeds_wrote() {
     let v = view();
     let (html, text) = render::bodies(&v).unwrap();
@@ -177,7 +206,22 @@ fn both_bodies_match_their_snapshots_and_escape_what_feeds_wrote() {
         text.contains("<script>alert('x')</script>"),
         "text shows the title as written"
     );
-    assert!(text.contains("And 5 more: https://papers.example.org/digests/7?t="));
+    assert!(text.contains("And 5 more:\r\nhttps://papers.example.org/digests/7?t="));
+    // The text part: the numbered titles first, then the entries; 72 columns, except an
+    // address alone on its line; from item 10 the indent still lines up under the title.
+    let overview = text.find("15. Structured").unwrap();
+    let entries = text.find("    Tri Dao, Albert Gu").unwrap();
+    assert!(text.find(" 1. Diffusion").unwrap() < overview && overview < entries);
+    for line in text.split("\r\n") {
+        let alone = line.trim_start().starts_with("https://") && !line.trim().contains(' ');
+        assert!(line.chars().count() <= 72 || alone, "{line}");
+        assert_eq!(line, line.trim_end(), "a trailing space");
+    }
+    assert!(
+        text.contains(
+            "\r\n12. Structured state space models for diffusion, part 11\r\n    Tri Dao"
+        )
+    );
     assert_eq!(v.papers.len(), 15);
     assert!(
         html.len() < 100 * 1024,
@@ -368,4 +412,67 @@ fn a_dkim_signed_digest_verifies_and_fails_once_a_header_changes() {
         !verify(&tampered).status.success(),
         "a changed Subject must fail"
     );
+}
+
+#[test]
+fn a_grouped_email_lists_its_overview_by_query_and_a_phrase_keeps_its_own_quotes() {
+    let r = subscriber();
+    let l = links();
+    let mut all = entries_of(8);
+    for (i, e) in all.iter_mut().enumerate() {
+        e.explanation.won_by = Some(if i < 5 {
+            "diffusion".to_string()
+        } else {
+            "\"state space model\"".to_string()
+        });
+    }
+    let mut prefs = r.preferences.clone();
+    prefs.layout.group_by_query = true;
+    let v = render::view(
+        &all,
+        &render::DigestFacts {
+            total: 12,
+            trending: false,
+            window: (at("2026-11-27T07:00:00Z"), at("2026-11-28T07:00:00Z")),
+            per_query: vec![
+                ("diffusion".into(), 9),
+                ("author:\"Tri Dao\"".into(), 0),
+                ("\"state space model\"".into(), 3),
+            ],
+        },
+        &prefs,
+        render::DigestLinks {
+            archive: Some(l.archive(7, "fixed-archive-key")),
+            preferences: l.preferences(r.id, &r.link_key),
+            unsubscribe: l.unsubscribe(r.id, &r.link_key),
+            feed: l.feed(r.id, &r.link_key),
+        },
+    );
+    let (html, text) = render::bodies(&v).unwrap();
+    let text = text.replace("\r\n", "\n");
+    let overview = "\u{201c}diffusion\u{201d}: 9 papers\n1. Diffusion";
+    assert!(
+        text.starts_with("12 new papers match your queries\n"),
+        "{text}"
+    );
+    let at_overview = text.find(overview).expect("the overview by query");
+    let phrase = text
+        .find("\n\"state space model\": 3 papers\n6. Structured")
+        .expect("the phrase query's overview, quoted once");
+    let entries = text
+        .find("\n8. Structured state space models for diffusion, part 7\n\n\n== \u{201c}diffusion\u{201d}: 9 papers ==\n")
+        .expect("two blank lines between the overview and the first section");
+    assert!(at_overview < phrase && phrase < entries, "{text}");
+    assert!(
+        text.contains("== \"state space model\": 3 papers =="),
+        "{text}"
+    );
+    assert!(!text.contains("\u{201c}\"state"), "{text}");
+    assert!(html.contains("<p class=\"oh\">\u{201c}diffusion\u{201d}: 9 papers</p>"));
+    assert!(
+        html.contains("<p class=\"oh\">&#34;state space model&#34;: 3 papers</p>")
+            || html.contains("<p class=\"oh\">&quot;state space model&quot;: 3 papers</p>"),
+        "{html}"
+    );
+    assert_eq!(html.matches("<a href=\"#paper-").count(), 8);
 }

@@ -9,8 +9,8 @@ use std::time::Duration as StdDuration;
 
 use crate::helpers::{
     SmtpSink, active_subscriber, arxiv_paper, confirmed_subscribers, databases, find_subscriber,
-    free_port, pending_subscriber, run_due_digests, spawn_app, store_full_papers, tomorrow,
-    unsubscribe_in_one_click,
+    free_port, links_labelled, pending_subscriber, run_due_digests, spawn_app, store_full_papers,
+    tomorrow, unsubscribe_in_one_click,
 };
 use chrono::{Duration, Utc};
 use paperboy::config::{DeliverySettings, Secret, Settings};
@@ -331,11 +331,9 @@ async fn a_digest_arrives_as_one_well_formed_message_whose_unsubscribe_link_work
 
         // The archive link shows the digest; a wrong token shows nothing.
         let digest = &store.digests_of(subscriber.id).await.unwrap()[0];
-        let archive = text
-            .lines()
-            .find_map(|l| l.strip_prefix("View in browser: "))
+        let archive = links_labelled(text, "View in browser:")
+            .pop()
             .unwrap()
-            .trim()
             .to_string();
         let page = reqwest::get(&archive).await.unwrap();
         assert_eq!(page.status(), 200);

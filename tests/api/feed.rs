@@ -9,7 +9,7 @@ use std::process::Command;
 
 use crate::helpers::{
     TestApp, Visitor, active_subscriber, arxiv_paper, base64_parts, databases, link_starting,
-    pending_subscriber, run_due_digests, spawn_app, store_full_papers, tomorrow,
+    links_labelled, pending_subscriber, run_due_digests, spawn_app, store_full_papers, tomorrow,
 };
 use chrono::{Duration, Utc};
 use paperboy::config::{DeliverySettings, Settings};
@@ -120,12 +120,9 @@ async fn reader_with_two_digests(app: &TestApp, outbox: &Path) -> (Subscriber, S
     for message in &messages {
         let parts = base64_parts(message);
         let (text, html) = (&parts[0], &parts[1]);
-        let link = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Your papers as an Atom feed: "))
-            .expect("a feed link in the text footer")
-            .trim()
-            .to_string();
+        let link = links_labelled(text, "Your papers as an Atom feed:")
+            .pop()
+            .expect("a feed link in the text footer");
         assert!(
             html.contains(&format!("<a href=\"{link}\"")),
             "the HTML footer links the same feed"

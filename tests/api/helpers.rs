@@ -1046,10 +1046,17 @@ pub fn digest_text_to(app: &TestApp, email: &str) -> String {
 }
 
 /// The links a digest email's text gives after `label` ("More or less like this: " for
-/// each paper's entry on the digest's page), in order.
+/// each paper's entry on the digest's page), in order: on the label's line, or alone on
+/// the next when it was too long to share it.
 pub fn links_labelled(text: &str, label: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix(label))
-        .map(|url| url.trim().to_string())
+    let label = label.trim_end();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| match l.strip_prefix(label)?.trim() {
+            "" => lines.get(i + 1).map(|next| next.to_string()),
+            url => Some(url.to_string()),
+        })
         .collect()
 }

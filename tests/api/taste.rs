@@ -29,8 +29,8 @@ fn outbox_mailer(dir: &std::path::Path) -> Mailer {
     Mailer::from_settings(&settings).unwrap()
 }
 
-/// The reader's latest digest: its emailed entries (then suggestions) and the text and
-/// HTML bodies of its email.
+/// The reader's latest digest: its emailed entries (then suggestions), the text body with
+/// its wrapping undone (every run of spaces and line breaks one space) and the HTML body.
 async fn latest_email(
     store: &Store,
     subscriber: &Subscriber,
@@ -46,7 +46,8 @@ async fn latest_email(
         .digest_entries(digest.id, Some(usize::try_from(digest.shown).unwrap()))
         .await
         .unwrap();
-    (entries, text.replace("\r\n", "\n"), html)
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    (entries, text, html)
 }
 
 async fn set_layout(store: &Store, subscriber: &Subscriber, max: i64, layout: DigestLayout) {
