@@ -655,3 +655,46 @@ async fn a_reader_rates_papers_on_the_digest_page_and_removes_a_rating_in_settin
         db.cleanup().await;
     }
 }
+
+/// The colour a field's border is drawn in, and the colour of the error messages.
+async fn border_and_error_colour(browser: &Client, css: &str) -> (String, String) {
+    let script = "const f = document.querySelector(arguments[0]); \
+                  const e = document.querySelector('.error'); \
+                  return [getComputedStyle(f).borderTopColor, getComputedStyle(e).color];";
+    let answer = browser
+        .execute(script, vec![json!(css)])
+        .await
+        .unwrap_or_else(|e| panic!("read the colours of {css}: {e}"));
+    let pair: (String, String) = serde_json::from_value(answer).expect("two colours");
+    pair
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_form_marks_its_bad_fields_in_a_real_browser() {
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, |_| {}).await;
+    let browser = driver.open_browser(true).await;
+    let mut album = Album::new("browser-screenshots/form-errors");
+
+    browser.goto(&app.url("/")).await.unwrap();
+    type_into(&browser, "#email", "not an address").await;
+    type_into(&browser, "#queries", "diffusion\ntitle:\"unclosed").await;
+    type_into(&browser, "#max_papers", "0").await;
+    click(&browser, "button[type=submit]").await;
+    wait_for(&browser, ".error-summary").await;
+    album.snap(&browser, "subscribe-with-errors").await;
+
+    for field in ["#email", "#queries", "#max_papers"] {
+        let (border, error) = border_and_error_colour(&browser, field).await;
+        assert_eq!(border, error, "{field} is not drawn in the error colour");
+    }
+    let (border, error) = border_and_error_colour(&browser, "#send_hour").await;
+    assert_ne!(border, error, "a good field is drawn as if it were wrong");
+
+    browser.close().await.unwrap();
+    app.stop().await;
+    db.cleanup().await;
+}
