@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use crate::domain::query::QueryListError;
 use crate::domain::{
     DigestLayout, EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, TimeZone,
     weekday_code, weekdays,
@@ -63,7 +64,7 @@ impl FormFields {
     /// Checks every setting; each refusal is filed under its field.
     pub fn preferences(&self, errors: &mut FieldErrors) -> Option<Preferences> {
         let queries = QueryList::parse(&self.queries)
-            .map_err(|e| errors.set(|f| &mut f.queries, capitalise(&e.to_string())))
+            .map_err(|e| errors.queries(&e))
             .ok();
         let frequency = Frequency::from_parts(&self.frequency, &self.day)
             .map_err(|e| errors.set(|f| &mut f.frequency, e.to_string()))
@@ -123,6 +124,8 @@ pub struct FieldErrors {
     pub any: bool,
     pub email: Option<String>,
     pub queries: Option<String>,
+    /// Each bad query line, when more than one is bad (`queries` then introduces them).
+    pub query_lines: Vec<String>,
     pub frequency: Option<String>,
     pub send_hour: Option<String>,
     pub timezone: Option<String>,
@@ -133,6 +136,18 @@ impl FieldErrors {
     fn set(&mut self, field: impl Fn(&mut Self) -> &mut Option<String>, message: String) {
         self.any = true;
         *field(self) = Some(message);
+    }
+
+    /// Files every bad line of the queries: one message for one line, a list for several.
+    fn queries(&mut self, error: &QueryListError) {
+        match error {
+            QueryListError::Lines(lines) if lines.len() > 1 => {
+                self.query_lines = lines.iter().map(|l| capitalise(&l.to_string())).collect();
+                let intro = format!("{} lines need a fix:", lines.len());
+                self.set(|f| &mut f.queries, intro);
+            }
+            _ => self.set(|f| &mut f.queries, capitalise(&error.to_string())),
+        }
     }
 }
 
@@ -218,6 +233,26 @@ mod tests {
             assert!(e.is_some(), "{name} has no message");
         }
         assert!(errors.queries.unwrap().starts_with("Line 2:"));
+        assert!(errors.query_lines.is_empty(), "one bad line needs no list");
+    }
+
+    #[test]
+    fn every_bad_query_line_is_named_with_its_position() {
+        let form = FormFields {
+            queries: "diffusion\ntitle:(\"unclosed\nok\nrobot OR\n\n-survey".into(),
+            ..FormFields::blank()
+        };
+        let mut errors = FieldErrors::default();
+        assert!(form.preferences(&mut errors).is_none());
+        assert_eq!(errors.queries.as_deref(), Some("3 lines need a fix:"));
+        assert_eq!(
+            errors.query_lines,
+            [
+                "Line 2: unclosed quote at 8",
+                "Line 4: nothing after OR at 7",
+                "Line 6: the query only excludes at 1, add a word to look for, as in \"diffusion -survey\"",
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,45 @@
+//! The subscribe and preferences forms as a reader meets them over real HTTP: what a
+//! refused form says and where, what the fields offer, and the small pages around them.
+
+use crate::helpers::{TestDb, Visitor, spawn_app};
+use paperboy::config::Settings;
+use reqwest::StatusCode;
+
+fn quiet(s: &mut Settings) {
+    s.log = "warn".into();
+}
+
+#[tokio::test]
+async fn every_bad_query_line_is_listed_next_to_the_queries_with_its_position() {
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, quiet).await;
+    let mut v = Visitor::new(&app);
+    let page = v
+        .subscribe(
+            "ada@example.org",
+            "diffusion\ntitle:\"unclosed\nrobot OR\n\"state space model\"",
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let start = page
+        .body
+        .find("id=\"queries-error\"")
+        .expect("a queries message");
+    let message = &page.body[start..start + page.body[start..].find("</div>").unwrap()];
+    assert!(message.contains("2 lines need a fix:"), "{message}");
+    assert!(
+        message.contains("<li>Line 2: unclosed quote at 7</li>"),
+        "{message}"
+    );
+    assert!(
+        message.contains("<li>Line 3: nothing after OR at 7</li>"),
+        "{message}"
+    );
+    assert!(
+        page.body
+            .contains("aria-describedby=\"queries-hint queries-error\""),
+        "the textarea points at the list"
+    );
+    app.stop().await;
+    db.cleanup().await;
+}
