@@ -1,9 +1,14 @@
 // Progressive enhancement for the subscribe and preferences forms. Everything works
-// without it: it only prefills the browser's time zone and previews queries as you type
+// without it: it only moves the focus to the list of refused fields, prefills the browser's time zone and previews queries as you type
 // (each line's count and its best matches of the last days, as the preferences page shows
 // them without a script). Everything from the server goes in as text, never as markup.
 (function () {
   "use strict";
+
+  // A refused form: the summary of what to mend takes the focus (autofocus does it
+  // without a script; this covers browsers that skip autofocus on a non-field).
+  var summary = document.querySelector(".error-summary[tabindex]");
+  if (summary && document.activeElement !== summary) { summary.focus(); }
 
   var tz = document.getElementById("timezone");
   if (tz && tz.getAttribute("data-detect") === "true" && window.Intl) {

@@ -670,7 +670,7 @@ async fn border_and_error_colour(browser: &Client, css: &str) -> (String, String
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_refused_form_marks_its_bad_fields_in_a_real_browser() {
+async fn a_refused_form_marks_its_bad_fields_and_focuses_its_summary_in_a_real_browser() {
     let Some(driver) = Chromedriver::start() else {
         return;
     };
@@ -686,6 +686,13 @@ async fn a_refused_form_marks_its_bad_fields_in_a_real_browser() {
     click(&browser, "button[type=submit]").await;
     wait_for(&browser, ".error-summary").await;
     album.snap(&browser, "subscribe-with-errors").await;
+    assert_eq!(
+        focused(&browser).await,
+        "error-summary",
+        "focus on the summary"
+    );
+    let links = wait_for_text(&browser, ".error-summary ul", "Queries").await;
+    assert_eq!(links, "Email address\nQueries\nPapers per email");
 
     for field in ["#email", "#queries", "#max_papers"] {
         let (border, error) = border_and_error_colour(&browser, field).await;
@@ -695,6 +702,38 @@ async fn a_refused_form_marks_its_bad_fields_in_a_real_browser() {
     assert_ne!(border, error, "a good field is drawn as if it were wrong");
 
     browser.close().await.unwrap();
+
+    // Without a script, autofocus alone puts the focus there.
+    let browser = driver.open_browser(false).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    type_into(&browser, "#email", "not an address").await;
+    click(&browser, "button[type=submit]").await;
+    wait_for(&browser, ".error-summary").await;
+    assert_eq!(
+        focused(&browser).await,
+        "error-summary",
+        "focus without a script"
+    );
+    click(&browser, ".error-summary a[href='#email']").await;
+    assert_eq!(
+        focused(&browser).await,
+        "email",
+        "the link leads to the field"
+    );
+
+    browser.close().await.unwrap();
     app.stop().await;
     db.cleanup().await;
+}
+
+/// The id of the focused element, or its class when it has no id.
+async fn focused(browser: &Client) -> String {
+    let answer = browser
+        .execute(
+            "const e = document.activeElement; return e.id || e.className;",
+            vec![],
+        )
+        .await
+        .expect("read the focused element");
+    answer.as_str().unwrap_or_default().to_string()
 }
