@@ -1,7 +1,9 @@
 // Progressive enhancement for the subscribe and preferences forms. Everything works
-// without it: it only moves the focus to the list of refused fields, prefills the browser's time zone and previews queries as you type
-// (each line's count and its best matches of the last days, as the preferences page shows
-// them without a script). Everything from the server goes in as text, never as markup.
+// without it: it only moves the focus to the list of refused fields, shows the day
+// picker for a weekly digest only, prefills the browser's time zone and previews queries
+// as you type (each line's count and its best matches of the last days, as the
+// preferences page shows them without a script). Everything from the server goes in as
+// text, never as markup.
 (function () {
   "use strict";
 
@@ -16,6 +18,19 @@
     for (var i = 0; zone && i < tz.options.length; i++) {
       if (tz.options[i].value === zone) { tz.selectedIndex = i; break; }
     }
+  }
+
+  // The day only counts for a weekly digest: shown while Weekly is chosen. Without a
+  // script it stays, and its label says so.
+  var dayField = document.getElementById("day-field");
+  var frequencies = document.querySelectorAll("input[name=frequency]");
+  function showDay() {
+    var weekly = document.querySelector("input[name=frequency][value=weekly]");
+    dayField.hidden = !(weekly && weekly.checked);
+  }
+  if (dayField && frequencies.length) {
+    frequencies.forEach(function (radio) { radio.addEventListener("change", showDay); });
+    showDay();
   }
 
   var queries = document.getElementById("queries");

@@ -737,3 +737,46 @@ async fn focused(browser: &Client) -> String {
         .expect("read the focused element");
     answer.as_str().unwrap_or_default().to_string()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_day_picker_shows_only_while_weekly_is_chosen_in_a_real_browser() {
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, |_| {}).await;
+    let browser = driver.open_browser(true).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    let day_shown = |browser: &Client| {
+        let browser = browser.clone();
+        async move {
+            wait_for(&browser, "#day")
+                .await
+                .is_displayed()
+                .await
+                .expect("read whether the day shows")
+        }
+    };
+    assert!(
+        value_of(&browser, "input[name=frequency]:checked").await == "daily"
+            && !day_shown(&browser).await,
+        "a daily digest needs no day"
+    );
+    check(&browser, "input[name=frequency][value=weekly]").await;
+    assert!(day_shown(&browser).await, "weekly shows the day");
+    check(&browser, "input[name=frequency][value=weekdays]").await;
+    assert!(!day_shown(&browser).await, "weekdays hides it again");
+    browser.close().await.unwrap();
+
+    // Without a script the day stays, and its label says when it counts.
+    let browser = driver.open_browser(false).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    assert!(day_shown(&browser).await);
+    assert_eq!(
+        wait_for_text(&browser, "label[for=day]", "Day").await,
+        "Day (weekly only)"
+    );
+    browser.close().await.unwrap();
+    app.stop().await;
+    db.cleanup().await;
+}
