@@ -1,7 +1,7 @@
 //! The subscribe and preferences forms as a reader meets them over real HTTP: what a
 //! refused form says and where, what the fields offer, and the small pages around them.
 
-use crate::helpers::{TestDb, Visitor, spawn_app};
+use crate::helpers::{TestDb, Visitor, databases, hidden_csrf, spawn_app};
 use paperboy::config::Settings;
 use paperboy::matching::Query;
 use reqwest::StatusCode;
@@ -63,4 +63,52 @@ async fn the_empty_queries_box_shows_two_example_queries_that_parse() {
     }
     app.stop().await;
     db.cleanup().await;
+}
+
+#[tokio::test]
+async fn time_zones_are_grouped_by_region_without_aliases_and_a_stored_alias_still_loads() {
+    for db in databases().await {
+        let app = spawn_app(&db, quiet).await;
+        let mut v = Visitor::new(&app);
+        let page = v.get("/").await;
+        let select = &page.body[page.body.find("<select id=\"timezone\"").unwrap()..];
+        let select = &select[..select.find("</select>").unwrap()];
+        assert!(select.contains("<optgroup label=\"Europe\"><option>Europe/Amsterdam</option>"));
+        assert!(select.contains("<option>America/Argentina/Buenos_Aires</option>"));
+        for alias in ["Africa/Asmera", "US/Eastern", "Asia/Calcutta", "Etc/GMT+5"] {
+            assert!(!select.contains(alias), "{alias} is offered");
+        }
+        let options = select.matches("<option").count();
+        assert!((400..450).contains(&options), "{options} zones");
+
+        // A reader whose zone is an alias (saved before the list was trimmed) keeps it.
+        let prefs = v.subscribe_and_confirm(&app, "old@example.org").await;
+        let csrf = hidden_csrf(&v.get(&prefs).await.body);
+        let fields = [
+            ("action", "save"),
+            ("queries", "diffusion"),
+            ("frequency", "daily"),
+            ("day", "mon"),
+            ("send_hour", "6"),
+            ("timezone", "US/Eastern"),
+            ("max_papers", "5"),
+            ("csrf", &csrf),
+        ];
+        let page = v.post(&prefs, &fields, &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let stored = app.subscriber("old@example.org").await.unwrap();
+        assert_eq!(stored.preferences.timezone.name(), "US/Eastern");
+        let page = v.get(&prefs).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let select = &page.body[page.body.find("<select id=\"timezone\"").unwrap()..];
+        let first = &select[select.find("<option").unwrap()..];
+        assert!(
+            first.starts_with("<option selected>US/Eastern</option><option>UTC</option>"),
+            "the stored zone stays chosen: {}",
+            &first[..200]
+        );
+        assert_eq!(select.matches(" selected>").count(), 1);
+        app.stop().await;
+        db.cleanup().await;
+    }
 }
