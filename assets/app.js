@@ -69,33 +69,52 @@
     return list;
   }
 
+  // Every line goes in one request, sent once typing pauses: a box of 20 queries costs
+  // one unit of the preview's rate limit, not 20. When the limit is reached anyway, the
+  // preview says so and tries again when the server says it may.
   function refresh() {
+    clearTimeout(timer);
     var lines = queries.value.split("\n").map(function (l) { return l.trim(); })
       .filter(function (l) { return l.length > 0; }).slice(0, 20);
     var mine = ++generation;
     if (lines.length === 0) { out.replaceChildren(); return; }
-    Promise.all(lines.map(function (q) {
-      return fetch("/preview?q=" + encodeURIComponent(q), { credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.json() : null; })
-        .catch(function () { return null; });
-    })).then(function (answers) {
-      if (mine !== generation) { return; }
-      var nodes = [];
-      answers.forEach(function (a, i) {
-        if (!a) { return; }
-        var box = document.createElement("div");
-        box.className = "preview-line";
-        if (a.ok) {
-          box.appendChild(line(lines[i] + ": " + a.matches + " of the " + a.papers +
-            " papers of the last " + a.days + " days", false));
-          if (a.top && a.top.length) { box.appendChild(top(a.top)); }
-        } else {
-          box.appendChild(line(lines[i] + ": " + a.error, true));
+    fetch("/preview?lines=" + encodeURIComponent(lines.join("\n")), { credentials: "same-origin" })
+      .then(function (r) {
+        if (mine !== generation) { return; }
+        if (r.status === 429) {
+          var wait = parseInt(r.headers.get("Retry-After"), 10);
+          if (!(wait > 0)) { wait = 60; }
+          out.replaceChildren(line("Too many previews in a short time: the preview pauses for " +
+            wait + " seconds, then shows every line again. Your queries are kept as typed.", true));
+          timer = setTimeout(refresh, wait * 1000);
+          return;
         }
-        nodes.push(box);
+        if (!r.ok) {
+          out.replaceChildren(line("The preview is not available right now; your queries are kept as typed.", true));
+          return;
+        }
+        return r.json().then(function (answer) {
+          if (mine !== generation) { return; }
+          out.replaceChildren.apply(out, (answer.lines || []).map(show));
+        });
+      })
+      .catch(function () {
+        if (mine !== generation) { return; }
+        out.replaceChildren(line("The preview could not reach the server; your queries are kept as typed.", true));
       });
-      out.replaceChildren.apply(out, nodes);
-    });
+  }
+
+  function show(a) {
+    var box = document.createElement("div");
+    box.className = "preview-line";
+    if (a.ok) {
+      box.appendChild(line(a.query + ": " + a.matches + " of the " + a.papers +
+        " papers of the last " + a.days + " days", false));
+      if (a.top && a.top.length) { box.appendChild(top(a.top)); }
+    } else {
+      box.appendChild(line(a.query + ": " + a.error, true));
+    }
+    return box;
   }
 
   queries.addEventListener("input", function () {

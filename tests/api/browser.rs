@@ -780,3 +780,47 @@ async fn the_day_picker_shows_only_while_weekly_is_chosen_in_a_real_browser() {
     app.stop().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_preview_sends_one_request_and_says_when_it_is_rate_limited() {
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, |s| s.web.preview_per_ip_per_minute = 1).await;
+    let browser = driver.open_browser(true).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    // Five lines pasted at once: one request previews them all.
+    paste_into(
+        &browser,
+        "#queries",
+        "diffusion\nrobot\nprotein\ngraph\nmesh",
+    )
+    .await;
+    wait_for_text(&browser, "#queries-preview", "mesh: 0 of the").await;
+    let lines = browser
+        .find_all(Locator::Css("#queries-preview .preview-line"))
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 5, "every line previewed");
+    // The minute's only request is spent: the next edit is refused, and the page says so.
+    paste_into(&browser, "#queries", "diffusion\nrobot").await;
+    let said = wait_for_text(&browser, "#queries-preview", "Too many previews").await;
+    assert!(said.contains("Your queries are kept as typed"), "{said}");
+    browser.close().await.unwrap();
+    app.stop().await;
+    db.cleanup().await;
+}
+
+/// Puts `text` in a field at once, as a paste does: one input event.
+async fn paste_into(browser: &Client, css: &str, text: &str) {
+    wait_for(browser, css).await;
+    browser
+        .execute(
+            "const f = document.querySelector(arguments[0]); f.value = arguments[1]; \
+             f.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![json!(css), json!(text)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("paste into {css}: {e}"));
+}
