@@ -1,8 +1,12 @@
 //! The subscribe and preferences forms as a reader meets them over real HTTP: what a
 //! refused form says and where, what the fields offer, and the small pages around them.
 
-use crate::helpers::{TestDb, Visitor, databases, hidden_csrf, spawn_app};
+use crate::helpers::{
+    TestDb, Visitor, confirm_link, confirmation_for, databases, hidden_csrf, spawn_app,
+};
+use chrono::Utc;
 use paperboy::config::Settings;
+use paperboy::digest::schedule::next_send_after;
 use paperboy::matching::Query;
 use reqwest::StatusCode;
 
@@ -111,4 +115,42 @@ async fn time_zones_are_grouped_by_region_without_aliases_and_a_stored_alias_sti
         app.stop().await;
         db.cleanup().await;
     }
+}
+
+#[tokio::test]
+async fn the_confirmed_page_says_when_the_first_digest_comes_in_the_readers_zone() {
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, quiet).await;
+    let mut v = Visitor::new(&app);
+    // Weekly on Thursday at 07:00 in Asia/Kolkata.
+    let page = v.subscribe("first@example.org", "diffusion").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let link = confirm_link(&confirmation_for(&app, "first@example.org").await);
+    let before = Utc::now();
+    let page = v.get(&link).await;
+    let after = Utc::now();
+    assert_eq!(page.status, StatusCode::OK);
+    let stored = app.subscriber("first@example.org").await.unwrap();
+    let expected = |now| {
+        let at = next_send_after(&stored.preferences, now)
+            .unwrap()
+            .with_timezone(&chrono_tz::Asia::Kolkata);
+        format!(
+            "Your first digest comes on <strong>{} (Asia/Kolkata time)</strong>",
+            at.format("%A %-d %B %Y at 07:00")
+        )
+    };
+    assert!(
+        page.body.contains(&expected(before)) || page.body.contains(&expected(after)),
+        "{} in {}",
+        expected(before),
+        page.body
+    );
+    assert!(expected(before).contains("Thursday"));
+    assert!(
+        page.body
+            .contains("Then every Thursday at 07:00 (Asia/Kolkata)")
+    );
+    app.stop().await;
+    db.cleanup().await;
 }
