@@ -154,3 +154,35 @@ async fn the_confirmed_page_says_when_the_first_digest_comes_in_the_readers_zone
     app.stop().await;
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_settings_page_of_an_unsubscribed_reader_says_so_once() {
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, quiet).await;
+    let mut v = Visitor::new(&app);
+    let prefs = v.subscribe_and_confirm(&app, "gone@example.org").await;
+    let csrf = hidden_csrf(&v.get(&prefs).await.body);
+    let said = |body: &str| {
+        ["You are unsubscribed", "You unsubscribed"]
+            .iter()
+            .map(|s| body.matches(s).count())
+            .sum::<usize>()
+    };
+    let page = v
+        .post(&prefs, &[("action", "unsubscribe"), ("csrf", &csrf)], &[])
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains("You are unsubscribed: paperboy sends nothing more.")
+    );
+    assert_eq!(said(&page.body), 1, "{}", page.body);
+    let page = v.get(&prefs).await;
+    assert!(
+        page.body
+            .contains("You unsubscribed and get no email from paperboy.")
+    );
+    assert_eq!(said(&page.body), 1, "{}", page.body);
+    app.stop().await;
+    db.cleanup().await;
+}
