@@ -186,3 +186,38 @@ async fn the_settings_page_of_an_unsubscribed_reader_says_so_once() {
     app.stop().await;
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_pages_have_an_icon_and_favicon_ico_is_served() {
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, quiet).await;
+    let mut v = Visitor::new(&app);
+    let page = v.get("/").await;
+    assert!(
+        page.body
+            .contains("<link rel=\"icon\" href=\"/favicon.ico\"")
+    );
+    assert!(
+        page.body
+            .contains("<link rel=\"icon\" href=\"/static/favicon.svg\"")
+    );
+
+    let http = reqwest::Client::new();
+    let ico = http.get(app.url("/favicon.ico")).send().await.unwrap();
+    assert_eq!(ico.status(), StatusCode::OK);
+    assert_eq!(ico.headers()["content-type"], "image/x-icon");
+    let bytes = ico.bytes().await.unwrap();
+    assert_eq!(&bytes[..6], b"\0\0\x01\0\x01\0", "an ICO holding one image");
+    assert_eq!(&bytes[22..30], b"\x89PNG\r\n\x1a\n", "a PNG inside");
+
+    let svg = http
+        .get(app.url("/static/favicon.svg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(svg.status(), StatusCode::OK);
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(svg.text().await.unwrap().starts_with("<svg "));
+    app.stop().await;
+    db.cleanup().await;
+}
