@@ -2,7 +2,7 @@
 //! refused form says and where, what the fields offer, and the small pages around them.
 
 use crate::helpers::{
-    TestDb, Visitor, confirm_link, confirmation_for, databases, hidden_csrf, spawn_app,
+    TestApp, TestDb, Visitor, confirm_link, confirmation_for, databases, hidden_csrf, spawn_app,
 };
 use chrono::Utc;
 use paperboy::config::Settings;
@@ -218,6 +218,81 @@ async fn the_pages_have_an_icon_and_favicon_ico_is_served() {
     assert_eq!(svg.status(), StatusCode::OK);
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     assert!(svg.text().await.unwrap().starts_with("<svg "));
+    app.stop().await;
+    db.cleanup().await;
+}
+
+/// The page at `path` as sent for this `Accept-Encoding`: its `Content-Encoding` and the
+/// bytes as they came over the wire.
+async fn fetch_encoded(app: &TestApp, path: &str, accept: &str) -> (Option<String>, Vec<u8>) {
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let response = raw
+        .get(app.url(path))
+        .header("accept-encoding", accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let vary = response
+        .headers()
+        .get("vary")
+        .map(|v| v.to_str().unwrap().to_lowercase());
+    assert!(
+        vary.is_some_and(|v| v.contains("accept-encoding")),
+        "caches must keep the encodings apart"
+    );
+    let encoding = response
+        .headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_string());
+    (encoding, response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn pages_come_in_brotli_or_gzip_when_the_client_takes_them() {
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, quiet).await;
+    for path in ["/", "/static/style.css"] {
+        let (encoding, plain) = fetch_encoded(&app, path, "identity").await;
+        assert_eq!(encoding, None, "{path}");
+
+        let (encoding, br) = fetch_encoded(&app, path, "br").await;
+        assert_eq!(encoding.as_deref(), Some("br"), "{path}");
+        let mut unpacked = Vec::new();
+        brotli::BrotliDecompress(&mut br.as_slice(), &mut unpacked).expect("valid brotli");
+        assert!(
+            br.len() * 2 < plain.len(),
+            "{path}: {} of {}",
+            br.len(),
+            plain.len()
+        );
+
+        let (encoding, gzip) = fetch_encoded(&app, path, "gzip").await;
+        assert_eq!(encoding.as_deref(), Some("gzip"), "{path}");
+        assert_eq!(&gzip[..2], b"\x1f\x8b", "{path}: a gzip stream");
+        assert!(
+            gzip.len() * 2 < plain.len(),
+            "{path}: {} of {}",
+            gzip.len(),
+            plain.len()
+        );
+
+        // What a browser unpacks is the page itself (the form's CSRF token differs per
+        // request, so the stylesheet is compared byte for byte and the form by its parts).
+        let unzipping = reqwest::Client::new();
+        let unzipped = unzipping.get(app.url(path)).send().await.unwrap();
+        let unzipped = unzipped.bytes().await.unwrap().to_vec();
+        if path == "/" {
+            for page in [&unpacked, &unzipped] {
+                let page = String::from_utf8(page.clone()).unwrap();
+                assert!(page.contains("<h1>New papers that match what you work on</h1>"));
+                assert!(page.trim_end().ends_with("</html>"));
+            }
+        } else {
+            assert_eq!(unpacked, plain);
+            assert_eq!(unzipped, plain);
+        }
+    }
     app.stop().await;
     db.cleanup().await;
 }
