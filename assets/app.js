@@ -15,9 +15,20 @@
   var tz = document.getElementById("timezone");
   if (tz && tz.getAttribute("data-detect") === "true" && window.Intl) {
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    var found = -1;
     for (var i = 0; zone && i < tz.options.length; i++) {
-      if (tz.options[i].value === zone) { tz.selectedIndex = i; break; }
+      if (tz.options[i].value === zone) { found = i; break; }
     }
+    // Some browsers report an old name (Asia/Calcutta) that the list does not offer: the
+    // offered zone the browser resolves to that same name is the one.
+    for (var j = 0; zone && found < 0 && j < tz.options.length; j++) {
+      try {
+        var resolved = new Intl.DateTimeFormat("en", { timeZone: tz.options[j].value })
+          .resolvedOptions().timeZone;
+        if (resolved === zone) { found = j; }
+      } catch (e) { /* a zone this browser does not know */ }
+    }
+    if (found >= 0) { tz.selectedIndex = found; }
   }
 
   // The day only counts for a weekly digest: shown while Weekly is chosen. Without a
