@@ -177,35 +177,53 @@ impl Query {
     }
 }
 
-/// A reader's queries, one per line: each parsed, at most [`MAX_QUERIES`].
+/// A reader's queries, one per line: each parsed, at most [`MAX_QUERIES`]. Every bad line
+/// is reported, not only the first, so a reader can mend them all in one go.
 pub fn parse_lines(text: &str) -> Result<Vec<Query>, QueryListError> {
     let count = text.lines().filter(|l| !l.trim().is_empty()).count();
     if count > MAX_QUERIES {
         return Err(QueryListError::TooMany { count });
     }
     let mut queries = Vec::new();
+    let mut bad = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let query =
-            Query::parse(line).map_err(|error| QueryListError::Query { line: i + 1, error })?;
-        queries.push(query);
+        match Query::parse(line) {
+            Ok(query) => queries.push(query),
+            Err(error) => bad.push(LineError { line: i + 1, error }),
+        }
     }
-    if queries.len() > MAX_QUERIES {
-        return Err(QueryListError::TooMany {
-            count: queries.len(),
-        });
+    if !bad.is_empty() {
+        return Err(QueryListError::Lines(bad));
     }
     Ok(queries)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueryListError {
-    #[error("line {line}: {error}")]
-    Query { line: usize, error: QueryError },
+    /// Each bad line, in order; never empty.
+    #[error("{}", join_lines(.0))]
+    Lines(Vec<LineError>),
     #[error("{count} queries: at most {MAX_QUERIES} are allowed")]
     TooMany { count: usize },
+}
+
+/// One refused line of a query list (1-based line number).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {error}")]
+pub struct LineError {
+    pub line: usize,
+    pub error: QueryError,
+}
+
+fn join_lines(lines: &[LineError]) -> String {
+    lines
+        .iter()
+        .map(LineError::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Why a query was refused, and where (1-based character position).

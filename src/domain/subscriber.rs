@@ -171,6 +171,8 @@ impl FromStr for SendHour {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeZone(chrono_tz::Tz);
 
+const OFFERED_ZONES: &str = include_str!("zones.txt");
+
 impl TimeZone {
     pub fn utc() -> Self {
         TimeZone(chrono_tz::UTC)
@@ -184,9 +186,26 @@ impl TimeZone {
         self.0.name()
     }
 
-    /// Every zone a reader can pick, in alphabetical order.
-    pub fn all() -> impl Iterator<Item = &'static str> {
-        chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+    /// The zones the forms offer: UTC, then IANA's zone.tab in alphabetical order. Any
+    /// other name chrono-tz knows (an alias such as US/Eastern) still parses, so a reader
+    /// stored with one keeps it.
+    pub fn offered() -> impl Iterator<Item = &'static str> {
+        std::iter::once("UTC").chain(
+            OFFERED_ZONES
+                .lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#')),
+        )
+    }
+
+    /// Whether the forms list this zone.
+    pub fn is_offered(&self) -> bool {
+        TimeZone::offered().any(|name| name == self.name())
+    }
+
+    /// The part of the name before the first `/` (`America` for
+    /// America/Argentina/Buenos_Aires); none for UTC.
+    pub fn region(name: &str) -> Option<&str> {
+        name.split_once('/').map(|(region, _)| region)
     }
 }
 
@@ -522,6 +541,30 @@ mod tests {
             "Europe/Berlin"
         );
         assert!("Mars/Olympus".parse::<TimeZone>().is_err());
+    }
+
+    #[test]
+    fn the_offered_zones_are_known_and_aliases_still_parse() {
+        let offered: Vec<&str> = TimeZone::offered().collect();
+        assert!((400..450).contains(&offered.len()), "{}", offered.len());
+        for name in &offered {
+            let tz: TimeZone = name.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(tz.name(), *name);
+            assert!(tz.is_offered());
+        }
+        for alias in [
+            "Africa/Asmera",
+            "US/Eastern",
+            "Asia/Calcutta",
+            "GMT",
+            "Etc/UTC",
+        ] {
+            assert!(!offered.contains(&alias), "{alias} is offered");
+            let tz: TimeZone = alias.parse().unwrap_or_else(|e| panic!("{alias}: {e}"));
+            assert!(!tz.is_offered());
+        }
+        assert_eq!(TimeZone::region("America/Argentina/Salta"), Some("America"));
+        assert_eq!(TimeZone::region("UTC"), None);
         assert!("1".parse::<MaxPapers>().is_ok());
         assert!("0".parse::<MaxPapers>().is_err());
         assert!("101".parse::<MaxPapers>().is_err());

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use crate::domain::query::QueryListError;
 use crate::domain::{
     DigestLayout, EmailAddress, Frequency, MaxPapers, Preferences, QueryList, SendHour, TimeZone,
     weekday_code, weekdays,
@@ -63,7 +64,7 @@ impl FormFields {
     /// Checks every setting; each refusal is filed under its field.
     pub fn preferences(&self, errors: &mut FieldErrors) -> Option<Preferences> {
         let queries = QueryList::parse(&self.queries)
-            .map_err(|e| errors.set(|f| &mut f.queries, capitalise(&e.to_string())))
+            .map_err(|e| errors.queries(&e))
             .ok();
         let frequency = Frequency::from_parts(&self.frequency, &self.day)
             .map_err(|e| errors.set(|f| &mut f.frequency, e.to_string()))
@@ -123,6 +124,8 @@ pub struct FieldErrors {
     pub any: bool,
     pub email: Option<String>,
     pub queries: Option<String>,
+    /// Each bad query line, when more than one is bad (`queries` then introduces them).
+    pub query_lines: Vec<String>,
     pub frequency: Option<String>,
     pub send_hour: Option<String>,
     pub timezone: Option<String>,
@@ -133,6 +136,18 @@ impl FieldErrors {
     fn set(&mut self, field: impl Fn(&mut Self) -> &mut Option<String>, message: String) {
         self.any = true;
         *field(self) = Some(message);
+    }
+
+    /// Files every bad line of the queries: one message for one line, a list for several.
+    fn queries(&mut self, error: &QueryListError) {
+        match error {
+            QueryListError::Lines(lines) if lines.len() > 1 => {
+                self.query_lines = lines.iter().map(|l| capitalise(&l.to_string())).collect();
+                let intro = format!("{} lines need a fix:", lines.len());
+                self.set(|f| &mut f.queries, intro);
+            }
+            _ => self.set(|f| &mut f.queries, capitalise(&error.to_string())),
+        }
     }
 }
 
@@ -150,9 +165,55 @@ pub struct Choices {
     pub frequencies: Vec<Choice>,
     pub days: Vec<Choice>,
     pub hours: Vec<Choice>,
-    pub timezones: Vec<Choice>,
+    /// The offered zones by region; the first group, unlabelled, holds UTC and a stored
+    /// zone the list no longer offers (an alias such as US/Eastern).
+    pub timezones: Vec<ZoneGroup>,
     /// Let the page's script set the browser's time zone (a fresh form only).
     pub detect_timezone: bool,
+}
+
+/// The zones of one region, shown as an `<optgroup>`.
+#[derive(Debug, Clone)]
+pub struct ZoneGroup {
+    /// Empty for the group shown above the regions.
+    pub region: String,
+    pub zones: Vec<Choice>,
+}
+
+/// The offered zones grouped by region, with `current` selected; a zone that parses but
+/// is not offered any more is kept on top so that saving the form does not change it.
+fn zone_groups(current: &str) -> Vec<ZoneGroup> {
+    let current = current.trim();
+    let mut groups = vec![ZoneGroup {
+        region: String::new(),
+        zones: Vec::new(),
+    }];
+    if let Ok(tz) = current.parse::<TimeZone>()
+        && !tz.is_offered()
+    {
+        groups[0].zones.push(Choice {
+            value: tz.name().into(),
+            label: tz.name().into(),
+            selected: true,
+        });
+    }
+    for name in TimeZone::offered() {
+        let zone = Choice {
+            value: name.into(),
+            label: name.into(),
+            selected: name.eq_ignore_ascii_case(current),
+        };
+        let region = TimeZone::region(name).unwrap_or_default();
+        match groups.last_mut() {
+            Some(group) if group.region == region => group.zones.push(zone),
+            _ if region.is_empty() => groups[0].zones.push(zone),
+            _ => groups.push(ZoneGroup {
+                region: region.into(),
+                zones: vec![zone],
+            }),
+        }
+    }
+    groups
 }
 
 impl Choices {
@@ -180,9 +241,7 @@ impl Choices {
             hours: (0..24)
                 .map(|h| choice(&h.to_string(), &format!("{h:02}:00"), &form.send_hour))
                 .collect(),
-            timezones: TimeZone::all()
-                .map(|tz| choice(tz, tz, &form.timezone))
-                .collect(),
+            timezones: zone_groups(&form.timezone),
             detect_timezone,
         }
     }
@@ -218,6 +277,26 @@ mod tests {
             assert!(e.is_some(), "{name} has no message");
         }
         assert!(errors.queries.unwrap().starts_with("Line 2:"));
+        assert!(errors.query_lines.is_empty(), "one bad line needs no list");
+    }
+
+    #[test]
+    fn every_bad_query_line_is_named_with_its_position() {
+        let form = FormFields {
+            queries: "diffusion\ntitle:(\"unclosed\nok\nrobot OR\n\n-survey".into(),
+            ..FormFields::blank()
+        };
+        let mut errors = FieldErrors::default();
+        assert!(form.preferences(&mut errors).is_none());
+        assert_eq!(errors.queries.as_deref(), Some("3 lines need a fix:"));
+        assert_eq!(
+            errors.query_lines,
+            [
+                "Line 2: unclosed quote at 8",
+                "Line 4: nothing after OR at 7",
+                "Line 6: the query only excludes at 1, add a word to look for, as in \"diffusion -survey\"",
+            ]
+        );
     }
 
     #[test]
@@ -229,6 +308,56 @@ mod tests {
         let choices = Choices::for_form(&FormFields::blank(), true);
         assert_eq!(choices.frequencies.iter().filter(|c| c.selected).count(), 1);
         assert_eq!(choices.hours.iter().filter(|c| c.selected).count(), 1);
-        assert_eq!(choices.timezones.iter().filter(|c| c.selected).count(), 1);
+        assert_eq!(zones_selected(&choices), ["UTC"]);
+    }
+
+    fn zones_selected(choices: &Choices) -> Vec<&str> {
+        choices
+            .timezones
+            .iter()
+            .flat_map(|g| &g.zones)
+            .filter(|z| z.selected)
+            .map(|z| z.value.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn zones_come_by_region_and_a_stored_alias_stays_selected() {
+        let form = |timezone: &str| FormFields {
+            timezone: timezone.into(),
+            ..FormFields::blank()
+        };
+        let choices = Choices::for_form(&form("europe/berlin"), false);
+        assert_eq!(zones_selected(&choices), ["Europe/Berlin"]);
+        let regions: Vec<&str> = choices
+            .timezones
+            .iter()
+            .map(|g| g.region.as_str())
+            .collect();
+        assert_eq!(
+            regions,
+            [
+                "",
+                "Africa",
+                "America",
+                "Antarctica",
+                "Arctic",
+                "Asia",
+                "Atlantic",
+                "Australia",
+                "Europe",
+                "Indian",
+                "Pacific"
+            ]
+        );
+        for group in &choices.timezones[1..] {
+            let prefix = format!("{}/", group.region);
+            assert!(group.zones.iter().all(|z| z.value.starts_with(&prefix)));
+        }
+        let choices = Choices::for_form(&form("US/Eastern"), false);
+        assert_eq!(zones_selected(&choices), ["US/Eastern"]);
+        assert_eq!(choices.timezones[0].zones.len(), 2, "the alias and UTC");
+        let choices = Choices::for_form(&form("Mars/Base"), false);
+        assert!(zones_selected(&choices).is_empty());
     }
 }

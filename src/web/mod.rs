@@ -23,6 +23,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
+use tower_http::compression::CompressionLayer;
 
 use crate::config::Settings;
 use crate::delivery::Mailer;
@@ -100,6 +101,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(security_headers))
+        // Pages, styles, scripts and JSON in brotli or gzip when the client takes them
+        // (tower-http leaves images and small bodies alone).
+        .layer(CompressionLayer::new())
         .with_state(state)
 }
 

@@ -62,6 +62,8 @@ pub struct CheckInbox<'a> {
 #[template(path = "web/confirmed.html")]
 pub struct Confirmed<'a> {
     pub schedule: &'a str,
+    /// The date and time of the first digest, in the reader's zone.
+    pub first_digest: Option<&'a str>,
     pub preferences_url: &'a str,
 }
 

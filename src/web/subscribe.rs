@@ -1,6 +1,6 @@
 //! `GET /` (the form), `POST /subscribe` (store a pending reader and mail the link) and
-//! `GET /preview` (how many recent papers a query finds and the best three, for the form's
-//! live preview).
+//! `GET /preview` (how many recent papers a query, or each line of a queries box, finds and
+//! the best three, for the form's live preview).
 //!
 //! The answer to a valid submission never depends on whether the address is known: new,
 //! pending, active and unsubscribed addresses all get the same page, byte for byte, and
@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::forms::{Choices, FieldErrors, FormFields};
 use super::guard::{Client, check_csrf, csrf_for_page};
 use super::pages::{self, CONSENT_TEXT, CONSENT_VERSION, page};
+use super::recent::{LinePreview, query_lines};
 use super::{AppState, WebError};
 use crate::domain::token::{hash_token, random_token};
 use crate::domain::{EmailAddress, Preferences};
@@ -179,13 +180,18 @@ fn subscription_email(
 
 #[derive(Debug, Deserialize)]
 struct PreviewParams {
-    #[serde(default)]
-    q: String,
+    /// One query.
+    q: Option<String>,
+    /// A whole queries box, one query per line (blank lines skipped, at most 20).
+    lines: Option<String>,
 }
 
-/// `{"ok":true,"matches":N,"papers":M,"days":7,"top":[{"title":…,"url":…}]}` (the best 3
-/// matches, best first; `url` null unless it is an http(s) address), or
+/// With `q`: `{"ok":true,"matches":N,"papers":M,"days":7,"top":[{"title":…,"url":…}]}`
+/// (the best 3 matches, best first; `url` null unless it is an http(s) address), or
 /// `{"ok":false,"error":"…","position":P}` with the parser's message.
+/// With `lines`: `{"lines":[…]}`, one such answer per query line, in order, each with its
+/// `query`; the form's script sends the whole box this way, so one request (one unit of
+/// the rate limit) previews every line.
 #[tracing::instrument(skip_all, fields(ip = %client.ip))]
 async fn preview(
     State(state): State<AppState>,
@@ -193,14 +199,35 @@ async fn preview(
     QueryParams(params): QueryParams<PreviewParams>,
 ) -> Result<Json<Value>, WebError> {
     state.guard.preview_from(client.ip)?;
+    if let Some(text) = params.lines {
+        let previews = state
+            .preview
+            .preview(&state.store, query_lines(&text))
+            .await?;
+        let lines: Vec<Value> = previews
+            .into_iter()
+            .map(|p| {
+                let query = p.query.clone();
+                let mut answer = preview_json(p);
+                answer["query"] = Value::String(query);
+                answer
+            })
+            .collect();
+        return Ok(Json(json!({ "lines": lines })));
+    }
+    let q = params.q.unwrap_or_default();
     let p = state
         .preview
-        .preview(&state.store, vec![params.q.trim().to_string()])
+        .preview(&state.store, vec![q.trim().to_string()])
         .await?
         .into_iter()
         .next()
         .ok_or_else(|| WebError::Internal(anyhow::anyhow!("no preview for a query")))?;
-    Ok(Json(match p.error {
+    Ok(Json(preview_json(p)))
+}
+
+fn preview_json(p: LinePreview) -> Value {
+    match p.error {
         Some(error) => json!({ "ok": false, "error": error, "position": p.position }),
         None => json!({
             "ok": true,
@@ -209,5 +236,5 @@ async fn preview(
             "days": p.days,
             "top": p.top,
         }),
-    }))
+    }
 }

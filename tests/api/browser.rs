@@ -34,6 +34,11 @@ impl Chromedriver {
     /// None (after saying so) when Chromium or chromedriver is not installed; in CI that
     /// is a failure.
     fn start() -> Option<Chromedriver> {
+        Self::start_in_zone(None)
+    }
+
+    /// With `TZ` set for chromedriver and the browsers it starts, when a zone is given.
+    fn start_in_zone(zone: Option<&str>) -> Option<Chromedriver> {
         let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
             .into_iter()
             .filter(|p| !Path::new(p).exists())
@@ -58,7 +63,11 @@ impl Chromedriver {
         let driver = Chromedriver {
             child: {
                 use std::os::unix::process::CommandExt;
-                Command::new(CHROMEDRIVER)
+                let mut command = Command::new(CHROMEDRIVER);
+                if let Some(zone) = zone {
+                    command.env("TZ", zone);
+                }
+                command
                     .arg(format!("--port={port}"))
                     .process_group(0)
                     .stdout(Stdio::null())
@@ -786,4 +795,206 @@ async fn the_digest_email_reads_in_light_dark_and_forced_dark_at_600_and_390_px(
         browser.close().await.unwrap();
     }
     eprintln!("page corner, underline and card pixels: {backgrounds:?}");
+}
+
+/// The colour a field's border is drawn in, and the colour of the error messages.
+async fn border_and_error_colour(browser: &Client, css: &str) -> (String, String) {
+    let script = "const f = document.querySelector(arguments[0]); \
+                  const e = document.querySelector('.error'); \
+                  return [getComputedStyle(f).borderTopColor, getComputedStyle(e).color];";
+    let answer = browser
+        .execute(script, vec![json!(css)])
+        .await
+        .unwrap_or_else(|e| panic!("read the colours of {css}: {e}"));
+    let pair: (String, String) = serde_json::from_value(answer).expect("two colours");
+    pair
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_form_marks_its_bad_fields_and_focuses_its_summary_in_a_real_browser() {
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, |_| {}).await;
+    let browser = driver.open_browser(true).await;
+    let mut album = Album::new("browser-screenshots/form-errors");
+
+    browser.goto(&app.url("/")).await.unwrap();
+    type_into(&browser, "#email", "not an address").await;
+    type_into(&browser, "#queries", "diffusion\ntitle:\"unclosed").await;
+    type_into(&browser, "#max_papers", "0").await;
+    click(&browser, "button[type=submit]").await;
+    wait_for(&browser, ".error-summary").await;
+    album.snap(&browser, "subscribe-with-errors").await;
+    assert_eq!(
+        focused(&browser).await,
+        "error-summary",
+        "focus on the summary"
+    );
+    let links = wait_for_text(&browser, ".error-summary ul", "Queries").await;
+    assert_eq!(links, "Email address\nQueries\nPapers per email");
+
+    for field in ["#email", "#queries", "#max_papers"] {
+        let (border, error) = border_and_error_colour(&browser, field).await;
+        assert_eq!(border, error, "{field} is not drawn in the error colour");
+    }
+    let (border, error) = border_and_error_colour(&browser, "#send_hour").await;
+    assert_ne!(border, error, "a good field is drawn as if it were wrong");
+
+    browser.close().await.unwrap();
+
+    // Without a script, autofocus alone puts the focus there.
+    let browser = driver.open_browser(false).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    type_into(&browser, "#email", "not an address").await;
+    click(&browser, "button[type=submit]").await;
+    wait_for(&browser, ".error-summary").await;
+    assert_eq!(
+        focused(&browser).await,
+        "error-summary",
+        "focus without a script"
+    );
+    click(&browser, ".error-summary a[href='#email']").await;
+    assert_eq!(
+        focused(&browser).await,
+        "email",
+        "the link leads to the field"
+    );
+
+    browser.close().await.unwrap();
+    app.stop().await;
+    db.cleanup().await;
+}
+
+/// The id of the focused element, or its class when it has no id.
+async fn focused(browser: &Client) -> String {
+    let answer = browser
+        .execute(
+            "const e = document.activeElement; return e.id || e.className;",
+            vec![],
+        )
+        .await
+        .expect("read the focused element");
+    answer.as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_day_picker_shows_only_while_weekly_is_chosen_in_a_real_browser() {
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, |_| {}).await;
+    let browser = driver.open_browser(true).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    let day_shown = |browser: &Client| {
+        let browser = browser.clone();
+        async move {
+            wait_for(&browser, "#day")
+                .await
+                .is_displayed()
+                .await
+                .expect("read whether the day shows")
+        }
+    };
+    assert!(
+        value_of(&browser, "input[name=frequency]:checked").await == "daily"
+            && !day_shown(&browser).await,
+        "a daily digest needs no day"
+    );
+    check(&browser, "input[name=frequency][value=weekly]").await;
+    assert!(day_shown(&browser).await, "weekly shows the day");
+    check(&browser, "input[name=frequency][value=weekdays]").await;
+    assert!(!day_shown(&browser).await, "weekdays hides it again");
+    browser.close().await.unwrap();
+
+    // Without a script the day stays, and its label says when it counts.
+    let browser = driver.open_browser(false).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    assert!(day_shown(&browser).await);
+    assert_eq!(
+        wait_for_text(&browser, "label[for=day]", "Day").await,
+        "Day (weekly only)"
+    );
+    browser.close().await.unwrap();
+    app.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_preview_sends_one_request_and_says_when_it_is_rate_limited() {
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, |s| s.web.preview_per_ip_per_minute = 1).await;
+    let browser = driver.open_browser(true).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    // Five lines pasted at once: one request previews them all.
+    paste_into(
+        &browser,
+        "#queries",
+        "diffusion\nrobot\nprotein\ngraph\nmesh",
+    )
+    .await;
+    wait_for_text(&browser, "#queries-preview", "mesh: 0 of the").await;
+    let lines = browser
+        .find_all(Locator::Css("#queries-preview .preview-line"))
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 5, "every line previewed");
+    // The minute's only request is spent: the next edit is refused, and the page says so.
+    paste_into(&browser, "#queries", "diffusion\nrobot").await;
+    let said = wait_for_text(&browser, "#queries-preview", "Too many previews").await;
+    assert!(said.contains("Your queries are kept as typed"), "{said}");
+    browser.close().await.unwrap();
+    app.stop().await;
+    db.cleanup().await;
+}
+
+/// Puts `text` in a field at once, as a paste does: one input event.
+async fn paste_into(browser: &Client, css: &str, text: &str) {
+    wait_for(browser, css).await;
+    browser
+        .execute(
+            "const f = document.querySelector(arguments[0]); f.value = arguments[1]; \
+             f.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![json!(css), json!(text)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("paste into {css}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_browsers_zone_is_preselected_even_when_it_reports_an_old_name() {
+    // Chromium names this zone Asia/Calcutta, which the list no longer offers.
+    let Some(driver) = Chromedriver::start_in_zone(Some("Asia/Kolkata")) else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, |_| {}).await;
+    let browser = driver.open_browser(true).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    wait_for(&browser, "#timezone").await;
+    let reported = browser
+        .execute(
+            "return Intl.DateTimeFormat().resolvedOptions().timeZone;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    eprintln!("the browser reports {reported}");
+    let deadline = Instant::now() + PATIENCE;
+    while value_of(&browser, "#timezone").await != "Asia/Kolkata" {
+        assert!(
+            Instant::now() < deadline,
+            "the browser reports {reported} and the form shows {}",
+            value_of(&browser, "#timezone").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.close().await.unwrap();
+    app.stop().await;
+    db.cleanup().await;
 }

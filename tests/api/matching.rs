@@ -193,6 +193,13 @@ fn a_subscriber_holds_at_most_twenty_queries() {
         parse_lines("diffusion\n\n(broken").unwrap_err().to_string(),
         "line 3: unclosed ( at 1"
     );
+    assert_eq!(
+        parse_lines("(broken\ndiffusion\nrobot OR")
+            .unwrap_err()
+            .to_string(),
+        "line 1: unclosed ( at 1; line 3: nothing after OR at 7",
+        "every bad line, not only the first"
+    );
 }
 
 #[test]

@@ -291,3 +291,52 @@ async fn preview_my_next_digest_shows_what_would_be_sent_and_records_nothing() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn the_whole_queries_box_is_previewed_in_one_request_that_counts_once() {
+    for db in databases().await {
+        let app = spawn_app(&db, |s| {
+            quiet(s);
+            s.web.preview_per_ip_per_minute = 2;
+        })
+        .await;
+        store_recent_papers(&app).await;
+        let mut v = Visitor::new(&app);
+        let page = v
+            .get("/preview?lines=diffusion%0A%0A%20%22unclosed%0Azebrafish%0Atitle%3Aprotein")
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let json: Value = serde_json::from_str(&page.body).unwrap();
+        let lines = json["lines"].as_array().expect("one answer per line");
+        let queries: Vec<&str> = lines.iter().map(|l| l["query"].as_str().unwrap()).collect();
+        assert_eq!(
+            queries,
+            ["diffusion", "\"unclosed", "zebrafish", "title:protein"],
+            "blank lines skipped, in order"
+        );
+        assert_eq!(
+            lines.iter().map(|l| l["ok"].clone()).collect::<Vec<_>>(),
+            [true, false, true, true]
+        );
+        assert!(
+            lines[1]["error"]
+                .as_str()
+                .unwrap()
+                .contains("unclosed quote")
+        );
+        assert_eq!(lines[2]["matches"], 0);
+        assert_eq!(lines[3]["matches"], 1);
+        // A line of the box gets what it would get alone.
+        let alone: Value = serde_json::from_str(&v.get("/preview?q=diffusion").await.body).unwrap();
+        let mut first = lines[0].clone();
+        first.as_object_mut().unwrap().remove("query");
+        assert_eq!(first, alone);
+
+        // Two requests a minute: the third is refused, with when to come back.
+        let page = v.get("/preview?lines=diffusion").await;
+        assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(page.headers.contains_key("retry-after"));
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
