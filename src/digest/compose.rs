@@ -303,11 +303,7 @@ fn ranked_entries<'q>(
         .enumerate()
         .map(|(place, (c, won_by))| {
             let (idx, mask, parts) = &found[c];
-            let mut explanation = rank::combine(
-                &parts.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(),
-                None,
-            )
-            .explanation;
+            let mut explanation = rank::explain(parts.iter().map(|(_, p)| p));
             if place < shown {
                 rank::highlight(
                     &mut explanation,

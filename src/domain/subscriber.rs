@@ -443,6 +443,12 @@ pub enum SubscriberStatus {
 }
 
 impl SubscriberStatus {
+    /// Whether digests are composed for the reader: confirmed, and not gone. A paused
+    /// reader's are held, not dropped, so their feed and previews stay open.
+    pub fn gets_digests(self) -> bool {
+        matches!(self, SubscriberStatus::Active | SubscriberStatus::Paused)
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             SubscriberStatus::Pending => "pending",

@@ -218,12 +218,8 @@ pub fn fair_shares(candidates: &[Candidate], shown: usize) -> Vec<(usize, Option
     let Picks {
         taken, mut chosen, ..
     } = picks;
-    let by_value = |a: &usize, b: &usize| {
-        candidates[*b]
-            .value()
-            .total_cmp(&candidates[*a].value())
-            .then(a.cmp(b))
-    };
+    let values: Vec<f64> = candidates.iter().map(Candidate::value).collect();
+    let by_value = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));
     chosen.sort_by(|a, b| by_value(&a.0, &b.0));
     let mut rest: Vec<usize> = (0..candidates.len()).filter(|&i| !taken[i]).collect();
     rest.sort_by(by_value);
@@ -286,15 +282,11 @@ pub fn query_score(query: &Query, doc: &Doc, stats: &BatchStats) -> QueryScore {
 /// `papers search` and the previews rank as the email does. The explanation names the
 /// queries and fields; its spans are [`highlight`]'s to fill, for the papers that are shown.
 pub fn combine(parts: &[QueryScore], upvotes: Option<i64>) -> Scored {
-    let mut explanation = Explanation::default();
     let candidate = Candidate {
         values: parts
             .iter()
             .enumerate()
-            .map(|(q, part)| {
-                explanation.queries.push(part.matched.clone());
-                (q, part.value(upvotes, 0.0))
-            })
+            .map(|(q, part)| (q, part.value(upvotes, 0.0)))
             .collect(),
     };
     Scored {
@@ -303,7 +295,16 @@ pub fn combine(parts: &[QueryScore], upvotes: Option<i64>) -> Scored {
         } else {
             candidate.value()
         },
-        explanation,
+        explanation: explain(parts),
+    }
+}
+
+/// The explanation of a paper the `parts` matched: each query with the fields its words
+/// were found in (spans, the winning query and the taste are filled in later).
+pub fn explain<'a>(parts: impl IntoIterator<Item = &'a QueryScore>) -> Explanation {
+    Explanation {
+        queries: parts.into_iter().map(|p| p.matched.clone()).collect(),
+        ..Explanation::default()
     }
 }
 

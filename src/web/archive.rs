@@ -8,9 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use serde::Deserialize;
 
-use super::guard::{csrf_for_page, digest_for};
+use super::guard::{LinkToken, csrf_for_page, digest_for};
 use super::pages::{self, RateButtons, page};
 use super::{AppState, WebError};
 use crate::digest;
@@ -19,18 +18,12 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/digests/{id}", get(show))
 }
 
-#[derive(Debug, Deserialize)]
-struct Token {
-    #[serde(default)]
-    t: String,
-}
-
 #[tracing::instrument(skip_all, fields(digest = id))]
 async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-    Query(token): Query<Token>,
+    Query(token): Query<LinkToken>,
 ) -> Result<Response, WebError> {
     let digest = digest_for(&state, id, &token.t).await?;
     let subscriber = state
@@ -41,12 +34,7 @@ async fn show(
     let view = digest::stored_view(&state.store, &state.links, &digest, &subscriber, true).await?;
     let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
     let rated = state.store.ratings_of(subscriber.id).await?;
-    let action = format!(
-        "/digests/{id}/rate?{}",
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("t", &token.t)
-            .finish()
-    );
+    let action = format!("/digests/{id}/rate?{}", token.query());
     let rate = RateButtons::new(action, state.links.keys().csrf_token(&cookie), &rated);
     Ok(page(
         StatusCode::OK,

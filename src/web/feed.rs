@@ -15,13 +15,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::guard::subscriber_for;
+use super::guard::{LinkToken, subscriber_for};
 use super::{AppState, WebError};
+use crate::domain::Subscriber;
 use crate::domain::token::{LinkKeys, Links, Purpose};
-use crate::domain::{Subscriber, SubscriberStatus};
 use crate::email::digest::paper_view;
 use crate::store::SentEntry;
 
@@ -44,18 +43,12 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/feeds/{file}", get(show))
 }
 
-#[derive(Debug, Deserialize)]
-struct Token {
-    #[serde(default)]
-    t: String,
-}
-
 #[tracing::instrument(skip_all)]
 async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(file): Path<String>,
-    Query(token): Query<Token>,
+    Query(token): Query<LinkToken>,
 ) -> Result<Response, WebError> {
     let id: i64 = file
         .strip_suffix(".atom")
@@ -65,10 +58,7 @@ async fn show(
         return Err(WebError::NotFound);
     }
     let subscriber = subscriber_for(&state, &token.t, Purpose::Feed).await?;
-    if !matches!(
-        subscriber.status,
-        SubscriberStatus::Active | SubscriberStatus::Paused
-    ) {
+    if !subscriber.status.gets_digests() {
         return Err(WebError::NotFound);
     }
     let since = Utc::now() - chrono::Duration::days(FEED_DAYS);

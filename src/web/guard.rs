@@ -246,6 +246,22 @@ pub fn check_csrf(headers: &HeaderMap, links: &Links, token: &str) -> Result<(),
 }
 
 /// The digest a signed link opens (`/digests/{id}?t=…`), or 404.
+/// The `t=…` of a signed link in a query string; absent is empty (and opens nothing).
+#[derive(Debug, serde::Deserialize)]
+pub struct LinkToken {
+    #[serde(default)]
+    pub t: String,
+}
+
+impl LinkToken {
+    /// `t=…`, encoded for a URL.
+    pub fn query(&self) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("t", &self.t)
+            .finish()
+    }
+}
+
 pub async fn digest_for(state: &AppState, id: i64, token: &str) -> Result<DigestRecord, WebError> {
     let digest = state.store.digest(id).await?.ok_or(WebError::NotFound)?;
     if !state

@@ -55,15 +55,6 @@ fn status_text(status: SubscriberStatus) -> &'static str {
     }
 }
 
-/// Whether the reader gets digests (now or after resuming): only they have a next digest
-/// to preview and a feed of what they were sent.
-fn gets_digests(subscriber: &Subscriber) -> bool {
-    matches!(
-        subscriber.status,
-        SubscriberStatus::Active | SubscriberStatus::Paused
-    )
-}
-
 /// What the settings page shows besides the form: what each query line finds.
 async fn previews(
     state: &AppState,
@@ -116,7 +107,7 @@ async fn render(
     let csrf = state.links.keys().csrf_token(cookie);
     let digest_preview_url = format!("/preferences/{token}/preview");
     let feed_url = state.links.feed(subscriber.id, &subscriber.link_key);
-    let gets_digests = gets_digests(subscriber);
+    let gets_digests = subscriber.status.gets_digests();
     let likes_url = format!("/preferences/{token}/likes");
     Ok(pages::render(&pages::Preferences {
         email: subscriber.email.as_str(),
@@ -180,7 +171,7 @@ async fn digest_preview(
     Path(token): Path<String>,
 ) -> Result<Response, WebError> {
     let subscriber = subscriber_for(&state, &token, Purpose::Preferences).await?;
-    if !gets_digests(&subscriber) {
+    if !subscriber.status.gets_digests() {
         return Err(WebError::NotFound);
     }
     // Composing reads and ranks the whole window: limited like the query previews.

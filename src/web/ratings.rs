@@ -13,7 +13,7 @@ use axum::{Form, Router};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::guard::{Client, check_csrf, digest_for, subscriber_for};
+use super::guard::{Client, LinkToken, check_csrf, digest_for, subscriber_for};
 use super::{AppState, WebError};
 use crate::digest::taste;
 use crate::domain::token::Purpose;
@@ -30,21 +30,6 @@ pub fn router() -> Router<AppState> {
             "/preferences/{token}/ratings",
             post(change_from_preferences).get(back_to_preferences),
         )
-}
-
-#[derive(Debug, Deserialize)]
-struct Token {
-    #[serde(default)]
-    t: String,
-}
-
-impl Token {
-    /// `t=…`, encoded for a URL.
-    fn query(&self) -> String {
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("t", &self.t)
-            .finish()
-    }
 }
 
 /// What a rating form posts; absent fields are empty.
@@ -74,7 +59,7 @@ async fn rate_from_digest(
     client: Client,
     headers: HeaderMap,
     Path(id): Path<i64>,
-    Query(token): Query<Token>,
+    Query(token): Query<LinkToken>,
     Form(form): Form<RatingForm>,
 ) -> Result<Redirect, WebError> {
     state.guard.ratings_from(client.ip)?;
@@ -125,7 +110,7 @@ async fn rate_from_digest(
     )))
 }
 
-async fn back_to_digest(Path(id): Path<i64>, Query(token): Query<Token>) -> Redirect {
+async fn back_to_digest(Path(id): Path<i64>, Query(token): Query<LinkToken>) -> Redirect {
     Redirect::to(&format!("/digests/{id}?{}", token.query()))
 }
 

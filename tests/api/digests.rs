@@ -9,32 +9,16 @@ use std::time::Duration as StdDuration;
 
 use crate::helpers::{
     SmtpSink, active_subscriber, arxiv_paper, confirmed_subscribers, databases, find_subscriber,
-    free_port, links_labelled, pending_subscriber, run_due_digests, spawn_app, store_full_papers,
-    tomorrow, unsubscribe_in_one_click,
+    free_port, links_labelled, outbox_mailer, pending_subscriber, run_due_digests, spawn_app,
+    store_full_papers, test_links as links, tomorrow, unsubscribe_in_one_click,
 };
 use chrono::{Duration, Utc};
 use paperboy::config::{DeliverySettings, Secret, Settings};
 use paperboy::delivery::{Mailer, Worker};
 use paperboy::digest;
 use paperboy::domain::SubscriberStatus;
-use paperboy::domain::token::{LinkKeys, Links};
 use paperboy::store::Store;
 use serde_json::Value;
-
-fn links() -> Links {
-    Links::new(
-        "http://127.0.0.1:9",
-        LinkKeys::new(b"a test key that is long enough to sign"),
-    )
-}
-
-fn outbox_mailer(dir: &Path) -> Mailer {
-    let settings = Settings {
-        outbox_dir: dir.join("outbox"),
-        ..Settings::default()
-    };
-    Mailer::from_settings(&settings).unwrap()
-}
 
 fn smtp_mailer(port: u16) -> Mailer {
     let settings = Settings {

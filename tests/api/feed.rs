@@ -9,7 +9,8 @@ use std::process::Command;
 
 use crate::helpers::{
     TestApp, Visitor, active_subscriber, arxiv_paper, base64_parts, databases, link_starting,
-    links_labelled, pending_subscriber, run_due_digests, spawn_app, store_full_papers, tomorrow,
+    links_labelled, pending_subscriber, quiet, run_due_digests, spawn_app, store_full_papers,
+    tomorrow,
 };
 use chrono::{Duration, Utc};
 use paperboy::config::{DeliverySettings, Settings};
@@ -20,10 +21,6 @@ use reqwest::StatusCode;
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn quiet(s: &mut Settings) {
-    s.log = "warn".into();
 }
 
 fn outbox_mailer(dir: &Path) -> Mailer {

@@ -2,17 +2,13 @@
 //! refused form says and where, what the fields offer, and the small pages around them.
 
 use crate::helpers::{
-    TestApp, TestDb, Visitor, confirm_link, confirmation_for, databases, hidden_csrf, spawn_app,
+    TestApp, TestDb, Visitor, confirm_link, confirmation_for, databases, hidden_csrf, quiet,
+    spawn_app,
 };
 use chrono::Utc;
-use paperboy::config::Settings;
 use paperboy::digest::schedule::next_send_after;
 use paperboy::matching::Query;
 use reqwest::StatusCode;
-
-fn quiet(s: &mut Settings) {
-    s.log = "warn".into();
-}
 
 #[tokio::test]
 async fn every_bad_query_line_is_listed_next_to_the_queries_with_its_position() {

@@ -1060,3 +1060,25 @@ pub fn links_labelled(text: &str, label: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// Settings that keep a test's log quiet.
+pub fn quiet(s: &mut Settings) {
+    s.log = "warn".into();
+}
+
+/// A file mailer writing to `dir/outbox`.
+pub fn outbox_mailer(dir: &Path) -> Mailer {
+    let settings = Settings {
+        outbox_dir: dir.join("outbox"),
+        ..Settings::default()
+    };
+    Mailer::from_settings(&settings).unwrap()
+}
+
+/// Links signed with a fixed test key, on an address nothing listens at.
+pub fn test_links() -> paperboy::domain::token::Links {
+    paperboy::domain::token::Links::new(
+        "http://127.0.0.1:9",
+        paperboy::domain::token::LinkKeys::new(b"a test key that is long enough to sign"),
+    )
+}

@@ -3,7 +3,9 @@
 //! it finds and the best three (in the matching engine's order, linked, escaped), and
 //! "Preview my next digest" shows what the next digest would hold, storing nothing.
 
-use crate::helpers::{TestApp, Visitor, arxiv_paper, databases, spawn_app, store_full_papers};
+use crate::helpers::{
+    TestApp, Visitor, arxiv_paper, databases, quiet, spawn_app, store_full_papers,
+};
 use chrono::Utc;
 use paperboy::config::Settings;
 use paperboy::domain::token::Links;
@@ -11,10 +13,6 @@ use paperboy::domain::{QueryList, Subscriber};
 use paperboy::matching::{Query, search};
 use reqwest::StatusCode;
 use serde_json::Value;
-
-fn quiet(s: &mut Settings) {
-    s.log = "warn".into();
-}
 
 async fn app_links(app: &TestApp) -> Links {
     paperboy::app::links_for(

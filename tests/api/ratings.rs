@@ -9,8 +9,8 @@ use std::process::Output;
 
 use crate::helpers::{
     Page, TestApp, TestDb, Visitor, active_subscriber, arxiv_paper, databases, deliver_due_digests,
-    digest_text_to, hidden_csrf, links_labelled, paper, paperboy_on, spawn_app, store_full_papers,
-    tomorrow,
+    digest_text_to, hidden_csrf, links_labelled, paper, paperboy_on, quiet, spawn_app,
+    store_full_papers, tomorrow,
 };
 use chrono::Utc;
 use paperboy::config::Settings;
@@ -33,10 +33,6 @@ struct Reader {
     preferences: String,
     /// A paper the store holds that is in no digest of the reader.
     elsewhere: i64,
-}
-
-fn quiet(s: &mut Settings) {
-    s.log = "warn".into();
 }
 
 async fn reader_with_a_digest(db: &TestDb, tweak: impl FnOnce(&mut Settings)) -> Reader {

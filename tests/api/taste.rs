@@ -3,31 +3,13 @@
 //! by query, and the digest as data.
 
 use crate::helpers::{
-    active_subscriber, arxiv_paper, databases, paper, paperboy_on, run_due_digests,
-    store_full_papers, tomorrow,
+    active_subscriber, arxiv_paper, databases, outbox_mailer, paper, paperboy_on, run_due_digests,
+    store_full_papers, test_links as links, tomorrow,
 };
-use paperboy::config::Settings;
-use paperboy::delivery::Mailer;
 use paperboy::digest;
-use paperboy::domain::token::{LinkKeys, Links};
 use paperboy::domain::{DigestLayout, Rating, RatingSource, Subscriber};
 use paperboy::email::digest::bodies;
 use paperboy::store::{Store, StoredEntry};
-
-fn links() -> Links {
-    Links::new(
-        "http://127.0.0.1:9",
-        LinkKeys::new(b"a test key that is long enough to sign"),
-    )
-}
-
-fn outbox_mailer(dir: &std::path::Path) -> Mailer {
-    let settings = Settings {
-        outbox_dir: dir.join("outbox"),
-        ..Settings::default()
-    };
-    Mailer::from_settings(&settings).unwrap()
-}
 
 /// The reader's latest digest: its emailed entries (then suggestions), the text body with
 /// its wrapping undone (every run of spaces and line breaks one space) and the HTML body.

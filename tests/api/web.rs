@@ -4,9 +4,8 @@
 
 use crate::helpers::{
     TestApp, Visitor, base64_parts, confirm_link, confirmation_for, databases, header_value,
-    hidden_csrf, spawn_app, store_papers, unsubscribe_in_one_click, unsubscribe_link,
+    hidden_csrf, quiet, spawn_app, store_papers, unsubscribe_in_one_click, unsubscribe_link,
 };
-use paperboy::config::Settings;
 use paperboy::domain::SubscriberStatus;
 use paperboy::domain::token::hash_token;
 use reqwest::StatusCode;
@@ -20,10 +19,6 @@ async fn outbox_message(app: &TestApp, n: usize) -> String {
         all.len()
     );
     all[n].clone()
-}
-
-fn quiet(s: &mut Settings) {
-    s.log = "warn".into();
 }
 
 #[tokio::test]
