@@ -330,23 +330,7 @@ impl Store {
             );
             rows
         });
-        let ids: Vec<i64> = rows.iter().map(|r| r.paper_id).collect();
-        let papers = self.papers_by_ids(&ids).await?;
-        let mut by_id: HashMap<i64, StoredPaper> = papers.into_iter().map(|p| (p.id, p)).collect();
-        rows.into_iter()
-            .map(|r| {
-                let paper = by_id.remove(&r.paper_id).ok_or_else(|| {
-                    StoreError::Corrupt(format!("digest {id}: paper {} missing", r.paper_id))
-                })?;
-                let entry = r.into_entry()?;
-                Ok(StoredEntry {
-                    paper,
-                    score: entry.score,
-                    explanation: entry.explanation,
-                    suggested: entry.suggested,
-                })
-            })
-            .collect()
+        self.with_papers(rows).await
     }
 
     /// The papers that matched in a reader's composed digests whose window ended at or
@@ -381,8 +365,29 @@ impl Store {
             .into_iter()
             .filter(|r| seen.insert(r.entry.paper_id))
             .collect();
-        let ids: Vec<i64> = rows.iter().map(|r| r.entry.paper_id).collect();
-        let mut by_id: HashMap<i64, StoredPaper> = self
+        let heads: Vec<(i64, DateTime<Utc>, bool)> = rows
+            .iter()
+            .map(|r| (r.entry.digest_id, r.window_end, r.trending))
+            .collect();
+        let entries = self
+            .with_papers(rows.into_iter().map(|r| r.entry).collect())
+            .await?;
+        Ok(heads
+            .into_iter()
+            .zip(entries)
+            .map(|((digest_id, window_end, trending), entry)| SentEntry {
+                digest_id,
+                window_end,
+                trending,
+                entry,
+            })
+            .collect())
+    }
+
+    /// Digest rows with their papers, read in one go (a paper two rows share, once).
+    async fn with_papers(&self, rows: Vec<EntryRow>) -> StoreResult<Vec<StoredEntry>> {
+        let ids: Vec<i64> = rows.iter().map(|r| r.paper_id).collect();
+        let papers: HashMap<i64, StoredPaper> = self
             .papers_by_ids(&ids)
             .await?
             .into_iter()
@@ -390,24 +395,18 @@ impl Store {
             .collect();
         rows.into_iter()
             .map(|r| {
-                let paper = by_id.remove(&r.entry.paper_id).ok_or_else(|| {
+                let paper = papers.get(&r.paper_id).cloned().ok_or_else(|| {
                     StoreError::Corrupt(format!(
                         "digest {}: paper {} missing",
-                        r.entry.digest_id, r.entry.paper_id
+                        r.digest_id, r.paper_id
                     ))
                 })?;
-                let digest_id = r.entry.digest_id;
-                let entry = r.entry.into_entry()?;
-                Ok(SentEntry {
-                    digest_id,
-                    window_end: r.window_end,
-                    trending: r.trending,
-                    entry: StoredEntry {
-                        paper,
-                        score: entry.score,
-                        explanation: entry.explanation,
-                        suggested: entry.suggested,
-                    },
+                let entry = r.into_entry()?;
+                Ok(StoredEntry {
+                    paper,
+                    score: entry.score,
+                    explanation: entry.explanation,
+                    suggested: entry.suggested,
                 })
             })
             .collect()
