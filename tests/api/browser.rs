@@ -25,7 +25,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// chromedriver on a free port, in its own process group so that the browsers it started
 /// go with it; killed on drop.
-struct Chromedriver {
+pub(crate) struct Chromedriver {
     child: Child,
     port: u16,
 }
@@ -33,7 +33,7 @@ struct Chromedriver {
 impl Chromedriver {
     /// None (after saying so) when Chromium or chromedriver is not installed; in CI that
     /// is a failure.
-    fn start() -> Option<Chromedriver> {
+    pub(crate) fn start() -> Option<Chromedriver> {
         Self::start_in_zone(None)
     }
 
@@ -88,12 +88,12 @@ impl Chromedriver {
     }
 
     /// A new headless Chromium window, with or without JavaScript.
-    async fn open_browser(&self, javascript: bool) -> Client {
+    pub(crate) async fn open_browser(&self, javascript: bool) -> Client {
         self.open_browser_with(javascript, &[]).await
     }
 
     /// A new headless Chromium window started with `flags` besides the usual ones.
-    async fn open_browser_with(&self, javascript: bool, flags: &[&str]) -> Client {
+    pub(crate) async fn open_browser_with(&self, javascript: bool, flags: &[&str]) -> Client {
         let mut args = vec![
             "--headless=new",
             "--no-sandbox",
@@ -155,7 +155,7 @@ impl Album {
 }
 
 /// The first element matching `css`, waiting for the page to show it.
-async fn wait_for(browser: &Client, css: &str) -> Element {
+pub(crate) async fn wait_for(browser: &Client, css: &str) -> Element {
     let deadline = Instant::now() + PATIENCE;
     loop {
         match browser.find(Locator::Css(css)).await {
@@ -287,7 +287,7 @@ async fn fill_in_subscribe_form(browser: &Client, choices: &Choices<'_>) {
 }
 
 /// The subscriber with this address; the test fails when it is not stored.
-async fn stored_subscriber(app: &TestApp, email: &str) -> Subscriber {
+pub(crate) async fn stored_subscriber(app: &TestApp, email: &str) -> Subscriber {
     app.subscriber(email)
         .await
         .unwrap_or_else(|| panic!("{email} is not stored"))

@@ -414,8 +414,8 @@ fn a_dkim_signed_digest_verifies_and_fails_once_a_header_changes() {
     );
 }
 
-#[test]
-fn a_grouped_email_lists_its_overview_by_query_and_a_phrase_keeps_its_own_quotes() {
+/// An email grouped by query: 8 papers won by two queries, a third query with none.
+pub(crate) fn grouped_view() -> render::DigestView {
     let r = subscriber();
     let l = links();
     let mut all = entries_of(8);
@@ -428,7 +428,7 @@ fn a_grouped_email_lists_its_overview_by_query_and_a_phrase_keeps_its_own_quotes
     }
     let mut prefs = r.preferences.clone();
     prefs.layout.group_by_query = true;
-    let v = render::view(
+    render::view(
         &all,
         &render::DigestFacts {
             total: 12,
@@ -447,7 +447,12 @@ fn a_grouped_email_lists_its_overview_by_query_and_a_phrase_keeps_its_own_quotes
             unsubscribe: l.unsubscribe(r.id, &r.link_key),
             feed: l.feed(r.id, &r.link_key),
         },
-    );
+    )
+}
+
+#[test]
+fn a_grouped_email_lists_its_overview_by_query_and_a_phrase_keeps_its_own_quotes() {
+    let v = grouped_view();
     let (html, text) = render::bodies(&v).unwrap();
     let text = text.replace("\r\n", "\n");
     let overview = "\u{201c}diffusion\u{201d}: 9 papers\n1. Diffusion";
