@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli.run()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_quiet() => ExitCode::from(e.exit_code()),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())

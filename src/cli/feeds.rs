@@ -28,6 +28,7 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
+    /// Print the feeds and their health as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -44,12 +45,14 @@ async fn list(settings: &Settings, args: ListArgs) -> Result<(), CliError> {
             .last_success_at
             .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
             .unwrap_or_else(|| "never".into());
-        println!(
+        say!(
             "{}\t{}\t{}\tlast success: {last_success}",
-            f.name, f.kind, f.url
+            f.name,
+            f.kind,
+            f.url
         );
         if let Some(error) = &f.health.last_error {
-            println!(
+            say!(
                 "\t{} consecutive failure(s), last error: {error}",
                 f.health.consecutive_failures
             );
@@ -60,7 +63,9 @@ async fn list(settings: &Settings, args: ListArgs) -> Result<(), CliError> {
 
 #[derive(Debug, clap::Args)]
 pub struct AddArgs {
+    /// A short name for the feed, unique among the feeds.
     name: String,
+    /// The feed's http(s) URL.
     url: String,
     /// arxiv-rss, arxiv-api, hf-daily or feed (any RSS/Atom/JSON feed).
     #[arg(long)]
@@ -74,12 +79,13 @@ async fn add(settings: &Settings, args: AddArgs) -> Result<(), CliError> {
     let kind: FeedKind = args.kind.parse()?;
     let store = open_store(settings).await?;
     let feed = store.add_feed(&name, &url, kind, Utc::now()).await?;
-    println!("added feed {} ({}) {}", feed.name, feed.kind, feed.url);
+    say!("added feed {} ({}) {}", feed.name, feed.kind, feed.url);
     Ok(())
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RemoveArgs {
+    /// The name of the feed to remove.
     name: String,
 }
 
@@ -87,7 +93,7 @@ async fn remove(settings: &Settings, args: RemoveArgs) -> Result<(), CliError> {
     let name = FeedName::parse(&args.name)?;
     let store = open_store(settings).await?;
     if store.remove_feed(&name).await? {
-        println!("removed feed {name}");
+        say!("removed feed {name}");
         Ok(())
     } else {
         Err(CliError::input(format!("no feed named {name}")))

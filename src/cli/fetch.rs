@@ -39,7 +39,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
         print_json(&reports)?;
     } else {
         for report in &reports {
-            println!("{report}");
+            say!("{report}");
         }
     }
     // The reasons go to stderr too: with --json stdout holds only JSON, and an operator

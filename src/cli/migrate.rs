@@ -13,7 +13,7 @@ pub async fn run(settings: Settings) -> Result<(), CliError> {
         .migrate()
         .await
         .map_err(|e| CliError::Other(e.into()))?;
-    println!(
+    say!(
         "database is up to date ({})",
         settings.database_url.redacted()
     );

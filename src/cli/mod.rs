@@ -1,6 +1,15 @@
 //! The command line: one file per subcommand (a folder for a command with many), each
 //! with its own options and `run`. Errors carry their exit code: 2 for bad input, 1 for
-//! everything else.
+//! everything else. Results go to stdout through `say!`, so that a reader who goes away
+//! (`paperboy papers list | head -1`) ends the command quietly, as Unix tools do.
+
+/// Writes one line of a command's results to stdout, returning from the command with
+/// [`CliError::Closed`] when the reader of the pipe has gone away.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))?
+    };
+}
 
 mod digest;
 mod feeds;
@@ -75,6 +84,8 @@ pub enum CliError {
     Input(anyhow::Error),
     /// Anything else: exit 1.
     Other(anyhow::Error),
+    /// Standard output was closed by its reader (`| head`): exit 0 without a word.
+    Closed,
 }
 
 impl CliError {
@@ -87,14 +98,22 @@ impl CliError {
         match self {
             CliError::Input(_) => 2,
             CliError::Other(_) => 1,
+            CliError::Closed => 0,
         }
+    }
+
+    /// True when there is nothing to say: the output's reader went away.
+    pub fn is_quiet(&self) -> bool {
+        matches!(self, CliError::Closed)
     }
 }
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (CliError::Input(e) | CliError::Other(e)) = self;
-        write!(f, "{}", chain(e.as_ref()))
+        match self {
+            CliError::Input(e) | CliError::Other(e) => write!(f, "{}", chain(e.as_ref())),
+            CliError::Closed => f.write_str("standard output was closed"),
+        }
     }
 }
 
@@ -218,10 +237,22 @@ async fn deliver_now(
     Ok(report?)
 }
 
+/// Writes one line to stdout: what `say!` expands to.
+fn write_line(args: fmt::Arguments<'_>) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CliError::Closed,
+            _ => CliError::Other(anyhow::Error::new(e).context("writing to standard output")),
+        })
+}
+
 /// Prints a value as pretty JSON on stdout.
 fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Other(e.into()))?;
-    println!("{text}");
+    say!("{text}");
     Ok(())
 }
 
@@ -233,6 +264,34 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every command, argument and option says what it is for in `--help`.
+    #[test]
+    fn every_command_and_argument_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cli = Cli::command();
+        cli.build();
+        walk(&cli, "", &mut missing);
+        assert!(missing.is_empty(), "no help line: {missing:#?}");
     }
 
     #[test]

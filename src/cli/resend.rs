@@ -29,6 +29,7 @@ pub struct Args {
     /// With --all: only digests whose last delivery failed.
     #[arg(long, requires = "all")]
     failed_only: bool,
+    /// Print what was resent as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -62,7 +63,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
     if args.json {
         return print_json(&json!({ "queued": queued, "delivered": report }));
     }
-    println!(
+    say!(
         "{} digests queued again; via {}: {} sent, {} to retry, {} failed, {} bounced, {} suppressed",
         queued.len(),
         mailer.describe(),

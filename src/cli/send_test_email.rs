@@ -35,7 +35,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
     };
     match mailer.send(&email).await {
         Ok(Sent::Relay(reply)) => {
-            println!(
+            say!(
                 "sent to {to} via {} ({reply}), Message-ID <{}>",
                 mailer.describe(),
                 email.message_id
@@ -43,7 +43,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
             Ok(())
         }
         Ok(Sent::File(path)) => {
-            println!(
+            say!(
                 "no SMTP relay configured (PAPERBOY_SMTP_URL): the message was written to {}",
                 path.display()
             );

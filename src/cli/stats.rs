@@ -9,6 +9,7 @@ use super::{CliError, open_store, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Print the counts and feed health as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -32,9 +33,9 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
             .collect();
         return print_json(&json!({ "stats": stats, "feeds": feeds }));
     }
-    let line = |title: &str, counts: &[(String, i64)]| {
+    let line = |title: &str, counts: &[(String, i64)]| -> Result<(), CliError> {
         let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        println!(
+        say!(
             "{title}: {}",
             if parts.is_empty() {
                 "none".to_string()
@@ -42,22 +43,24 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
                 parts.join(", ")
             }
         );
+        Ok(())
     };
-    println!("papers: {}", stats.papers);
+    say!("papers: {}", stats.papers);
     for f in &feeds {
         let age = f
             .health
             .last_success_at
             .map(|t| format!("last success {} min ago", (now - t).num_minutes()))
             .unwrap_or_else(|| "never fetched successfully".into());
-        println!(
+        say!(
             "feed {}: {age}, {} failures in a row",
-            f.name, f.health.consecutive_failures
+            f.name,
+            f.health.consecutive_failures
         );
     }
-    line("readers", &stats.subscribers);
-    line("digests", &stats.digests);
-    line("deliveries", &stats.deliveries);
-    println!("suppressed addresses: {}", stats.suppressed);
+    line("readers", &stats.subscribers)?;
+    line("digests", &stats.digests)?;
+    line("deliveries", &stats.deliveries)?;
+    say!("suppressed addresses: {}", stats.suppressed);
     Ok(())
 }

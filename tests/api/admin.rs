@@ -154,6 +154,34 @@ async fn subscribers_are_added_shown_exported_and_erased_without_a_trace() {
         ));
         assert_eq!(active[0]["email"], "Erin@example.org");
         assert_eq!(active[0]["preferences"]["frequency"], "weekly:thu");
+        // The table lines its columns up under their headings.
+        let table = ok(&run(d, &db, &["subscribers", "list"]));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].starts_with("ADDRESS"), "{table}");
+        let column = |heading: &str| lines[0].find(heading).expect(heading);
+        for row in &lines[1..] {
+            for heading in ["STATUS", "FREQUENCY", "HOUR", "TIME ZONE", "QUERIES"] {
+                let at = column(heading);
+                assert!(
+                    row.len() > at && row.as_bytes()[at - 1] == b' ' && row.as_bytes()[at] != b' ',
+                    "{heading} not aligned in {table}"
+                );
+            }
+        }
+        assert!(table.contains("weekly:thu"), "{table}");
+        let text = ok(&run(d, &db, &["subscribers", "show", "erin@example.org"]));
+        assert!(!text.contains("your"), "speaks of the subscriber: {text}");
+        let subscribed = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("subscribed "))
+            .expect("a subscribed line");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(subscribed).is_ok()
+                && subscribed.ends_with('Z')
+                && !subscribed.contains('.'),
+            "RFC 3339 to the second: {subscribed}"
+        );
         let shown = json(&run(
             d,
             &db,

@@ -226,6 +226,38 @@ async fn fetched_papers_are_listed_and_shown_as_json() {
         "{out}"
     );
 
+    // A query that starts with `-` needs no `--`.
+    let negated = op.run(&["papers", "search", "-survey diffusion", "--json"]);
+    assert!(negated.status.success(), "{}", stderr(&negated));
+    let hits: serde_json::Value = serde_json::from_slice(&negated.stdout).unwrap();
+    assert_eq!(hits[0]["key"], "arxiv:2601.00001");
+
+    // A reader of the output that went away (`| head -1`): every listing ends quietly.
+    for args in [
+        &["papers", "list"][..],
+        &["papers", "list", "--json"],
+        &["papers", "show", "2601.00001"],
+        &["papers", "search", "diffusion"],
+        &["feeds", "list"],
+        &["stats"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = paperboy(op.dir.path())
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            !said.contains("panicked") && !said.contains("Broken pipe") && !said.contains("error"),
+            "{args:?}: {said}"
+        );
+    }
+
     let shown = op.run(&["papers", "show", "2601.00001", "--json"]);
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["paper"]["key"], "arxiv:2601.00001");

@@ -47,14 +47,14 @@ pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), C
     let (view, data) = digest::preview(store, &links, &subscriber, at).await?;
     let (html, text) = render::bodies(&view).map_err(|e| CliError::Other(e.into()))?;
     match args.format {
-        Format::Json => println!(
+        Format::Json => say!(
             "{}",
             serde_json::to_string_pretty(&data).map_err(|e| CliError::Other(e.into()))?
         ),
-        Format::Html => println!("{html}"),
+        Format::Html => say!("{html}"),
         Format::Text => {
-            println!("Subject: {}\n", view.subject);
-            println!("{}", text.replace("\r\n", "\n"));
+            say!("Subject: {}\n", view.subject);
+            say!("{}", text.replace("\r\n", "\n"));
         }
     }
     Ok(())

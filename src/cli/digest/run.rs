@@ -62,7 +62,7 @@ pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), C
     if args.json {
         print_json(&outcome.json(args.dry_run))?;
     } else {
-        outcome.print_text(args.dry_run, &mailer);
+        outcome.print_text(args.dry_run, &mailer)?;
     }
     if outcome.report.failed > 0 {
         return Err(CliError::Other(anyhow::anyhow!(
@@ -98,9 +98,9 @@ impl Outcome {
         out
     }
 
-    fn print_text(&self, dry_run: bool, mailer: &Mailer) {
+    fn print_text(&self, dry_run: bool, mailer: &Mailer) -> Result<(), CliError> {
         let r = &self.report;
-        println!(
+        say!(
             "{}: {} due, {} composed, {} skipped (nothing matched), {} already done, {} papers looked at",
             self.at.to_rfc3339(),
             r.due,
@@ -111,7 +111,7 @@ impl Outcome {
         );
         if dry_run {
             for c in &self.composed {
-                println!(
+                say!(
                     "  {}: {} papers",
                     c.subscriber.email.masked(),
                     c.entries.len()
@@ -119,7 +119,7 @@ impl Outcome {
             }
         }
         if let Some(d) = &self.delivered {
-            println!(
+            say!(
                 "delivered via {}: {} sent, {} to retry, {} failed, {} bounced, {} suppressed",
                 mailer.describe(),
                 d.sent,
@@ -129,5 +129,6 @@ impl Outcome {
                 d.suppressed
             );
         }
+        Ok(())
     }
 }

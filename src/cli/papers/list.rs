@@ -8,6 +8,7 @@ pub struct Args {
     /// Only papers first stored on or after this date (YYYY-MM-DD or RFC 3339).
     #[arg(long, value_name = "DATE")]
     since: Option<String>,
+    /// Print the papers as JSON instead of lines.
     #[arg(long)]
     json: bool,
 }
@@ -20,7 +21,7 @@ pub async fn run(settings: &Settings, args: Args) -> Result<(), CliError> {
         return print_json(&papers);
     }
     for p in papers {
-        println!(
+        say!(
             "{}\t{}\t{}",
             p.paper.key,
             p.first_seen_at.format("%Y-%m-%d"),

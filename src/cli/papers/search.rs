@@ -10,11 +10,14 @@ use crate::matching::{self, Hit, Query};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A query in paperboy's language, e.g. 'diffusion -survey' or 'author:"Tri Dao"'.
+    /// A query in paperboy's language, e.g. 'diffusion -survey' or 'author:"Tri Dao"'
+    /// (one that starts with `-` needs no `--` before it).
+    #[arg(allow_hyphen_values = true)]
     query: String,
     /// Only papers first stored on or after this date (YYYY-MM-DD or RFC 3339).
     #[arg(long, value_name = "DATE")]
     since: Option<String>,
+    /// Print the ranked papers as JSON instead of lines.
     #[arg(long)]
     json: bool,
 }
@@ -37,11 +40,11 @@ pub async fn run(settings: &Settings, args: Args) -> Result<(), CliError> {
     }
     for (i, h) in hits.iter().enumerate() {
         let e = &h.scored.explanation;
-        println!("{:>3}. {}  score {:.2}", i + 1, h.paper.key, h.scored.score);
-        println!("     {}", highlight(&h.paper.title, &e.title_spans));
+        say!("{:>3}. {}  score {:.2}", i + 1, h.paper.key, h.scored.score);
+        say!("     {}", highlight(&h.paper.title, &e.title_spans));
         for q in &e.queries {
             let fields: Vec<&str> = q.fields.iter().map(|f| f.name()).collect();
-            println!("     matched: {} in {}", q.query, fields.join(", "));
+            say!("     matched: {} in {}", q.query, fields.join(", "));
         }
     }
     eprintln!("{} of {} paper(s) match", hits.len(), papers.len());

@@ -11,6 +11,7 @@ use crate::store::{PaperSource, StoredPaper};
 pub struct Args {
     /// arxiv:ID, a bare arXiv id, doi:DOI or url:URL.
     key: String,
+    /// Print the paper and its sources as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -25,28 +26,28 @@ pub async fn run(settings: &Settings, args: Args) -> Result<(), CliError> {
     if args.json {
         return print_json(&json!({ "paper": stored, "sources": sources }));
     }
-    print_text(&stored, &sources);
+    print_text(&stored, &sources)?;
     Ok(())
 }
 
 /// Every field that has a value, one per line, then the abstract.
-fn print_text(stored: &StoredPaper, sources: &[PaperSource]) {
+fn print_text(stored: &StoredPaper, sources: &[PaperSource]) -> Result<(), CliError> {
     let p = &stored.paper;
-    println!("{}\n{}", p.key, p.title);
+    say!("{}\n{}", p.key, p.title);
     if !p.authors.is_empty() {
-        println!("authors: {}", p.authors.join(", "));
+        say!("authors: {}", p.authors.join(", "));
     }
     if !p.categories.is_empty() {
-        println!("categories: {}", p.categories.join(" "));
+        say!("categories: {}", p.categories.join(" "));
     }
     if let Some(v) = p.version {
-        println!("version: {v}");
+        say!("version: {v}");
     }
     if let Some(doi) = &p.doi {
-        println!("doi: {doi}");
+        say!("doi: {doi}");
     }
     if let Some(u) = p.upvotes {
-        println!("upvotes: {u}");
+        say!("upvotes: {u}");
     }
     for (label, link) in [
         ("abstract", &p.links.abs),
@@ -54,12 +55,12 @@ fn print_text(stored: &StoredPaper, sources: &[PaperSource]) {
         ("discussion", &p.links.discussion),
     ] {
         if let Some(link) = link {
-            println!("{label}: {link}");
+            say!("{label}: {link}");
         }
     }
-    println!("first stored: {}", stored.first_seen_at.to_rfc3339());
+    say!("first stored: {}", stored.first_seen_at.to_rfc3339());
     for s in sources {
-        println!(
+        say!(
             "source: {} ({}{})",
             s.feed,
             s.entry_id,
@@ -70,6 +71,7 @@ fn print_text(stored: &StoredPaper, sources: &[PaperSource]) {
         );
     }
     if !p.abstract_text.is_empty() {
-        println!("\n{}", p.abstract_text);
+        say!("\n{}", p.abstract_text);
     }
+    Ok(())
 }

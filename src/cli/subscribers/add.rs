@@ -17,6 +17,7 @@ use super::{CLI_CONSENT, preferences};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The reader's email address.
     address: String,
     /// A query (repeat for several); none means the trending digest.
     #[arg(long = "query", value_name = "Q")]
@@ -24,10 +25,13 @@ pub struct Args {
     /// daily, weekdays, weekly or weekly:DAY.
     #[arg(long, default_value = "daily")]
     frequency: String,
+    /// The hour (0 to 23) the digest is sent, in the reader's time zone.
     #[arg(long, default_value_t = 8)]
     send_hour: i64,
+    /// The reader's IANA time zone, e.g. Europe/Berlin.
     #[arg(long, default_value = "UTC")]
     timezone: String,
+    /// Papers per digest (1 to 100).
     #[arg(long, default_value_t = 15)]
     max_papers: i64,
     /// Active at once: only when the address's owner asked for it.
@@ -45,7 +49,7 @@ pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), C
         args.max_papers,
     )?;
     let subscriber = add_subscriber(settings, store, &email, &preferences, args.confirmed).await?;
-    println!(
+    say!(
         "{} added as {}{}",
         subscriber.email,
         subscriber.status,

@@ -9,6 +9,7 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The address whose reader and every trace of it are erased.
     address: String,
 }
 
@@ -21,6 +22,6 @@ pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
         )));
     }
     tracing::info!(email = %email.masked(), "reader erased");
-    println!("{email} erased; only a hash of the address is kept, so it is never mailed again");
+    say!("{email} erased; only a hash of the address is kept, so it is never mailed again");
     Ok(())
 }

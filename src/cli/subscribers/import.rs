@@ -20,6 +20,8 @@ use super::{CLI_CONSENT, preferences};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// A CSV file with a header row naming at least `email` and `query` (one row per
+    /// query), and optionally `frequency`, `send_hour`, `timezone` and `confirmed`.
     file: PathBuf,
 }
 
@@ -244,7 +246,7 @@ async fn add_confirmed(
 
 /// The summary line on stdout, each problem on stderr, and exit 2 when there were any.
 fn summarise(added: usize, problems: &[String], file: &Path) -> Result<(), CliError> {
-    println!(
+    say!(
         "{added} readers added, {} rows or readers refused",
         problems.len()
     );

@@ -83,7 +83,7 @@ pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), C
         }));
     }
     let fetched: Vec<_> = resolution.fetched().collect();
-    println!(
+    say!(
         "{recorded} papers recorded as \"more like this\" for {} ({} fetched from arXiv), \
          from {} {} entries; {} not resolved",
         subscriber.email,
@@ -93,10 +93,10 @@ pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), C
         resolution.unresolved.len(),
     );
     for paper in fetched {
-        println!("fetched: {}  {}", paper.key, paper.title);
+        say!("fetched: {}  {}", paper.key, paper.title);
     }
     for u in &resolution.unresolved {
-        println!("not resolved: {}: {}", u.entry, u.reason);
+        say!("not resolved: {}: {}", u.entry, u.reason);
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `paperboy subscribers list [--status S] [--json]`: every subscriber, oldest first.
+//! `paperboy subscribers list [--status S] [--json]`: every subscriber, oldest first, as
+//! aligned columns or JSON.
 
 use crate::cli::{CliError, print_json};
 use crate::domain::SubscriberStatus;
@@ -9,6 +10,7 @@ pub struct Args {
     /// pending, active, paused, unsubscribed or bounced.
     #[arg(long)]
     status: Option<String>,
+    /// Print the readers as JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -23,16 +25,40 @@ pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
     if args.json {
         return print_json(&subscribers);
     }
+    if subscribers.is_empty() {
+        eprintln!("no readers");
+        return Ok(());
+    }
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header([
+            "ADDRESS",
+            "STATUS",
+            "FREQUENCY",
+            "HOUR",
+            "TIME ZONE",
+            "PAPERS",
+            "QUERIES",
+            "SINCE",
+        ]);
     for s in &subscribers {
-        println!(
-            "{:<40} {:<12} {:<12} {:02}:00 {:<20} {} queries",
-            s.email,
-            s.status,
-            s.preferences.frequency.as_code(),
-            s.preferences.send_hour.get(),
-            s.preferences.timezone.name(),
-            s.preferences.queries.lines().len()
-        );
+        let p = &s.preferences;
+        table.add_row([
+            s.email.to_string(),
+            s.status.to_string(),
+            p.frequency.as_code(),
+            format!("{:02}:00", p.send_hour.get()),
+            p.timezone.name().to_string(),
+            p.max_papers.get().to_string(),
+            p.queries.lines().len().to_string(),
+            s.created_at.format("%Y-%m-%d").to_string(),
+        ]);
+    }
+    // Columns padded by one space each side: the first one's leading space is dropped.
+    for line in table.lines() {
+        let line = line.trim_end();
+        say!("{}", line.strip_prefix(' ').unwrap_or(line));
     }
     Ok(())
 }

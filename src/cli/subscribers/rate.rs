@@ -59,7 +59,7 @@ pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
         "ratings recorded by an operator"
     );
     let n = paper_ids.len();
-    println!(
+    say!(
         "{n} {} recorded for {}: {} like this",
         if n == 1 { "rating" } else { "ratings" },
         subscriber.email,

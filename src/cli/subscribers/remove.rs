@@ -10,6 +10,7 @@ use super::find;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The address of the reader to unsubscribe.
     address: String,
 }
 
@@ -24,7 +25,7 @@ pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
             Utc::now(),
         )
         .await?;
-    println!(
+    say!(
         "{} {}",
         subscriber.email,
         if moved {

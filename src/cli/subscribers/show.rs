@@ -1,10 +1,11 @@
 //! `paperboy subscribers show ADDR [--json]`: one subscriber's settings, status, how many
 //! papers they rated, and recent digests.
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use crate::cli::{CliError, print_json};
-use crate::email::notices;
+use crate::domain::Preferences;
 use crate::store::Store;
 
 use super::find;
@@ -31,27 +32,50 @@ pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
             "digests": digests,
         }));
     }
-    println!(
+    say!(
         "{} ({}), reader {}",
-        subscriber.email, subscriber.status, subscriber.id
+        subscriber.email,
+        subscriber.status,
+        subscriber.id
     );
-    println!("  {}", notices::describe(&subscriber.preferences));
+    say!("  {}", settings_of(&subscriber.preferences));
     for q in subscriber.preferences.queries.lines() {
-        println!("  query: {q}");
+        say!("  query: {q}");
     }
-    println!("  subscribed {}", subscriber.created_at.to_rfc3339());
+    say!("  subscribed {}", when(subscriber.created_at));
     if let Some(t) = subscriber.confirmed_at {
-        println!("  confirmed {}", t.to_rfc3339());
+        say!("  confirmed {}", when(t));
     }
-    println!("  ratings: {more} more like this, {less} less like this");
+    say!("  ratings: {more} more like this, {less} less like this");
     for d in digests.iter().take(10) {
-        println!(
+        say!(
             "  digest {}: {} papers, {}, window to {}",
             d.id,
             d.total,
             d.status,
-            d.window_end.to_rfc3339()
+            when(d.window_end)
         );
     }
     Ok(())
+}
+
+/// An instant to the second, in UTC: `2026-12-01T08:00:00Z`.
+fn when(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The subscriber's settings, as an operator reads them.
+fn settings_of(p: &Preferences) -> String {
+    let queries = match p.queries.lines().len() {
+        0 => "no queries (the trending digest)".to_string(),
+        1 => "1 query".to_string(),
+        n => format!("{n} queries"),
+    };
+    format!(
+        "{} at {:02}:00 {}, up to {} papers, {queries}",
+        p.frequency,
+        p.send_hour.get(),
+        p.timezone.name(),
+        p.max_papers.get()
+    )
 }
