@@ -61,6 +61,11 @@ impl DrainReport {
             .deliveries
             .with_label_values(&[label])
             .inc();
+        self.tally(outcome);
+    }
+
+    /// Counts `outcome` in the report only.
+    fn tally(&mut self, outcome: &Outcome) {
         match outcome {
             Outcome::Sent(_) => self.sent += 1,
             Outcome::Retry { .. } | Outcome::Released => self.retry += 1,
@@ -68,6 +73,17 @@ impl DrainReport {
             Outcome::Bounced(_) => self.bounced += 1,
             Outcome::Suppressed(_) => self.suppressed += 1,
         }
+    }
+}
+
+/// In words: `12 sent, 1 to retry, 0 failed, 0 bounced, 0 suppressed`.
+impl std::fmt::Display for DrainReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} sent, {} to retry, {} failed, {} bounced, {} suppressed",
+            self.sent, self.retry, self.failed, self.bounced, self.suppressed
+        )
     }
 }
 
@@ -155,6 +171,9 @@ const PAPERS_KEPT: usize = 20_000;
 
 /// How many rounds of concurrent sends one claim (a batch) covers.
 const ROUND_SENDS: usize = 4;
+
+/// How often a drain tells its progress at info.
+const PROGRESS_EVERY: StdDuration = StdDuration::from_secs(5);
 
 /// What a claimed delivery is rendered from.
 struct Ready {
@@ -297,6 +316,10 @@ impl Worker {
         let me = self.clone();
         tokio::spawn(async move {
             let mut batch = Vec::new();
+            // What was recorded so far, told at info every few seconds (each message is
+            // a debug line).
+            let mut so_far = DrainReport::default();
+            let mut told = std::time::Instant::now();
             while queue.recv_many(&mut batch, 64).await > 0 {
                 let (done, slots): (Vec<(Claimed, Outcome)>, Vec<_>) = batch
                     .drain(..)
@@ -305,6 +328,13 @@ impl Worker {
                 me.finish_all(&done).await;
                 // Written: these sends' slots are free for the next messages.
                 drop(slots);
+                for (_, outcome) in &done {
+                    so_far.tally(outcome);
+                }
+                if told.elapsed() >= PROGRESS_EVERY {
+                    told = std::time::Instant::now();
+                    tracing::info!("delivering: {so_far} so far");
+                }
             }
         })
     }
@@ -640,7 +670,7 @@ impl Worker {
                     tracing::error!(
                         delivery = c.id,
                         error = %chain(&e),
-                        outcome = ?outcome,
+                        outcome = %outcome,
                         "could not record a delivery; it is retried after its lease"
                     );
                 }
@@ -689,7 +719,7 @@ impl Worker {
             .inc();
         match sent {
             Ok(sent) => {
-                tracing::info!(delivery = c.id, to = %subscriber.masked(), "digest sent");
+                tracing::debug!(delivery = c.id, to = %subscriber.masked(), "digest sent");
                 Ok(Outcome::Sent(match sent {
                     super::Sent::Relay(reply) => reply,
                     super::Sent::File(path) => path.display().to_string(),

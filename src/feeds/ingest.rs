@@ -46,20 +46,27 @@ impl FeedReport {
 
 impl fmt::Display for FeedReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.status {
+        write!(f, "{}: {}", self.feed, self.status)
+    }
+}
+
+/// In words: `3 new, 0 updated, 5 unchanged`, `unchanged (not modified)`, `error: …`.
+impl fmt::Display for FeedStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             FeedStatus::Ingested { counts, skipped } => {
                 write!(
                     f,
-                    "{}: {} new, {} updated, {} unchanged",
-                    self.feed, counts.new, counts.updated, counts.unchanged
+                    "{} new, {} updated, {} unchanged",
+                    counts.new, counts.updated, counts.unchanged
                 )?;
                 if *skipped > 0 {
                     write!(f, ", {skipped} skipped (no title or id)")?;
                 }
                 Ok(())
             }
-            FeedStatus::NotModified => write!(f, "{}: unchanged (not modified)", self.feed),
-            FeedStatus::Error { error } => write!(f, "{}: error: {error}", self.feed),
+            FeedStatus::NotModified => f.write_str("unchanged (not modified)"),
+            FeedStatus::Error { error } => write!(f, "error: {error}"),
         }
     }
 }
@@ -136,7 +143,7 @@ async fn fetch_one(
                         .inc_by(n as u64);
                 }
             }
-            tracing::info!(elapsed_ms, status = ?other, "feed fetched")
+            tracing::info!(elapsed_ms, outcome = %other, "feed fetched")
         }
     }
     FeedReport {

@@ -104,6 +104,23 @@ impl Store {
         }))
     }
 
+    /// Deliveries held under a lease that has not run out at `now` (a run still sending,
+    /// or one that crashed): how many, and when the last of those leases ends.
+    pub async fn leased_deliveries(
+        &self,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT COUNT(*), MAX(lease_until) FROM deliveries \
+                 WHERE status = 'sending' AND lease_until > $1",
+            )
+            .bind(now)
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+
     /// Runs one of the [`by_status!`] counts.
     async fn count_by_status(&self, sql: &'static str) -> StoreResult<Vec<(String, i64)>> {
         Ok(on_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await?))

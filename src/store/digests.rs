@@ -155,6 +155,24 @@ pub enum Outcome {
     Released,
 }
 
+/// In words, for logs: `sent (250 OK)`, `retry at 2026-12-01T08:00:00Z: 451 …`.
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Sent(reply) => write!(f, "sent ({reply})"),
+            Outcome::Retry { error, at } => write!(
+                f,
+                "retry at {}: {error}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            Outcome::Failed(error) => write!(f, "failed: {error}"),
+            Outcome::Bounced(error) => write!(f, "bounced: {error}"),
+            Outcome::Suppressed(why) => write!(f, "suppressed: {why}"),
+            Outcome::Released => f.write_str("released unsent"),
+        }
+    }
+}
+
 /// One outcome as written: delivery id, status, error, relay reply, next attempt, and
 /// whether the attempt is given back (not counted).
 type OutcomeRow<'a> = (

@@ -182,11 +182,21 @@ async fn fetched_papers_are_listed_and_shown_as_json() {
     let op = Operator::new();
     let added = op.run(&["feeds", "add", "test-rss", &url, "--kind", "arxiv-rss"]);
     assert!(added.status.success(), "{}", stderr(&added));
-    let fetched = op.run(&["fetch", "--feed", "test-rss"]);
+    let fetched = paperboy(op.dir.path())
+        .args(["fetch", "--feed", "test-rss"])
+        .env("PAPERBOY_LOG", "info")
+        .output()
+        .unwrap();
     assert!(fetched.status.success(), "{}", stderr(&fetched));
     assert_eq!(
         stdout(&fetched).trim(),
         "test-rss: 3 new, 0 updated, 0 unchanged, 1 skipped (no title or id)"
+    );
+    // The log says the outcome in words, not as a Rust structure.
+    let log = stderr(&fetched);
+    assert!(
+        log.contains("3 new, 0 updated, 0 unchanged, 1 skipped") && !log.contains("Ingested"),
+        "{log}"
     );
 
     let listed = op.run(&["papers", "list", "--json"]);

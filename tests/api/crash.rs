@@ -293,3 +293,62 @@ async fn two_digest_runs_at_once_after_a_three_day_outage_give_one_digest_per_su
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_run_after_a_crash_says_how_many_deliveries_a_lease_still_holds_and_until_when() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing is sent: the one delivery is held by the crashed run.
+        configure(dir.path(), &db, free_port());
+        let store = db.store().await;
+        subscribers(&store, 1).await;
+        let at = tomorrow().to_rfc3339();
+        let composed = paperboy(dir.path())
+            .args(["digest", "run", "--at", &at, "--no-deliver"])
+            .output()
+            .unwrap();
+        assert!(composed.status.success(), "{composed:?}");
+        // A run that claimed it and died: its lease has ten minutes to go.
+        let claimed = store
+            .claim_deliveries(
+                "crashed",
+                10,
+                chrono::Duration::minutes(10),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "{}", db.backend);
+
+        let again = paperboy(dir.path())
+            .args(["digest", "run", "--at", &at])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&again.stdout);
+        assert!(again.status.success(), "{out}");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("1 delivery is held by another run"))
+            .unwrap_or_else(|| panic!("{}: no word of the lease: {out}", db.backend));
+        let until = line
+            .split(" until ")
+            .nth(1)
+            .and_then(|rest| rest.split(':').take(3).collect::<Vec<_>>().join(":").into())
+            .unwrap_or_default();
+        let until =
+            chrono::DateTime::parse_from_rfc3339(&until).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let left = until.with_timezone(&chrono::Utc) - chrono::Utc::now();
+        assert!(
+            left > chrono::Duration::minutes(8) && left <= chrono::Duration::minutes(10),
+            "{line}"
+        );
+        let json = paperboy(dir.path())
+            .args(["digest", "run", "--at", &at, "--json"])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(report["leased"]["deliveries"], 1, "{report}");
+        assert!(report["leased"]["until"].is_string(), "{report}");
+        db.cleanup().await;
+    }
+}

@@ -34,6 +34,9 @@ struct Outcome {
     /// Only from a dry run; a real one has stored them.
     composed: Vec<Composed>,
     delivered: Option<DrainReport>,
+    /// Deliveries another run holds under a lease that has not run out (it is still
+    /// sending, or it crashed): how many and until when. They are sent once it runs out.
+    leased: (i64, Option<DateTime<Utc>>),
 }
 
 pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), CliError> {
@@ -53,11 +56,17 @@ pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), C
         let expected = usize::try_from(depth).unwrap_or(0);
         Some(deliver_now(settings, store, &mailer, expected, "delivering").await?)
     };
+    let leased = if args.dry_run {
+        (0, None)
+    } else {
+        store.leased_deliveries(Utc::now()).await?
+    };
     let outcome = Outcome {
         at,
         report,
         composed,
         delivered,
+        leased,
     };
     if args.json {
         print_json(&outcome.json(args.dry_run))?;
@@ -80,6 +89,7 @@ impl Outcome {
             "dry_run": dry_run,
             "report": self.report,
             "delivered": self.delivered,
+            "leased": { "deliveries": self.leased.0, "until": self.leased.1 },
         });
         if dry_run {
             let subscribers: Vec<_> = self
@@ -127,6 +137,19 @@ impl Outcome {
                 d.failed,
                 d.bounced,
                 d.suppressed
+            );
+        }
+        if let (n @ 1.., Some(until)) = self.leased {
+            say!(
+                "{n} {} held by another run (still sending, or stopped without finishing) \
+                 until {}: {} sent once that lease runs out, by `serve` or another `digest run`",
+                if n == 1 {
+                    "delivery is"
+                } else {
+                    "deliveries are"
+                },
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                if n == 1 { "it is" } else { "they are" },
             );
         }
         Ok(())
