@@ -1,18 +1,19 @@
 //! The clock of the service: cron schedules for recurring jobs, each job a plain async
-//! function from the flow: polling the feeds, every minute composing the digests that have
-//! come due, and a daily clean-up of expired links and readers who never confirmed.
+//! function from the flow: polling the feeds (at once, at the start, for those behind
+//! their schedule), every minute composing the digests that have come due, and a daily
+//! clean-up of expired links and readers who never confirmed.
 
 use std::str::FromStr;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::config::Settings;
 use crate::delivery::Mailer;
 use crate::digest;
 use crate::error::chain;
 use crate::feeds::{Fetcher, fetch_feeds};
-use crate::store::Store;
+use crate::store::{FeedRecord, Store};
 
 /// How long an instance that does not run the schedule waits before trying again.
 const STANDBY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -93,11 +94,20 @@ pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: M
     let poll = |schedule: &cron::Schedule, arxiv: bool| {
         let (schedule, store, fetcher) = (schedule.clone(), store.clone(), fetcher.clone());
         async move {
+            // At the start (a first `serve`, or after a stop), feeds that have missed a
+            // tick of their schedule are polled at once instead of at the next tick,
+            // which for arXiv can be a day away.
+            let now = Utc::now();
+            let missed =
+                |f: &FeedRecord| f.kind.is_arxiv() == arxiv && missed_a_tick(&schedule, f, now);
+            if let Err(e) = fetch_job(&store, &fetcher, missed).await {
+                tracing::error!(error = %chain(e.as_ref()), "catch-up fetch failed");
+            }
             while let Some(next) = schedule.after(&Utc::now()).next() {
                 let wait = (next - Utc::now()).to_std().unwrap_or_default();
                 tracing::debug!(at = %next, arxiv, "next feed poll");
                 tokio::time::sleep(wait).await;
-                if let Err(e) = fetch_job(&store, &fetcher, |kind| kind.is_arxiv() == arxiv).await {
+                if let Err(e) = fetch_job(&store, &fetcher, |f| f.kind.is_arxiv() == arxiv).await {
                     tracing::error!(error = %chain(e.as_ref()), "scheduled fetch failed");
                 }
             }
@@ -140,15 +150,23 @@ pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: M
     tokio::join!(feeds, arxiv, digests, cleanup);
 }
 
-/// The scheduled feed poll: every feed of the kinds `wanted` picks, one report each in the
-/// log.
+/// True when `feed` has never been fetched, or a tick of `schedule` has passed since its
+/// last success: it is behind its schedule.
+fn missed_a_tick(schedule: &cron::Schedule, feed: &FeedRecord, now: DateTime<Utc>) -> bool {
+    match feed.health.last_success_at {
+        None => true,
+        Some(last) => schedule.after(&last).next().is_some_and(|tick| tick <= now),
+    }
+}
+
+/// A feed poll: every feed `wanted` picks, one report each in the log.
 pub async fn fetch_job(
     store: &Store,
     fetcher: &Fetcher,
-    wanted: impl Fn(crate::domain::FeedKind) -> bool,
+    wanted: impl Fn(&FeedRecord) -> bool,
 ) -> anyhow::Result<()> {
     let mut feeds = store.list_feeds().await.context("listing feeds")?;
-    feeds.retain(|f| wanted(f.kind));
+    feeds.retain(|f| wanted(f));
     if feeds.is_empty() {
         return Ok(());
     }
@@ -161,6 +179,54 @@ pub async fn fetch_job(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn feed_last_fetched(at: Option<&str>) -> FeedRecord {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        FeedRecord {
+            id: 1,
+            name: "arxiv".into(),
+            url: "https://export.arxiv.org/rss/cs.LG".into(),
+            kind: crate::domain::FeedKind::ArxivRss,
+            etag: None,
+            last_modified: None,
+            health: crate::store::FeedHealth {
+                last_attempt_at: at.map(t),
+                last_success_at: at.map(t),
+                last_error: None,
+                consecutive_failures: 0,
+            },
+            created_at: t("2026-11-01T00:00:00Z"),
+        }
+    }
+
+    #[test]
+    fn a_feed_never_fetched_or_past_a_tick_is_polled_at_the_start() {
+        let s = Schedules::from_settings(&Settings::default()).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        // arXiv ticks at 00:05 and 01:05 on weekdays.
+        assert!(missed_a_tick(&s.arxiv, &feed_last_fetched(None), now));
+        assert!(!missed_a_tick(
+            &s.arxiv,
+            &feed_last_fetched(Some("2026-12-01T01:05:30Z")),
+            now
+        ));
+        assert!(missed_a_tick(
+            &s.arxiv,
+            &feed_last_fetched(Some("2026-11-30T01:05:30Z")),
+            now
+        ));
+        // Friday's fetch is not behind on Sunday: arXiv announces nothing at weekends.
+        let sunday = DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(!missed_a_tick(
+            &s.arxiv,
+            &feed_last_fetched(Some("2026-11-27T01:05:30Z")),
+            sunday
+        ));
+    }
 
     #[test]
     fn arxiv_is_polled_after_each_announcement_and_the_rest_hourly() {

@@ -318,6 +318,49 @@ async fn serve_starts_on_its_defaults_answers_health_and_stops_on_sigterm() {
     assert!(status.status.success(), "{}", stderr(&status));
 }
 
+/// A first `serve` does not wait for the schedule's next tick (a day away for arXiv) to
+/// fill an empty service: feeds never fetched are polled at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_serve_fetches_its_feeds_at_once() {
+    let server = FeedServer::start().await;
+    let url = server.serve(
+        "/rss",
+        vec![Reply::ok(
+            "application/rss+xml",
+            fixture("arxiv-rss-day1.xml"),
+        )],
+    );
+    let op = Operator::new();
+    for name in ["arxiv-cs", "hf-daily"] {
+        assert!(op.run(&["feeds", "remove", name]).status.success());
+    }
+    let added = op.run(&["feeds", "add", "local", &url, "--kind", "arxiv-rss"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let port = free_port();
+    let mut child = paperboy(op.dir.path())
+        .env("PAPERBOY_BIND", format!("127.0.0.1:{port}"))
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while server.seen("/rss").is_empty() && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = started.elapsed();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    assert_eq!(server.seen("/rss").len(), 1, "fetched once at the start");
+    eprintln!("the first poll came {waited:?} after the start");
+    let listed = op.run(&["papers", "list", "--json"]);
+    let papers: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(papers.as_array().unwrap().len(), 3, "the papers are stored");
+}
+
 #[tokio::test]
 async fn digest_preview_and_a_dry_run_show_what_a_subscriber_would_get() {
     let op = Operator::new();
