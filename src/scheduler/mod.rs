@@ -116,8 +116,11 @@ pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: M
     let feeds = poll(&schedules.fetch, false);
     let arxiv = poll(&schedules.arxiv, true);
     let digests = async {
-        while let Some(next) = schedules.digests.after(&Utc::now()).next() {
-            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        // The first run is at once: an instance that takes the schedule over from one
+        // that died mid-tick finishes that tick's readers now, not at the next minute.
+        let mut at = Utc::now();
+        loop {
+            let wait = (at - Utc::now()).to_std().unwrap_or_default();
             tokio::time::sleep(wait).await;
             match digest::compose_due(&store, &mailer.message_ids(), Utc::now(), false).await {
                 Ok((report, _)) if report.due > 0 => tracing::info!(
@@ -130,6 +133,10 @@ pub async fn run(schedules: Schedules, store: Store, fetcher: Fetcher, mailer: M
                 Err(e) => {
                     tracing::error!(error = %chain(e.as_ref()), "composing digests failed")
                 }
+            }
+            match schedules.digests.after(&Utc::now()).next() {
+                Some(next) => at = next,
+                None => break,
             }
         }
     };

@@ -1379,3 +1379,185 @@ async fn alter_database(database: &str, change: &str) {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
+
+// ---------------------------------------------------------------------------------------
+// 6. The scheduler's leader killed in the middle of a digest tick
+
+/// `serve` (web, scheduler and delivery worker) on the drill's settings, its log in `dir`.
+fn serve_instance(dir: &Path, name: &str) -> (Child, PathBuf) {
+    let log = dir.join(format!("{name}.log"));
+    let child = paperboy(dir)
+        .env("PAPERBOY_LOG", "info")
+        .env(
+            "PAPERBOY_BIND",
+            format!("127.0.0.1:{}", helpers::free_port()),
+        )
+        // No feed is polled during the drill.
+        .env("PAPERBOY_FETCH_SCHEDULE", "0 0 0 1 1 * 2099")
+        .env("PAPERBOY_FETCH_ARXIV_SCHEDULE", "0 0 0 1 1 * 2099")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("create the log"))
+        .spawn()
+        .expect("start serve");
+    (child, log)
+}
+
+fn leads(log: &Path) -> bool {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("this instance runs the schedule")
+}
+
+const LEADER_READERS: usize = 5000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedulers_leader_killed_mid_tick_and_the_others_finish_the_day() {
+    let _serial = SERIAL.lock().await;
+    let Some(db) = helpers::postgres_database().await else {
+        assert!(!in_ci(), "CI=true but no PostgreSQL");
+        return;
+    };
+    let n = LEADER_READERS;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(sink) = SmtpSink::start(dir.path()) else {
+        return;
+    };
+    configure(dir.path(), db.url.expose(), Some(sink.port));
+    let store = db.store().await;
+    let setup = Instant::now();
+    let emails = subscribers_and_papers(&store, n).await;
+    // Confirmed two days ago: every reader's 08:00 UTC digest is due at the next tick.
+    count(
+        &store,
+        "WITH moved AS (UPDATE subscribers SET confirmed_at = NOW() - INTERVAL '2 days', \
+         last_window_end = NOW() - INTERVAL '2 days', created_at = NOW() - INTERVAL '2 days' \
+         RETURNING 1) SELECT COUNT(*) FROM moved",
+    )
+    .await;
+    for feed in ["arxiv-cs", "hf-daily"] {
+        let out = run(dir.path(), &["feeds", "remove", feed]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    eprintln!("postgres: {n} readers added in {:?}", setup.elapsed());
+    let dry = run(dir.path(), &["digest", "run", "--dry-run", "--json"]);
+    let due: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON");
+    assert_eq!(
+        due["report"]["due"],
+        n,
+        "every reader is due: {}",
+        text(&dry)
+    );
+
+    let mut instances: Vec<(Child, PathBuf)> = (0..3)
+        .map(|i| serve_instance(dir.path(), &format!("serve-{i}")))
+        .collect();
+    let started = Instant::now();
+    let leader = loop {
+        if let Some(i) = instances.iter().position(|(_, log)| leads(log)) {
+            break i;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no instance took the schedule"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The digest tick comes at the next full minute; kill the leader inside its writes.
+    let digests_at_kill = loop {
+        let digests = count(&store, "SELECT COUNT(*) FROM digests").await as usize;
+        if digests > 0 {
+            assert!(
+                digests < n,
+                "the whole tick was written before the kill could land: raise the readers"
+            );
+            kill9(&mut instances[leader].0);
+            break digests;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the leader never composed:\n{}",
+            std::fs::read_to_string(&instances[leader].1).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let killed = Instant::now();
+    eprintln!(
+        "postgres: leader serve-{leader} killed with {digests_at_kill} of {n} digests stored"
+    );
+
+    // Another instance takes the schedule over.
+    let successor = loop {
+        if let Some(i) = instances
+            .iter()
+            .enumerate()
+            .position(|(i, (_, log))| i != leader && leads(log))
+        {
+            break i;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no instance took over the schedule"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let takeover = killed.elapsed();
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    assert!(
+        others.iter().filter(|i| leads(&instances[**i].1)).count() == 1,
+        "two instances ran the schedule"
+    );
+
+    // The day completes: every reader's digest composed and delivered.
+    loop {
+        let sent = count(
+            &store,
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'sent'",
+        )
+        .await as usize;
+        if sent == n {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(240),
+            "only {sent} of {n} delivered {:?} after the kill",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let completed = killed.elapsed();
+    for (_, (child, _)) in instances
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    let entries = one_digest_each(&store, &emails).await;
+    all_sent(&store, n).await;
+    settle(&sink, n);
+    let (messages, duplicates, in_flight) = mail_once_each(&sink, &emails);
+    assert_eq!(duplicates, 0, "a reader got two different digests");
+    assert_eq!(messages, n + in_flight);
+    assert!(in_flight <= 4, "{in_flight} messages repeated");
+    report::report(
+        "process.leader_killed",
+        json!({
+            "backend": "postgres",
+            "instances": 3,
+            "readers": n,
+            "killed": {"leader": format!("serve-{leader}"), "digests_stored": digests_at_kill},
+            "takeover_secs": (takeover.as_secs_f64() * 100.0).round() / 100.0,
+            "successor": format!("serve-{successor}"),
+            "day_completed_secs_after_kill": (completed.as_secs_f64() * 10.0).round() / 10.0,
+            "checked": {"digests": n, "digest_papers": entries, "messages": messages},
+            "duplicates": duplicates,
+            "in_flight_duplicates": in_flight,
+        }),
+    );
+    store.close().await;
+    db.cleanup().await;
+}
