@@ -14,6 +14,7 @@ mod crash;
 mod digest_mail;
 mod digests;
 mod feed;
+mod fidelity;
 mod form;
 mod ingest;
 mod instances;
