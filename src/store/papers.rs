@@ -321,15 +321,33 @@ impl Store {
         rows.into_iter().map(PaperRow::into_stored).collect()
     }
 
-    /// One paper by key, with every feed that carried it.
+    /// One paper by key, with every feed that carried it. A paper merged into another row
+    /// (its arXiv id or DOI now on a row keyed otherwise) is still found by its own key.
     #[tracing::instrument(skip_all, fields(key = %key))]
     pub async fn paper(
         &self,
         key: &PaperKey,
     ) -> StoreResult<Option<(StoredPaper, Vec<PaperSource>)>> {
+        let k = key.as_str();
+        let (column_query, value) = if let Some(id) = k.strip_prefix("arxiv:") {
+            (
+                select_papers!(
+                    "WHERE key = $1 OR arxiv_id = $2 ORDER BY (key = $1) DESC, id LIMIT 1"
+                ),
+                id,
+            )
+        } else if let Some(doi) = k.strip_prefix("doi:") {
+            (
+                select_papers!("WHERE key = $1 OR doi = $2 ORDER BY (key = $1) DESC, id LIMIT 1"),
+                doi,
+            )
+        } else {
+            (select_papers!("WHERE key = $1 AND $2 = $2"), k)
+        };
         let row: Option<PaperRow> = on_pool!(self, pool => {
-            sqlx::query_as(select_papers!("WHERE key = $1"))
-                .bind(key.as_str())
+            sqlx::query_as(column_query)
+                .bind(k)
+                .bind(value)
                 .fetch_optional(pool)
                 .await?
         });

@@ -4,11 +4,12 @@ feedparser reads in it (and, for the JSON APIs feedparser does not read, a plain
 the JSON): entries, titles, authors, links, dates and the first 200 characters of
 abstracts.
 
-    compare_feedparser.py --fixtures DIR --stored STORED.json --allow ALLOW.tsv
+    compare_feedparser.py --stored STORED.json --allow ALLOW.tsv
 
 STORED.json is written by the Rust test `fidelity` (tests/api/fidelity.rs): for each sample
-file, whether paperboy ingested or refused it and every paper it stored, with the feed
-entry ids that carried it.
+file (the shared real-world samples, then the synthetic ones in tests/fixtures/fidelity),
+where it is, how it was served, whether paperboy ingested or refused it and every paper it
+stored, with the feed entry ids that carried it.
 
 Each difference gets a field and a class (see CLASSES). ALLOW.tsv lists the differences that
 are right on paperboy's side, one per line: `file-glob TAB field TAB class TAB reason`.
@@ -43,6 +44,8 @@ CLASSES = {
     "arxiv-link": "paperboy links the arXiv page of the paper instead of the entry's own link",
     "markup": "equal once medRxiv's JATS markers and {name} symbols are read as characters",
     "absent": "paperboy stored no value where the reference has one",
+    "decoded-once": "equal once paperboy's text is entity-decoded again: the reference reads declared plain text as HTML",
+    "unparsed-date": "the reference reads no date where paperboy read one (recording what it assumed)",
     "inherited": "the reference entry has no authors; paperboy gives it the feed's (RFC 4287 4.2.1)",
 }
 
@@ -255,7 +258,8 @@ def compare_entry(ref, paper, kind):
     out = []
     title = collapse(paper["title"])
     if collapse(ref["title"]) != title:
-        out.append(("title", "differs", f"{ref['title']!r} vs {title!r}"))
+        cls = "markup" if jats_read(collapse(ref["title"])) == title else "differs"
+        out.append(("title", cls, f"{ref['title']!r} vs {title!r}"))
     ref_authors, authors = ref["authors"], paper["authors"]
     if ref_authors != authors:
         if len(ref_authors) == 1 and ", ".join(authors) == ref_authors[0]:
@@ -280,7 +284,7 @@ def compare_entry(ref, paper, kind):
     if ref_date or date:
         same = ref_date and date and datetime.fromisoformat(ref_date) == datetime.fromisoformat(date)
         if not same:
-            cls = "absent" if ref_date and not date else "differs"
+            cls = "absent" if ref_date and not date else "unparsed-date" if not ref_date else "differs"
             out.append(("date", cls, f"{ref_date} vs {date}"))
     ref_abs = collapse(ref["abstract"])[:ABSTRACT_CHARS]
     abstract = collapse(paper["abstract"])[:ABSTRACT_CHARS]
@@ -291,6 +295,8 @@ def compare_entry(ref, paper, kind):
             out.append(("abstract", "prefix", f"{full_ref[:60]!r}... vs {head[:60]!r}..."))
         elif jats_read(full_ref)[:ABSTRACT_CHARS] == abstract:
             out.append(("abstract", "markup", f"{full_ref[:60]!r}..."))
+        elif head and html.unescape(head)[:100] in full_ref:
+            out.append(("abstract", "decoded-once", f"{full_ref[:60]!r}... vs {head[:60]!r}..."))
         elif not abstract and ref_abs:
             out.append(("abstract", "absent", f"{ref_abs[:60]!r}..."))
         else:
@@ -324,7 +330,6 @@ def allowed(rules, file, field, cls):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--fixtures", required=True)
     ap.add_argument("--stored", required=True)
     ap.add_argument("--allow", required=True)
     args = ap.parse_args()
@@ -334,7 +339,7 @@ def main():
     rows, failures, notes = [], [], []
     for item in stored:
         file = item["file"]
-        refs = reference(f"{args.fixtures}/{file}", item["content_type"], item["url"])
+        refs = reference(item["path"], item["content_type"], item["url"])
         papers = item["papers"]
         diffs = []
         if item["outcome"] == "refused":
