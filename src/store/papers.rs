@@ -181,16 +181,30 @@ impl Known {
     }
 
     /// The stored rows `paper` is: same key, same arXiv id or same DOI, oldest (lowest id)
-    /// first. More than one means that `paper` shows them to be one paper.
+    /// first. More than one means that `paper` shows them to be one paper. A DOI alone does
+    /// not join two different arXiv preprints (two may cite one journal DOI): a row found
+    /// only by DOI whose arXiv id differs from the entry's is another paper.
     fn find_all(&self, paper: &Paper) -> Vec<usize> {
+        let by_doi = paper
+            .doi
+            .as_ref()
+            .and_then(|d| self.by_doi.get(d))
+            .copied()
+            .filter(|&at| {
+                let stored = &self.papers[at].paper.arxiv_id;
+                !matches!((stored, &paper.arxiv_id), (Some(a), Some(b)) if a != b)
+            });
         let mut found: Vec<usize> = [
-            self.by_key.get(paper.key.as_str()),
-            paper.arxiv_id.as_ref().and_then(|a| self.by_arxiv.get(a)),
-            paper.doi.as_ref().and_then(|d| self.by_doi.get(d)),
+            self.by_key.get(paper.key.as_str()).copied(),
+            paper
+                .arxiv_id
+                .as_ref()
+                .and_then(|a| self.by_arxiv.get(a))
+                .copied(),
+            by_doi,
         ]
         .into_iter()
         .flatten()
-        .copied()
         .collect();
         found.sort_by_key(|&at| self.papers[at].id);
         found.dedup();
@@ -413,8 +427,9 @@ impl Store {
             .collect()
     }
 
-    /// The stored papers with one of `keys`, or with one of `dois` (lowercased) as their
-    /// DOI whatever their key, a few queries per few hundred values.
+    /// The stored papers with one of `keys` (an arXiv key also finds the paper its arXiv
+    /// id was merged into), or with one of `dois` (lowercased) as their DOI whatever their
+    /// key, a few queries per few hundred values.
     #[tracing::instrument(skip_all, fields(keys = keys.len(), dois = dois.len()))]
     pub async fn papers_by_keys_or_dois(
         &self,
@@ -424,7 +439,15 @@ impl Store {
         let mut found: Vec<StoredPaper> = Vec::new();
         let mut seen = HashSet::new();
         let keys: Vec<&str> = keys.iter().map(PaperKey::as_str).collect();
-        for (column, values) in [("key", keys.as_slice()), ("doi", dois)] {
+        let arxiv_ids: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix("arxiv:"))
+            .collect();
+        for (column, values) in [
+            ("key", keys.as_slice()),
+            ("arxiv_id", arxiv_ids.as_slice()),
+            ("doi", dois),
+        ] {
             for chunk in values.chunks(LOOKUP_CHUNK) {
                 let rows: Vec<PaperRow> = on_pool!(self, pool => {
                     let mut q = sqlx::QueryBuilder::new(select_papers!("WHERE "));

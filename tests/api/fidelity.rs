@@ -522,6 +522,13 @@ async fn an_arxiv_doi_shows_two_stored_papers_are_one_and_they_merge_into_the_ol
             .unwrap()
             .unwrap();
         assert_eq!(by_arxiv.id, journal.id);
+        // So does a reader's "papers I like" list that names the preprint.
+        let liked = store
+            .papers_by_keys_or_dois(&[PaperKey::parse("arxiv:2609.31001").unwrap()], &[])
+            .await
+            .unwrap();
+        assert_eq!(liked.len(), 1);
+        assert_eq!(liked[0].id, journal.id);
         // Everything that referred to the preprint's row now refers to the merged one.
         let ratings = store.ratings_of(reader.id).await.unwrap();
         assert_eq!(ratings.len(), 1);
@@ -537,6 +544,27 @@ async fn an_arxiv_doi_shows_two_stored_papers_are_one_and_they_merge_into_the_ol
         // The listing's arXiv-DOI preprint is keyed by its arXiv id, with no DOI.
         let own = paper(&store, "arxiv:2609.31002").await;
         assert_eq!(own.paper.doi, None);
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn two_preprints_that_give_one_doi_stay_two_papers() {
+    use crate::helpers::{arxiv_paper, store_full_papers};
+    for db in databases().await {
+        let store = db.store().await;
+        let mut one = arxiv_paper("2609.40001", "Part one", "First half.", None);
+        one.doi = Some("10.1000/shared.1".into());
+        store_full_papers(&store, vec![one]).await;
+        let mut two = arxiv_paper("2609.40002", "Part two", "Second half.", None);
+        two.doi = Some("10.1000/shared.1".into());
+        store_full_papers(&store, vec![two]).await;
+        assert_eq!(store.count_papers().await.unwrap(), 2, "{}", db.backend);
+        assert_eq!(
+            paper(&store, "arxiv:2609.40002").await.paper.title,
+            "Part two"
+        );
         store.close().await;
         db.cleanup().await;
     }
