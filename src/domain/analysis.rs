@@ -115,6 +115,17 @@ pub fn category(raw: &str) -> String {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn a_name_keeps_its_words_in_any_order(name in "\\PC{0,40}") {
+            let mut reordered = name_words(&name);
+            let mut plain = words(&name);
+            reordered.sort();
+            plain.sort();
+            proptest::prop_assert_eq!(reordered, plain);
+        }
+    }
+
     #[test]
     fn last_comma_first_names_read_first_last() {
         assert_eq!(name_words("Smith, John"), ["john", "smith"]);

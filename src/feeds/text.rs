@@ -138,10 +138,11 @@ pub fn date_utc(raw: &str) -> Option<DateTime<Utc>> {
         .map(|d| d.and_utc())
 }
 
-/// A feed's date: RFC 3339 or RFC 2822 (the formats feeds use), with what had to be
-/// assumed when the date did not say it: a zone abbreviation that RFC 2822 does not define
-/// (`CEST`) read as its usual offset, or no zone at all read as UTC. `None` when it is not a
-/// date paperboy can read.
+/// A feed's date: RFC 3339 or RFC 2822 (the formats feeds use, with the usual slips: a
+/// wrong or long weekday, a long month name, month before day, a one-digit hour), with
+/// what had to be assumed when the date did not say it: a zone abbreviation that RFC 2822
+/// does not define (`CEST`) read as its usual offset, or no zone at all read as UTC. `None`
+/// when it is not a date paperboy can read.
 pub fn timestamp(raw: &str) -> Option<(DateTime<Utc>, Option<String>)> {
     let s = collapse_whitespace(raw);
     if s.is_empty() {
@@ -156,42 +157,98 @@ pub fn timestamp(raw: &str) -> Option<(DateTime<Utc>, Option<String>)> {
             return Some((utc(d), None));
         }
     }
-    // RFC 2822 already knows UT, GMT and the North American zones (EST, EDT, …).
-    if let Ok(d) = DateTime::parse_from_rfc2822(&s) {
-        return Some((utc(d), None));
-    }
-    if let Some((head, zone)) = s.rsplit_once(' ')
-        && let Some(offset) = zone_offset(zone)
-    {
-        let with_offset = format!("{head} {offset}");
-        if let Ok(d) = DateTime::parse_from_rfc2822(&with_offset) {
-            let note = format!("a date with the zone abbreviation {zone} was read as {offset}");
-            return Some((utc(d), Some(note)));
-        }
-    }
-    const NO_ZONE: [&str; 7] = [
+    for format in [
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%dT%H:%M",
-        "%a, %d %b %Y %H:%M:%S",
-        "%d %b %Y %H:%M:%S",
-        "%a, %d %b %Y %H:%M",
-        "%d %b %Y %H:%M",
-    ];
-    let note = || Some("a date without a time zone was read as UTC".to_string());
-    for format in NO_ZONE {
+    ] {
         if let Ok(d) = NaiveDateTime::parse_from_str(&s, format) {
-            return Some((d.and_utc(), note()));
+            return Some((d.and_utc(), Some(NO_ZONE.to_string())));
         }
     }
-    let day = NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok()?;
-    Some((day.and_hms_opt(0, 0, 0)?.and_utc(), None))
+    if let Ok(day) = NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
+        return Some((day.and_hms_opt(0, 0, 0)?.and_utc(), None));
+    }
+    rfc2822_lenient(&s)
+}
+
+const NO_ZONE: &str = "a date without a time zone was read as UTC";
+
+/// RFC 2822 as feeds write it: `[Weekday, ]D Mon YYYY HH:MM[:SS] [zone]`.
+fn rfc2822_lenient(s: &str) -> Option<(DateTime<Utc>, Option<String>)> {
+    // The weekday says nothing the date does not, and is often wrong or spelled out.
+    let s = match s.split_once(',') {
+        Some((day, rest)) if day.chars().all(char::is_alphabetic) => rest.trim(),
+        _ => s,
+    };
+    let mut parts: Vec<String> = s.split(' ').map(str::to_string).collect();
+    let month = |t: &str| {
+        let t = t.to_ascii_lowercase();
+        MONTHS
+            .iter()
+            .find(|m| t.len() >= 3 && t.starts_with(*m) && t.chars().all(char::is_alphabetic))
+            .map(|m| m.to_string())
+    };
+    if parts.len() >= 4 && month(&parts[0]).is_some() {
+        parts.swap(0, 1); // `Sep 24 2026 …`
+    }
+    if parts.len() < 4 {
+        return None;
+    }
+    parts[1] = month(&parts[1])?;
+    let time = &mut parts[3];
+    if time.starts_with("24:") {
+        time.replace_range(..2, "00");
+    }
+    if time.find(':') == Some(1) {
+        time.insert(0, '0');
+    }
+    if time.matches(':').count() == 1 {
+        time.push_str(":00");
+    }
+    let stamp = format!("{} {} {} {}", parts[0], parts[1], parts[2], parts[3]);
+    let Some(zone) = parts.get(4) else {
+        let naive = NaiveDateTime::parse_from_str(&stamp, "%d %b %Y %H:%M:%S").ok()?;
+        return Some((naive.and_utc(), Some(NO_ZONE.to_string())));
+    };
+    let (offset, note) = if zone.starts_with(['+', '-']) {
+        (zone.replace(':', ""), None)
+    } else if let Some(offset) = rfc2822_zone(zone) {
+        (offset.to_string(), None)
+    } else {
+        let offset = zone_offset(zone)?;
+        let note = format!("a date with the zone abbreviation {zone} was read as {offset}");
+        (offset.to_string(), Some(note))
+    };
+    let d =
+        DateTime::parse_from_str(&format!("{stamp} {offset}"), "%d %b %Y %H:%M:%S%.f %z").ok()?;
+    Some((d.with_timezone(&Utc), note))
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+
+/// The zone names RFC 2822 defines (and `UTC`, `Z`, which everyone understands).
+fn rfc2822_zone(zone: &str) -> Option<&'static str> {
+    Some(match zone.to_ascii_uppercase().as_str() {
+        "GMT" | "UT" | "UTC" | "Z" => "+0000",
+        "EST" => "-0500",
+        "EDT" => "-0400",
+        "CST" => "-0600",
+        "CDT" => "-0500",
+        "MST" => "-0700",
+        "MDT" => "-0600",
+        "PST" => "-0800",
+        "PDT" => "-0700",
+        _ => return None,
+    })
 }
 
 /// Offsets of the zone abbreviations feeds use that RFC 2822 does not define.
 fn zone_offset(abbreviation: &str) -> Option<&'static str> {
     Some(match abbreviation.to_ascii_uppercase().as_str() {
-        "UTC" | "Z" | "WET" => "+0000",
+        "WET" => "+0000",
         "BST" | "CET" | "WEST" | "MEZ" => "+0100",
         "CEST" | "EET" | "MESZ" | "SAST" => "+0200",
         "EEST" | "MSK" => "+0300",
@@ -273,6 +330,25 @@ fn space_blocks(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn reading_any_text_never_panics(s in "\\PC{0,60}") {
+            let _ = timestamp(&s);
+            let _ = braced_symbols(&s);
+            if !s.contains('{') {
+                prop_assert_eq!(braced_symbols(&s), s.clone());
+            }
+        }
+
+        #[test]
+        fn any_rfc3339_instant_reads_back(secs in 0i64..4_000_000_000) {
+            let at = DateTime::from_timestamp(secs, 0).unwrap();
+            prop_assert_eq!(timestamp(&at.to_rfc3339()), Some((at, None)));
+            prop_assert_eq!(timestamp(&at.to_rfc2822()), Some((at, None)));
+        }
+    }
 
     #[test]
     fn html_is_stripped_and_entities_decoded() {
@@ -329,7 +405,23 @@ mod tests {
             expect("2026-09-24T08:00:00+00:00", true)
         );
         assert_eq!(at("2026-09-24"), expect("2026-09-24T00:00:00+00:00", false));
+        // The slips feeds make: a wrong or long weekday, a long month, month first, a
+        // one-digit hour, `UTC`, no seconds.
+        for slip in [
+            "Sat, 24 Sep 2026 08:00:00 GMT",
+            "Thursday, 24 September 2026 08:00:00 +0000",
+            "Thu, Sep 24 2026 08:00:00 UTC",
+            "24 Sep 2026 8:00:00 Z",
+            "Thu, 24 Sep 2026 04:00 -04:00",
+        ] {
+            assert_eq!(
+                at(slip),
+                expect("2026-09-24T08:00:00+00:00", false),
+                "{slip}"
+            );
+        }
         assert_eq!(at("soon"), None);
+        assert_eq!(at("Thu, 24 Sep 2026 08:00:00 XYZ"), None);
     }
 
     #[test]

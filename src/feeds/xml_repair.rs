@@ -111,6 +111,24 @@ fn entity_at(s: &[u8]) -> (Option<String>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn repairing_twice_changes_nothing_more(s in "\\PC{0,80}") {
+            if let Some(once) = escape_stray_entities(s.as_bytes()) {
+                prop_assert_eq!(escape_stray_entities(&once), None);
+            }
+        }
+
+        #[test]
+        fn repaired_text_is_well_formed(s in "[a-z &;#x0-9<>]{0,60}") {
+            let text = s.replace('<', "&lt;").replace('>', "&gt;");
+            let doc = format!("<a>{text}</a>");
+            let fixed = escape_stray_entities(doc.as_bytes()).unwrap_or_else(|| doc.into_bytes());
+            prop_assert!(super::super::check_well_formed(&fixed).is_ok(), "{}", String::from_utf8_lossy(&fixed));
+        }
+    }
 
     fn repaired(s: &str) -> Option<String> {
         escape_stray_entities(s.as_bytes()).map(|b| String::from_utf8(b).unwrap())

@@ -284,6 +284,12 @@ async fn every_shared_sample_ingests_with_the_counts_and_fields_its_sources_stat
             .unwrap()
             .unwrap();
         assert_eq!(sources[0].announce_type.as_deref(), Some("cross"));
+        // Its `<arxiv:DOI>` is the journal version's, kept beside the arXiv key.
+        let cross = paper(&store, "arxiv:2205.06398").await;
+        assert_eq!(
+            cross.paper.doi.as_deref(),
+            Some("10.1093/bioinformatics/btac431")
+        );
         let replaced = paper(&store, "arxiv:2009.13987").await;
         assert_eq!(replaced.paper.version, Some(3));
         let new = paper(&store, "arxiv:2609.26811").await;
