@@ -253,7 +253,7 @@ def norm_link(link):
     return (link or "").strip().rstrip("/")
 
 
-def compare_entry(ref, paper, kind):
+def compare_entry(ref, paper):
     """The differences between one reference entry and its stored paper: [(field, class, detail)]."""
     out = []
     title = collapse(paper["title"])
@@ -357,7 +357,7 @@ def main():
                     diffs.append(("entries", "merged", f"{label} is stored with {seen[i]}"))
                     continue
                 seen[i] = label
-                for field, cls, detail in compare_entry(ref, papers[i], item["kind"]):
+                for field, cls, detail in compare_entry(ref, papers[i]):
                     diffs.append((field, cls, f"{label}: {detail}"))
             for p in extra:
                 diffs.append(("entries", "extra", p["key"]))
