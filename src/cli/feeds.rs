@@ -57,6 +57,9 @@ async fn list(settings: &Settings, args: ListArgs) -> Result<(), CliError> {
                 f.health.consecutive_failures
             );
         }
+        if let Some(warning) = &f.health.warning {
+            println!("\tdegraded: {warning}");
+        }
     }
     Ok(())
 }

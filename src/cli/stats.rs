@@ -28,6 +28,7 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
                     "last_success_age_secs": f.health.last_success_at.map(|t| (now - t).num_seconds()),
                     "consecutive_failures": f.health.consecutive_failures,
                     "last_error": f.health.last_error,
+                    "warning": f.health.warning,
                 })
             })
             .collect();
@@ -57,6 +58,9 @@ pub async fn run(settings: Settings, args: Args) -> Result<(), CliError> {
             f.name,
             f.health.consecutive_failures
         );
+        if let Some(warning) = &f.health.warning {
+            println!("feed {}: degraded: {warning}", f.name);
+        }
     }
     line("readers", &stats.subscribers)?;
     line("digests", &stats.digests)?;

@@ -78,6 +78,25 @@ pub fn words(text: &str) -> Vec<String> {
     tokenize(text).into_iter().map(|t| t.text).collect()
 }
 
+/// The normalised words of a person's name in reading order: a name written
+/// "Last, First" ("Smith, John", "García Márquez, Gabriel José", "Lapalu, N.") reads as
+/// "First Last", so `author:"john smith"` finds it. A comma before a suffix
+/// ("King, Jr.") is not such a name.
+pub fn name_words(name: &str) -> Vec<String> {
+    const SUFFIXES: [&str; 7] = ["jr", "sr", "ii", "iii", "iv", "phd", "md"];
+    let Some((last, first)) = name.split_once(',') else {
+        return words(name);
+    };
+    let first_words = words(first);
+    let is_suffix = first_words.len() == 1 && SUFFIXES.contains(&first_words[0].as_str());
+    if first.contains(',') || first_words.is_empty() || is_suffix {
+        return words(name);
+    }
+    let mut all = first_words;
+    all.extend(words(last));
+    all
+}
+
 /// Porter2 (English) stem of a normalised word.
 pub fn stem(word: &str) -> String {
     static STEMMER: OnceLock<Stemmer> = OnceLock::new();
@@ -95,6 +114,32 @@ pub fn category(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn a_name_keeps_its_words_in_any_order(name in "\\PC{0,40}") {
+            let mut reordered = name_words(&name);
+            let mut plain = words(&name);
+            reordered.sort();
+            plain.sort();
+            proptest::prop_assert_eq!(reordered, plain);
+        }
+    }
+
+    #[test]
+    fn last_comma_first_names_read_first_last() {
+        assert_eq!(name_words("Smith, John"), ["john", "smith"]);
+        assert_eq!(
+            name_words("García Márquez, Gabriel José"),
+            words("Gabriel José García Márquez")
+        );
+        assert_eq!(name_words("John Smith"), ["john", "smith"]);
+        assert_eq!(name_words("King, Jr."), words("King, Jr."));
+        assert_eq!(
+            name_words("Johnson and Johnson Research"),
+            words("Johnson and Johnson Research")
+        );
+    }
 
     #[test]
     fn words_are_folded_stripped_and_split() {

@@ -83,6 +83,14 @@ impl ArxivId {
         })
     }
 
+    /// The arXiv id behind one of arXiv's own DOIs (`10.48550/arXiv.2609.26820`), which
+    /// name the preprint itself, not a journal version.
+    pub fn from_doi(doi: &str) -> Option<Self> {
+        let doi = normalise_doi(doi)?;
+        let id = doi.strip_prefix("10.48550/arxiv.")?;
+        Self::parse_bare(id)
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -143,8 +151,12 @@ impl PaperKey {
     }
 
     /// A DOI such as `10.1101/2024.01.02.123456`; prefixes like `doi:` or
-    /// `https://doi.org/` are accepted and dropped.
+    /// `https://doi.org/` are accepted and dropped. arXiv's own DOIs
+    /// (`10.48550/arXiv.2609.26820`) give the arXiv key: they name the same preprint.
     pub fn doi(raw: &str) -> Option<Self> {
+        if let Some(id) = ArxivId::from_doi(raw) {
+            return Some(Self::arxiv(&id));
+        }
         normalise_doi(raw).map(|d| Self(format!("doi:{d}")))
     }
 
@@ -361,6 +373,26 @@ impl Paper {
         paper
     }
 
+    /// Moves an arXiv DOI (`10.48550/arXiv.…`) out of `doi`: it is the arXiv id in
+    /// another form, so it fills `arxiv_id` (and the arXiv links) instead, and `doi` is
+    /// left for a journal's DOI.
+    pub fn settle_arxiv_doi(&mut self) {
+        let Some(id) = self.doi.as_deref().and_then(ArxivId::from_doi) else {
+            return;
+        };
+        self.doi = None;
+        self.key = PaperKey::arxiv(&id);
+        if self.arxiv_id.is_none() {
+            self.arxiv_id = Some(id.base().to_string());
+        }
+        if self.links.pdf.is_none() {
+            self.links.pdf = Some(id.pdf_url());
+        }
+        if self.links.abs.is_none() {
+            self.links.abs = Some(id.abs_url());
+        }
+    }
+
     /// Folds what `newer` knows into `self`; returns whether anything changed.
     ///
     /// A newer arXiv version replaces the text; otherwise a source only fills in what
@@ -514,6 +546,23 @@ mod tests {
         );
         assert!(PaperKey::doi("10.x/abc").is_none());
         assert!(PaperKey::doi("not a doi").is_none());
+    }
+
+    #[test]
+    fn arxiv_dois_are_arxiv_keys() {
+        assert_eq!(
+            PaperKey::doi("https://doi.org/10.48550/arXiv.2609.26820")
+                .unwrap()
+                .as_str(),
+            "arxiv:2609.26820"
+        );
+        let mut p = Paper::new(PaperKey::doi("10.48550/arXiv.2609.26820").unwrap(), "T");
+        p.doi = Some("10.48550/arxiv.2609.26820".into());
+        p.settle_arxiv_doi();
+        assert_eq!(p.doi, None);
+        assert_eq!(p.arxiv_id.as_deref(), Some("2609.26820"));
+        assert_eq!(p.key.as_str(), "arxiv:2609.26820");
+        assert!(ArxivId::from_doi("10.1093/bioinformatics/btac431").is_none());
     }
 
     #[test]

@@ -1,25 +1,83 @@
 //! arXiv's two formats: the daily RSS listing (`rss.arxiv.org`) and the API's Atom search
 //! results (`export.arxiv.org/api/query`), including the API's error entries.
 
+use std::collections::HashMap;
+
 use feed_rs::model::{Entry, Feed};
 
 use super::{FeedError, Parsed, text};
 use crate::domain::{AnnounceType, ArxivId, Ingested, Paper, normalise_doi};
 
 /// The daily listing. An empty listing (weekends, holidays) is a valid, empty result.
-pub(super) fn rss(feed: &Feed) -> Parsed {
+/// `body` is the document `feed` was read from, for the `<arxiv:DOI>` feed-rs leaves out.
+pub(super) fn rss(feed: &Feed, body: &[u8]) -> Parsed {
+    let dois = rss_dois(body);
     let mut parsed = Parsed::default();
     for entry in &feed.entries {
-        parsed.push(rss_entry(entry));
+        parsed.push(rss_entry(entry, &dois));
     }
     parsed
 }
 
-fn rss_entry(entry: &Entry) -> Option<Ingested> {
+/// The `<arxiv:DOI>` of each item, by arXiv id (without version): the journal version's
+/// DOI, which lets the journal's own entry merge with the preprint. An item may list
+/// several DOIs; the first is kept. Reading stops quietly at the first XML error, which the
+/// feed parser has already judged.
+fn rss_dois(body: &[u8]) -> HashMap<String, String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let mut dois = HashMap::new();
+    let mut buf = Vec::new();
+    let mut field: Option<&'static str> = None;
+    let (mut id, mut doi): (Option<ArxivId>, Option<String>) = (None, None);
+    loop {
+        let event = match reader.read_event_into(&mut buf) {
+            Ok(Event::Eof) | Err(_) => break,
+            Ok(event) => event,
+        };
+        match event {
+            Event::Start(e) => {
+                field = match e.local_name().as_ref() {
+                    "item" => {
+                        (id, doi) = (None, None);
+                        None
+                    }
+                    "guid" | "link" => Some("id"),
+                    "DOI" | "doi" => Some("doi"),
+                    _ => None,
+                };
+            }
+            Event::Text(t) => {
+                let value = t.into_inner();
+                match field {
+                    Some("id") if id.is_none() => id = ArxivId::parse(&value),
+                    Some("doi") if doi.is_none() => {
+                        doi = value.split_whitespace().find_map(normalise_doi);
+                    }
+                    _ => {}
+                }
+            }
+            Event::End(e) => {
+                field = None;
+                if e.local_name().as_ref() == "item"
+                    && let (Some(id), Some(doi)) = (id.take(), doi.take())
+                {
+                    dois.insert(id.base().to_string(), doi);
+                }
+            }
+            _ => {}
+        }
+        buf.clear();
+    }
+    dois
+}
+
+fn rss_entry(entry: &Entry, dois: &HashMap<String, String>) -> Option<Ingested> {
     let id = ArxivId::parse(&entry.id)
         .or_else(|| entry.links.iter().find_map(|l| ArxivId::from_url(&l.href)))?;
-    // arXiv titles and descriptions are plain text, and may hold LaTeX such as `$x<y$`.
-    let title = text::plain(&entry.title.as_ref()?.content);
+    // arXiv titles and descriptions are plain text, and may hold LaTeX such as `$x<y$`; the
+    // XML layer already decoded their entities, once, as arXiv meant.
+    let title = text::literal(&entry.title.as_ref()?.content);
     if title.is_empty() {
         return None;
     }
@@ -30,7 +88,8 @@ fn rss_entry(entry: &Entry) -> Option<Ingested> {
         .unwrap_or_default();
     let (announce_type, abstract_text) = split_description(description);
     let mut paper = Paper::from_arxiv(&id, title);
-    paper.abstract_text = text::plain(abstract_text);
+    paper.abstract_text = text::literal(abstract_text);
+    paper.doi = dois.get(id.base()).cloned();
     paper.authors = entry
         .authors
         .iter()
@@ -63,7 +122,7 @@ fn split_author_list(names: &str) -> Vec<String> {
     names
         .split(',')
         .flat_map(|part| part.split(" and "))
-        .map(text::plain)
+        .map(text::literal)
         .filter(|n| !n.is_empty())
         .collect()
 }
@@ -108,7 +167,7 @@ pub(super) fn api_error(feed: &Feed) -> Option<String> {
 
 fn api_entry(entry: &Entry) -> Option<Ingested> {
     let id = ArxivId::parse(&entry.id)?;
-    let title = text::plain(&entry.title.as_ref()?.content);
+    let title = text::literal(&entry.title.as_ref()?.content);
     if title.is_empty() {
         return None;
     }
@@ -116,12 +175,12 @@ fn api_entry(entry: &Entry) -> Option<Ingested> {
     paper.abstract_text = entry
         .summary
         .as_ref()
-        .map(|s| text::plain(&s.content))
+        .map(|s| text::literal(&s.content))
         .unwrap_or_default();
     paper.authors = entry
         .authors
         .iter()
-        .map(|p| text::plain(p.name.as_deref().unwrap_or_default()))
+        .map(|p| text::literal(p.name.as_deref().unwrap_or_default()))
         .filter(|n| !n.is_empty())
         .collect();
     paper.categories = categories(entry);
@@ -150,6 +209,20 @@ mod tests {
         );
         assert_eq!(kind, Some(AnnounceType::ReplaceCross));
         assert_eq!(abs.trim(), "We show.");
+    }
+
+    #[test]
+    fn dois_are_read_per_item() {
+        let body = br#"<rss xmlns:arxiv="http://arxiv.org/schemas/atom" version="2.0"><channel>
+            <item><link>https://arxiv.org/abs/2609.00001</link><arxiv:DOI>10.1000/ABC 10.1000/def</arxiv:DOI></item>
+            <item><link>https://arxiv.org/abs/2609.00002</link></item>
+            </channel></rss>"#;
+        let dois = rss_dois(body);
+        assert_eq!(
+            dois.get("2609.00001").map(String::as_str),
+            Some("10.1000/abc")
+        );
+        assert_eq!(dois.len(), 1);
     }
 
     #[test]

@@ -2,21 +2,33 @@
 //! bioRxiv/medRxiv `details` API and Semantic Scholar search pages, told apart by shape.
 //! Keys come from an arXiv id in the links when there is one, else a DOI, else the link.
 
-use feed_rs::model::{Entry, Feed};
+use feed_rs::model::{Entry, Feed, FeedType};
 use serde::Deserialize;
 
-use super::{FeedError, Parsed, feed_text, text};
+use super::{FeedError, Notes, Parsed, feed_text, text};
 use crate::domain::{ArxivId, Ingested, Paper, PaperKey, normalise_doi};
 
 pub(super) fn xml(feed: &Feed) -> Parsed {
+    entries(feed, None)
+}
+
+/// The entries of a feed-rs feed. `authors`, when given, names each entry's authors in
+/// order (a JSON Feed read by paperboy itself), instead of what feed-rs gathered.
+fn entries(feed: &Feed, authors: Option<Vec<Vec<String>>>) -> Parsed {
     let mut parsed = Parsed::default();
+    let mut authors = authors.map(Vec::into_iter);
     for entry in &feed.entries {
-        parsed.push(feed_entry(entry));
+        let own = authors.as_mut().map(|a| a.next().unwrap_or_default());
+        parsed.push(feed_entry(feed, entry, own));
     }
     parsed
 }
 
-pub(super) fn json(body: &[u8], base_url: Option<&str>) -> Result<Parsed, FeedError> {
+pub(super) fn json(
+    body: &[u8],
+    base_url: Option<&str>,
+    notes: &Notes,
+) -> Result<Parsed, FeedError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| FeedError::Malformed(format!("invalid JSON: {e}")))?;
     if value.get("collection").is_some_and(|c| c.is_array()) {
@@ -30,7 +42,8 @@ pub(super) fn json(body: &[u8], base_url: Option<&str>) -> Result<Parsed, FeedEr
         .and_then(|v| v.as_str())
         .is_some_and(|v| v.contains("jsonfeed.org"));
     if is_json_feed {
-        return Ok(xml(&super::parse_with_feed_rs(body, base_url)?));
+        let feed = super::parse_with_feed_rs(body, base_url, notes)?;
+        return Ok(entries(&feed, Some(json_feed_authors(&value))));
     }
     Err(FeedError::NotAFeed(
         "JSON that is neither a JSON Feed, a bioRxiv/medRxiv API answer nor a Semantic Scholar page"
@@ -38,7 +51,38 @@ pub(super) fn json(body: &[u8], base_url: Option<&str>) -> Result<Parsed, FeedEr
     ))
 }
 
-fn feed_entry(entry: &Entry) -> Option<Ingested> {
+/// Each JSON Feed item's authors: version 1.1's `authors` list, else the deprecated
+/// `author` object, else the feed's own (same order of preference), one person per object.
+/// feed-rs would merge `author` and `authors` into one list.
+fn json_feed_authors(feed: &serde_json::Value) -> Vec<Vec<String>> {
+    fn names(v: &serde_json::Value) -> Vec<String> {
+        let list = match v.get("authors").and_then(|a| a.as_array()) {
+            Some(list) if !list.is_empty() => list.iter().collect(),
+            _ => v.get("author").into_iter().collect::<Vec<_>>(),
+        };
+        list.into_iter()
+            .filter_map(|a| a.get("name")?.as_str())
+            .map(text::literal)
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+    let inherited = names(feed);
+    feed.get("items")
+        .and_then(|i| i.as_array())
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| match names(item) {
+                    own if own.is_empty() => inherited.clone(),
+                    own => own,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One entry of a feed-rs feed. `authors` overrides the authors feed-rs found.
+fn feed_entry(feed: &Feed, entry: &Entry, authors: Option<Vec<String>>) -> Option<Ingested> {
     let title = feed_text(entry.title.as_ref());
     if title.is_empty() {
         return None;
@@ -69,7 +113,12 @@ fn feed_entry(entry: &Entry) -> Option<Ingested> {
     if paper.links.abs.is_none() {
         paper.links.abs = hrefs.first().map(|h| h.to_string());
     }
-    let summary = feed_text(entry.summary.as_ref());
+    // RSS 1.0 says nothing of a description's type; publishers put HTML in it as they do
+    // in RSS 2.0, where feed-rs already treats it as HTML.
+    let summary = match (&feed.feed_type, entry.summary.as_ref()) {
+        (FeedType::RSS1, Some(s)) => text::from_html(&s.content),
+        (_, summary) => feed_text(summary),
+    };
     paper.abstract_text = if summary.is_empty() {
         entry
             .content
@@ -83,11 +132,7 @@ fn feed_entry(entry: &Entry) -> Option<Ingested> {
     } else {
         summary
     };
-    paper.authors = entry
-        .authors
-        .iter()
-        .flat_map(|p| split_names(p.name.as_deref().unwrap_or_default()))
-        .collect();
+    paper.authors = authors.unwrap_or_else(|| people(feed, entry, &hrefs));
     for c in &entry.categories {
         // The term is the code (`cs.LG`) that `cat:` queries name; a label is for display.
         let term = text::plain(&c.term);
@@ -101,6 +146,23 @@ fn feed_entry(entry: &Entry) -> Option<Ingested> {
         entry_id: entry.id.clone(),
         announce_type: None,
     })
+}
+
+/// The authors of a feed-rs entry, one person per Atom `<author>`, `dc:creator` or JSON
+/// Feed author object, named as given ("Smith, John" is one person). Only bioRxiv and
+/// medRxiv, whose one `dc:creator` lists everyone as `Last, F., Other, G.`, are split. An
+/// Atom entry without authors has its feed's (RFC 4287 4.2.1).
+fn people(feed: &Feed, entry: &Entry, hrefs: &[&str]) -> Vec<String> {
+    let mut persons = &entry.authors;
+    if persons.is_empty() && feed.feed_type == FeedType::Atom {
+        persons = &feed.authors;
+    }
+    let names = persons.iter().filter_map(|p| p.name.as_deref());
+    if hrefs.iter().any(|h| preprint_doi(h).is_some()) {
+        names.flat_map(split_names).collect()
+    } else {
+        names.map(text::literal).filter(|n| !n.is_empty()).collect()
+    }
 }
 
 /// bioRxiv and medRxiv links carry the DOI suffix and version:
@@ -186,15 +248,15 @@ fn preprint_api(value: serde_json::Value) -> Result<Parsed, FeedError> {
 
 fn preprint_entry(p: Preprint) -> Option<Ingested> {
     let doi = normalise_doi(p.doi.as_deref()?)?;
-    let title = text::from_html(p.title.as_deref()?);
+    let title = text::braced_symbols(&text::from_html(p.title.as_deref()?));
     if title.is_empty() {
         return None;
     }
     let mut paper = Paper::new(PaperKey::doi(&doi)?, title);
     paper.version = p.version.as_deref().and_then(|v| v.trim().parse().ok());
-    paper.abstract_text = text::strip_jats_markers(&text::from_html(
+    paper.abstract_text = text::braced_symbols(&text::strip_jats_markers(&text::from_html(
         p.abstract_text.as_deref().unwrap_or_default(),
-    ));
+    )));
     paper.authors = p.authors.as_deref().map(split_names).unwrap_or_default();
     paper.categories = p
         .category

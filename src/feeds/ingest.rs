@@ -22,6 +22,9 @@ pub enum FeedStatus {
         #[serde(flatten)]
         counts: UpsertCounts,
         skipped: usize,
+        /// Read only by repairing or assuming something: the feed is degraded.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warning: Option<String>,
     },
     /// 304: nothing changed since the last successful fetch.
     NotModified,
@@ -54,7 +57,11 @@ impl fmt::Display for FeedReport {
 impl fmt::Display for FeedStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FeedStatus::Ingested { counts, skipped } => {
+            FeedStatus::Ingested {
+                counts,
+                skipped,
+                warning,
+            } => {
                 write!(
                     f,
                     "{} new, {} updated, {} unchanged",
@@ -62,6 +69,9 @@ impl fmt::Display for FeedStatus {
                 )?;
                 if *skipped > 0 {
                     write!(f, ", {skipped} skipped (no title or id)")?;
+                }
+                if let Some(warning) = warning {
+                    write!(f, "; degraded: {warning}")?;
                 }
                 Ok(())
             }
@@ -175,11 +185,9 @@ async fn ingest(
         .await?;
     let (status, body, content_type, etag, last_modified) = match fetched {
         Fetched::NotModified => {
-            let outcome = FetchOutcome::Success {
-                etag: None,
-                last_modified: None,
-            };
-            store.record_fetch(feed.id, &outcome, Utc::now()).await?;
+            store
+                .record_fetch(feed.id, &FetchOutcome::NotModified, Utc::now())
+                .await?;
             return Ok(FeedStatus::NotModified);
         }
         Fetched::Response {
@@ -205,14 +213,20 @@ async fn ingest(
         .upsert_papers(feed.id, &parsed.entries, Utc::now())
         .await?;
     // Validators are kept only once the body was ingested, so a 304 never hides a failure.
+    if !parsed.notes.is_empty() {
+        tracing::warn!(notes = ?parsed.notes, "feed read in a degraded way");
+    }
+    let warning = (!parsed.notes.is_empty()).then(|| parsed.notes.join("; "));
     let outcome = FetchOutcome::Success {
         etag,
         last_modified,
+        warning: warning.clone(),
     };
     store.record_fetch(feed.id, &outcome, Utc::now()).await?;
     Ok(FeedStatus::Ingested {
         counts,
         skipped: parsed.skipped,
+        warning,
     })
 }
 

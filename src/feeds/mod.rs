@@ -9,6 +9,7 @@ mod hf;
 mod ingest;
 mod seed;
 pub mod text;
+mod xml_repair;
 
 pub use fetch::{Fetched, Fetcher};
 pub use ingest::{FeedReport, FeedStatus, fetch_feeds};
@@ -48,6 +49,10 @@ pub struct Parsed {
     pub entries: Vec<Ingested>,
     /// Entries dropped because they had no title or no usable identity.
     pub skipped: usize,
+    /// What paperboy had to assume or repair to read the response (a bare `&` escaped, an
+    /// undeclared encoding guessed, a date without a zone read as UTC): kept in the feed's
+    /// health, which then says the feed is degraded.
+    pub notes: Vec<String>,
 }
 
 impl Parsed {
@@ -85,8 +90,20 @@ pub fn parse(
     content_type: Option<&str>,
     base_url: Option<&str>,
 ) -> Result<Parsed, FeedError> {
-    let body = to_utf8(body, content_type)?;
+    let notes = Notes::default();
+    let body = to_utf8(body, content_type, &notes)?;
     let body = body.as_ref();
+    let mut parsed = parse_utf8(kind, body, base_url, &notes)?;
+    parsed.notes = notes.take();
+    Ok(parsed)
+}
+
+fn parse_utf8(
+    kind: FeedKind,
+    body: &[u8],
+    base_url: Option<&str>,
+    notes: &Notes,
+) -> Result<Parsed, FeedError> {
     let head = sniff(body);
     if head.is_empty() {
         return Err(FeedError::NotAFeed("the response is empty".into()));
@@ -102,10 +119,33 @@ pub fn parse(
         FeedKind::HfDaily => Err(FeedError::NotAFeed(
             "the Hugging Face daily papers API answers JSON; this is not JSON".into(),
         )),
-        _ if is_json => generic::json(body, base_url),
-        FeedKind::ArxivRss => Ok(arxiv::rss(&parse_xml(body, base_url)?)),
-        FeedKind::ArxivApi => arxiv::api(&parse_xml(body, base_url)?),
-        FeedKind::Feed => Ok(generic::xml(&parse_xml(body, base_url)?)),
+        _ if is_json => generic::json(body, base_url, notes),
+        FeedKind::ArxivRss => {
+            let (feed, read) = parse_xml(body, base_url, notes)?;
+            Ok(arxiv::rss(&feed, &read))
+        }
+        FeedKind::ArxivApi => arxiv::api(&parse_xml(body, base_url, notes)?.0),
+        FeedKind::Feed => Ok(generic::xml(&parse_xml(body, base_url, notes)?.0)),
+    }
+}
+
+/// Assumptions and repairs noted while reading one response, in the order first made.
+/// Shared with feed-rs's date parser, hence the lock.
+#[derive(Clone, Default)]
+pub(crate) struct Notes(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Notes {
+    fn add(&self, note: impl Into<String>) {
+        let note = note.into();
+        // A poisoned lock only means another note panicked mid-push; the list is intact.
+        let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !list.contains(&note) {
+            list.push(note);
+        }
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -115,6 +155,7 @@ fn scrub(e: &mut Ingested) {
     let clean = |s: &mut String| *s = text::clean_id(s);
     clean(&mut e.entry_id);
     let p = &mut e.paper;
+    p.settle_arxiv_doi();
     for link in [
         &mut p.links.abs,
         &mut p.links.pdf,
@@ -130,9 +171,14 @@ fn scrub(e: &mut Ingested) {
 }
 
 /// Re-encodes a body as UTF-8 (without a BOM), choosing the encoding from the BOM, then the
-/// XML declaration, then the HTTP charset, else UTF-8. A declaration is rewritten to say
-/// UTF-8 so the XML parsers agree with the bytes they get.
-fn to_utf8<'a>(body: &'a [u8], content_type: Option<&str>) -> Result<Cow<'a, [u8]>, FeedError> {
+/// XML declaration, then the HTTP charset, else UTF-8, and when the bytes are not UTF-8
+/// either, windows-1252 as browsers do (noted). A declaration is rewritten to say UTF-8 so
+/// the XML parsers agree with the bytes they get.
+fn to_utf8<'a>(
+    body: &'a [u8],
+    content_type: Option<&str>,
+    notes: &Notes,
+) -> Result<Cow<'a, [u8]>, FeedError> {
     if let Some((encoding, bom_len)) = encoding_rs::Encoding::for_bom(body) {
         // The BOM outranks the declaration, which must then stop contradicting it.
         let (text, _) = encoding.decode_without_bom_handling(&body[bom_len..]);
@@ -148,7 +194,11 @@ fn to_utf8<'a>(body: &'a [u8], content_type: Option<&str>) -> Result<Cow<'a, [u8
             .map(|c| c.trim_matches('"').to_string())
     });
     let Some(label) = label else {
-        return Ok(Cow::Borrowed(body));
+        if std::str::from_utf8(body).is_ok() {
+            return Ok(Cow::Borrowed(body));
+        }
+        notes.add("the body is not UTF-8 and declares no encoding: read as windows-1252");
+        return Ok(decode_with(encoding_rs::WINDOWS_1252, body));
     };
     let encoding = encoding_rs::Encoding::for_label(label.trim().as_bytes())
         .ok_or_else(|| FeedError::Malformed(format!("unknown character encoding {label:?}")))?;
@@ -228,10 +278,81 @@ fn looks_like_html(body: &[u8]) -> bool {
 }
 
 /// Parses XML with feed-rs after a full well-formedness pass, because feed-rs returns the
-/// entries it read before a truncation without an error.
-fn parse_xml(body: &[u8], base_url: Option<&str>) -> Result<feed_rs::model::Feed, FeedError> {
-    check_well_formed(body)?;
-    parse_with_feed_rs(&drop_userland_namespace(body), base_url)
+/// entries it read before a truncation without an error. Returns the feed and the bytes it
+/// was read from.
+///
+/// A document that fails only because of a bare `&` or an HTML entity XML does not know
+/// (`&alpha;`) is read again with those escaped, as feedparser and browsers do, and the
+/// repair is noted; a truncated document still yields nothing.
+fn parse_xml<'a>(
+    body: &'a [u8],
+    base_url: Option<&str>,
+    notes: &Notes,
+) -> Result<(feed_rs::model::Feed, Cow<'a, [u8]>), FeedError> {
+    let body = with_rss_version(body);
+    let strict = check_well_formed(&body)
+        .and_then(|()| parse_with_feed_rs(&drop_userland_namespace(&body), base_url, notes));
+    let error = match strict {
+        Ok(feed) => return Ok((feed, body)),
+        Err(e) => e,
+    };
+    if is_rss_without_channel(&body) {
+        // `<rss></rss>`: a well-formed feed that lists nothing, as feedparser reads it.
+        let empty = parse_with_feed_rs(EMPTY_RSS, base_url, notes)?;
+        return Ok((empty, body));
+    }
+    let Some(repaired) = xml_repair::escape_stray_entities(&body) else {
+        return Err(error);
+    };
+    check_well_formed(&repaired).map_err(|_| error_clone(&error))?;
+    let feed = parse_with_feed_rs(&drop_userland_namespace(&repaired), base_url, notes)
+        .map_err(|_| error_clone(&error))?;
+    notes.add(format!(
+        "the feed is not well-formed XML ({}); read again with stray `&` and HTML entities escaped",
+        error_detail_of(&error)
+    ));
+    Ok((feed, Cow::Owned(repaired)))
+}
+
+const EMPTY_RSS: &[u8] = b"<rss version=\"2.0\"><channel></channel></rss>";
+
+/// A well-formed `<rss>` document with no `<channel>` in it.
+fn is_rss_without_channel(body: &[u8]) -> bool {
+    let is_rss = xml_repair::root_start(body).is_some_and(|at| body[at..].starts_with(b"<rss"));
+    is_rss && check_well_formed(body).is_ok() && !body.windows(8).any(|w| w == b"<channel")
+}
+
+fn error_clone(e: &FeedError) -> FeedError {
+    FeedError::Malformed(error_detail_of(e))
+}
+
+fn error_detail_of(e: &FeedError) -> String {
+    match e {
+        FeedError::Malformed(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `<rss>` without a `version` attribute is RSS 2.0 to every reader; feed-rs wants it said.
+fn with_rss_version(body: &[u8]) -> Cow<'_, [u8]> {
+    let Some(start) = xml_repair::root_start(body) else {
+        return Cow::Borrowed(body);
+    };
+    let tag = &body[start..];
+    let is_rss = tag.starts_with(b"<rss")
+        && tag
+            .get(4)
+            .is_some_and(|b| b.is_ascii_whitespace() || *b == b'>' || *b == b'/');
+    let end = tag.iter().position(|b| *b == b'>').unwrap_or(tag.len());
+    let has_version = tag[..end].windows(8).any(|w| w == b"version=");
+    if !is_rss || has_version {
+        return Cow::Borrowed(body);
+    }
+    let mut owned = Vec::with_capacity(body.len() + 16);
+    owned.extend_from_slice(&body[..start + 4]);
+    owned.extend_from_slice(b" version=\"2.0\"");
+    owned.extend_from_slice(&body[start + 4..]);
+    Cow::Owned(owned)
 }
 
 /// Some RSS 2.0 feeds put their elements in Userland's namespace
@@ -253,10 +374,19 @@ fn drop_userland_namespace(body: &[u8]) -> Cow<'_, [u8]> {
 fn parse_with_feed_rs(
     body: &[u8],
     base_url: Option<&str>,
+    notes: &Notes,
 ) -> Result<feed_rs::model::Feed, FeedError> {
+    let dates = notes.clone();
     feed_rs::parser::Builder::new()
         .sanitize_content(false)
         .base_uri(base_url)
+        .timestamp_parser(move |raw| {
+            let (at, assumed) = text::timestamp(raw)?;
+            if let Some(assumed) = assumed {
+                dates.add(assumed);
+            }
+            Some(at)
+        })
         .build()
         .parse(body)
         .map_err(|e| FeedError::Malformed(e.to_string()))
@@ -364,6 +494,49 @@ mod tests {
         let body = "\u{feff}<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><rss version=\"2.0\"><channel><title>t</title><item><title>Café</title><link>https://example.org/a</link></item></channel></rss>";
         let parsed = parse(FeedKind::Feed, body.as_bytes(), None, None).unwrap();
         assert_eq!(parsed.entries[0].paper.title, "Café");
+    }
+
+    #[test]
+    fn rss_without_a_version_is_rss_2() {
+        let body = b"<?xml version=\"1.0\"?>\n<rss><channel><title>t</title><item><title>a</title><link>https://example.org/a</link></item></channel></rss>";
+        let parsed = parse(FeedKind::Feed, body, None, None).unwrap();
+        assert_eq!(parsed.entries.len(), 1);
+        assert!(parsed.notes.is_empty());
+        let empty = parse(FeedKind::Feed, b"\xef\xbb\xbf<rss>\n</rss>", None, None).unwrap();
+        assert_eq!(empty.entries.len(), 0);
+    }
+
+    #[test]
+    fn a_bare_ampersand_is_repaired_and_noted() {
+        let body = b"<rss version=\"2.0\"><channel><title>t</title><item><title>R&D &alpha;</title><link>https://example.org/a?x=1&y=2</link></item></channel></rss>";
+        let parsed = parse(FeedKind::Feed, body, None, None).unwrap();
+        assert_eq!(parsed.entries.len(), 1);
+        assert_eq!(parsed.entries[0].paper.title, "R&D \u{3b1}");
+        assert_eq!(
+            parsed.entries[0].paper.links.abs.as_deref(),
+            Some("https://example.org/a?x=1&y=2")
+        );
+        assert_eq!(parsed.notes.len(), 1, "{:?}", parsed.notes);
+        assert!(
+            parsed.notes[0].contains("not well-formed"),
+            "{:?}",
+            parsed.notes
+        );
+    }
+
+    #[test]
+    fn undeclared_non_utf8_is_windows_1252() {
+        let body = b"<rss version=\"2.0\"><channel><title>t</title><item><title>Caf\xe9 \x93quoted\x94</title><link>https://example.org/a</link></item></channel></rss>";
+        let parsed = parse(FeedKind::Feed, body, None, None).unwrap();
+        assert_eq!(
+            parsed.entries[0].paper.title,
+            "Caf\u{e9} \u{201c}quoted\u{201d}"
+        );
+        assert!(
+            parsed.notes[0].contains("windows-1252"),
+            "{:?}",
+            parsed.notes
+        );
     }
 
     #[test]

@@ -259,6 +259,9 @@ struct Found {
     by_key: HashMap<String, StoredPaper>,
     /// DOI → the key of the paper that carries it.
     by_doi: HashMap<String, String>,
+    /// arXiv id → the key of the paper that carries it (a paper keyed by its journal DOI
+    /// that an arXiv entry was merged into).
+    by_arxiv: HashMap<String, String>,
 }
 
 impl From<Vec<StoredPaper>> for Found {
@@ -271,6 +274,12 @@ impl From<Vec<StoredPaper>> for Found {
                     .entry(doi.to_lowercase())
                     .or_insert_with(|| p.paper.key.as_str().to_string());
             }
+            if let Some(arxiv) = &p.paper.arxiv_id {
+                found
+                    .by_arxiv
+                    .entry(arxiv.clone())
+                    .or_insert_with(|| p.paper.key.as_str().to_string());
+            }
             found.by_key.insert(p.paper.key.as_str().to_string(), p);
         }
         found
@@ -279,8 +288,12 @@ impl From<Vec<StoredPaper>> for Found {
 
 impl Found {
     fn find(&self, id: &SeedId) -> Option<&StoredPaper> {
-        if let Some(p) = self.by_key.get(id.key().as_str()) {
+        let key = id.key();
+        if let Some(p) = self.by_key.get(key.as_str()) {
             return Some(p);
+        }
+        if let Some(arxiv) = key.as_str().strip_prefix("arxiv:") {
+            return self.by_key.get(self.by_arxiv.get(arxiv)?);
         }
         self.by_key.get(self.by_doi.get(id.doi()?)?)
     }

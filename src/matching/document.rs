@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::domain::Paper;
-use crate::domain::analysis::{category, stem, tokenize, words};
+use crate::domain::analysis::{category, name_words, stem, tokenize};
 use crate::domain::query::Field;
 
 /// The analysed words of a title or an abstract.
@@ -70,7 +70,8 @@ impl TextField {
 pub struct Doc {
     pub title: TextField,
     pub abstract_text: TextField,
-    /// The normalised words of each author's name.
+    /// The normalised words of each author's name, in reading order (see
+    /// [`name_words`]).
     pub authors: Vec<Vec<String>>,
     /// Lowercased categories.
     pub categories: Vec<String>,
@@ -81,7 +82,7 @@ impl Doc {
         Doc {
             title: TextField::new(title),
             abstract_text: TextField::new(abstract_text),
-            authors: authors.iter().map(|a| words(a)).collect(),
+            authors: authors.iter().map(|a| name_words(a)).collect(),
             categories: categories.iter().map(|c| category(c)).collect(),
         }
     }

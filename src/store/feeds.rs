@@ -28,6 +28,9 @@ pub struct FeedHealth {
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub consecutive_failures: i64,
+    /// What the last ingested response needed repaired or assumed to be read; `Some`
+    /// means the feed is degraded.
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +53,11 @@ pub enum FetchOutcome {
     Success {
         etag: Option<String>,
         last_modified: Option<String>,
+        /// What reading the body needed repaired or assumed (`None`: nothing).
+        warning: Option<String>,
     },
+    /// 304: the feed has not changed, and so neither has its warning.
+    NotModified,
     Failure {
         error: String,
     },
@@ -68,6 +75,7 @@ struct FeedRow {
     last_success_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
     consecutive_failures: i64,
+    last_warning: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -91,6 +99,7 @@ impl TryFrom<FeedRow> for FeedRecord {
                 last_success_at: r.last_success_at,
                 last_error: r.last_error,
                 consecutive_failures: r.consecutive_failures,
+                warning: r.last_warning,
             },
             created_at: r.created_at,
         })
@@ -101,7 +110,8 @@ macro_rules! select_feeds {
     ($rest:literal) => {
         concat!(
             "SELECT id, name, url, kind, etag, last_modified, last_attempt_at, ",
-            "last_success_at, last_error, consecutive_failures, created_at FROM feeds ",
+            "last_success_at, last_error, consecutive_failures, last_warning, created_at ",
+            "FROM feeds ",
             $rest
         )
     };
@@ -172,8 +182,8 @@ impl Store {
         Ok(removed > 0)
     }
 
-    /// Keeps how a poll ended: validators and success time, or the error and one more
-    /// consecutive failure.
+    /// Keeps how a poll ended: validators, success time and any warning, or the error and
+    /// one more consecutive failure.
     #[tracing::instrument(skip_all, fields(feed_id))]
     pub async fn record_fetch(
         &self,
@@ -183,17 +193,28 @@ impl Store {
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
             match outcome {
-                FetchOutcome::Success { etag, last_modified } => {
+                FetchOutcome::Success { etag, last_modified, warning } => {
                     sqlx::query(
                         "UPDATE feeds SET last_attempt_at = $2, last_success_at = $2, \
                          last_error = NULL, consecutive_failures = 0, \
-                         etag = COALESCE($3, etag), last_modified = COALESCE($4, last_modified) \
-                         WHERE id = $1",
+                         etag = COALESCE($3, etag), last_modified = COALESCE($4, last_modified), \
+                         last_warning = $5 WHERE id = $1",
                     )
                     .bind(feed_id)
                     .bind(at)
                     .bind(etag.as_deref())
                     .bind(last_modified.as_deref())
+                    .bind(warning.as_deref())
+                    .execute(pool)
+                    .await?;
+                }
+                FetchOutcome::NotModified => {
+                    sqlx::query(
+                        "UPDATE feeds SET last_attempt_at = $2, last_success_at = $2, \
+                         last_error = NULL, consecutive_failures = 0 WHERE id = $1",
+                    )
+                    .bind(feed_id)
+                    .bind(at)
                     .execute(pool)
                     .await?;
                 }

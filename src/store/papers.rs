@@ -145,6 +145,8 @@ struct Known {
     by_key: HashMap<String, usize>,
     by_arxiv: HashMap<String, usize>,
     by_doi: HashMap<String, usize>,
+    /// Rows merged into another during this batch, and the row they live on in.
+    merged_into: HashMap<i64, i64>,
 }
 
 impl Known {
@@ -178,13 +180,55 @@ impl Known {
         }
     }
 
-    /// The stored row for `paper`: same key first, then same arXiv id, then same DOI.
-    fn find(&self, paper: &Paper) -> Option<usize> {
-        self.by_key
-            .get(paper.key.as_str())
-            .or_else(|| paper.arxiv_id.as_ref().and_then(|a| self.by_arxiv.get(a)))
-            .or_else(|| paper.doi.as_ref().and_then(|d| self.by_doi.get(d)))
+    /// The stored rows `paper` is: same key, same arXiv id or same DOI, oldest (lowest id)
+    /// first. More than one means that `paper` shows them to be one paper. A DOI alone does
+    /// not join two different arXiv preprints (two may cite one journal DOI): a row found
+    /// only by DOI whose arXiv id differs from the entry's is another paper.
+    fn find_all(&self, paper: &Paper) -> Vec<usize> {
+        let by_doi = paper
+            .doi
+            .as_ref()
+            .and_then(|d| self.by_doi.get(d))
             .copied()
+            .filter(|&at| {
+                let stored = &self.papers[at].paper.arxiv_id;
+                !matches!((stored, &paper.arxiv_id), (Some(a), Some(b)) if a != b)
+            });
+        let mut found: Vec<usize> = [
+            self.by_key.get(paper.key.as_str()).copied(),
+            paper
+                .arxiv_id
+                .as_ref()
+                .and_then(|a| self.by_arxiv.get(a))
+                .copied(),
+            by_doi,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        found.sort_by_key(|&at| self.papers[at].id);
+        found.dedup();
+        found
+    }
+
+    /// The row that paper `id` lives in now.
+    fn resolve(&self, mut id: i64) -> i64 {
+        while let Some(&into) = self.merged_into.get(&id) {
+            id = into;
+        }
+        id
+    }
+
+    /// Files everything filed under row `from` under row `into` instead (`from` was merged
+    /// into it and deleted).
+    fn refile(&mut self, from: usize, into: usize) {
+        for map in [&mut self.by_key, &mut self.by_arxiv, &mut self.by_doi] {
+            for at in map.values_mut() {
+                if *at == from {
+                    *at = into;
+                }
+            }
+        }
     }
 }
 
@@ -257,6 +301,10 @@ impl Store {
                         .await?;
                 links.push((paper_id, item));
             }
+            // An entry may have shown that an earlier entry's paper is an older one.
+            for (paper_id, _) in &mut links {
+                *paper_id = known.resolve(*paper_id);
+            }
             if let Some(feed_id) = feed_id {
                 relist(&mut tx, &known, &links).await?;
                 link_sources(&mut tx, feed_id, links, now).await?;
@@ -287,15 +335,33 @@ impl Store {
         rows.into_iter().map(PaperRow::into_stored).collect()
     }
 
-    /// One paper by key, with every feed that carried it.
+    /// One paper by key, with every feed that carried it. A paper merged into another row
+    /// (its arXiv id or DOI now on a row keyed otherwise) is still found by its own key.
     #[tracing::instrument(skip_all, fields(key = %key))]
     pub async fn paper(
         &self,
         key: &PaperKey,
     ) -> StoreResult<Option<(StoredPaper, Vec<PaperSource>)>> {
+        let k = key.as_str();
+        let (column_query, value) = if let Some(id) = k.strip_prefix("arxiv:") {
+            (
+                select_papers!(
+                    "WHERE key = $1 OR arxiv_id = $2 ORDER BY (key = $1) DESC, id LIMIT 1"
+                ),
+                id,
+            )
+        } else if let Some(doi) = k.strip_prefix("doi:") {
+            (
+                select_papers!("WHERE key = $1 OR doi = $2 ORDER BY (key = $1) DESC, id LIMIT 1"),
+                doi,
+            )
+        } else {
+            (select_papers!("WHERE key = $1 AND $2 = $2"), k)
+        };
         let row: Option<PaperRow> = on_pool!(self, pool => {
-            sqlx::query_as(select_papers!("WHERE key = $1"))
-                .bind(key.as_str())
+            sqlx::query_as(column_query)
+                .bind(k)
+                .bind(value)
                 .fetch_optional(pool)
                 .await?
         });
@@ -361,8 +427,9 @@ impl Store {
             .collect()
     }
 
-    /// The stored papers with one of `keys`, or with one of `dois` (lowercased) as their
-    /// DOI whatever their key, a few queries per few hundred values.
+    /// The stored papers with one of `keys` (an arXiv key also finds the paper its arXiv
+    /// id was merged into), or with one of `dois` (lowercased) as their DOI whatever their
+    /// key, a few queries per few hundred values.
     #[tracing::instrument(skip_all, fields(keys = keys.len(), dois = dois.len()))]
     pub async fn papers_by_keys_or_dois(
         &self,
@@ -372,7 +439,15 @@ impl Store {
         let mut found: Vec<StoredPaper> = Vec::new();
         let mut seen = HashSet::new();
         let keys: Vec<&str> = keys.iter().map(PaperKey::as_str).collect();
-        for (column, values) in [("key", keys.as_slice()), ("doi", dois)] {
+        let arxiv_ids: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix("arxiv:"))
+            .collect();
+        for (column, values) in [
+            ("key", keys.as_slice()),
+            ("arxiv_id", arxiv_ids.as_slice()),
+            ("doi", dois),
+        ] {
             for chunk in values.chunks(LOOKUP_CHUNK) {
                 let rows: Vec<PaperRow> = on_pool!(self, pool => {
                     let mut q = sqlx::QueryBuilder::new(select_papers!("WHERE "));
@@ -488,11 +563,14 @@ where
     for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<DateTime<Utc>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Decode<'q, DB>,
     (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (i64, String): for<'r> sqlx::FromRow<'r, DB::Row>,
     DB::Arguments: sqlx::IntoArguments<DB>,
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
 {
-    let Some(at) = known.find(incoming) else {
+    let found = known.find_all(incoming);
+    let Some((&at, newer_rows)) = found.split_first() else {
         let query = sqlx::query_scalar::<DB, i64>(
             "INSERT INTO papers (key, arxiv_id, version, doi, title, abstract, authors, \
              categories, abs_url, pdf_url, discussion_url, thumbnail_url, published_at, \
@@ -518,8 +596,13 @@ where
         });
         return Ok(id);
     };
+    let mut merged_rows = false;
+    for &newer in newer_rows {
+        merge_rows(tx, known, at, newer).await?;
+        merged_rows = true;
+    }
     let stored = &mut known.papers[at];
-    if stored.paper.merge(incoming) {
+    if stored.paper.merge(incoming) || merged_rows {
         let query = sqlx::query::<DB>(
             "UPDATE papers SET arxiv_id = $2, version = $3, doi = $4, title = $5, \
              abstract = $6, authors = $7, categories = $8, abs_url = $9, pdf_url = $10, \
@@ -539,6 +622,99 @@ where
     let id = stored.id;
     known.reindex(at);
     Ok(id)
+}
+
+/// Merges stored row `newer` into the older row `at`, which a new entry has shown to be the
+/// same paper (an arXiv preprint that gives the DOI its journal entry was stored under):
+/// what `newer` knew fills `at`, everything that refers to `newer` (feed sources, digest
+/// entries, ratings, tastes) is repointed to `at`, and `newer` is deleted, all in the
+/// caller's transaction. Where both rows have a row of their own in a table keyed by paper
+/// (the same feed carried both, the reader rated both), the older row's is kept. The
+/// caller writes the merged fields of `at`.
+async fn merge_rows<DB>(
+    tx: &mut WriteTx<DB>,
+    known: &mut Known,
+    at: usize,
+    newer: usize,
+) -> StoreResult<()>
+where
+    DB: sqlx::Database,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    (i64, String): for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+{
+    let (keep, gone) = (known.papers[at].id, known.papers[newer].id);
+    tracing::info!(
+        kept = %known.papers[at].paper.key,
+        merged = %known.papers[newer].paper.key,
+        "two stored papers are one; merging into the older"
+    );
+    let other = known.papers[newer].paper.clone();
+    known.papers[at].paper.merge(&other);
+    for statement in [
+        "UPDATE paper_sources SET paper_id = $1 WHERE paper_id = $2 AND feed_id NOT IN \
+         (SELECT feed_id FROM paper_sources WHERE paper_id = $1)",
+        "UPDATE ratings SET paper_id = $1 WHERE paper_id = $2 AND subscriber_id NOT IN \
+         (SELECT subscriber_id FROM ratings WHERE paper_id = $1)",
+        "UPDATE digest_papers SET paper_id = $1 WHERE paper_id = $2",
+        // What was not moved (a feed or a rating both rows had) goes with the row.
+        "DELETE FROM paper_sources WHERE paper_id = $2",
+        "DELETE FROM ratings WHERE paper_id = $2",
+        "DELETE FROM papers WHERE id = $2",
+    ] {
+        sqlx::query::<DB>(statement)
+            .bind(keep)
+            .bind(gone)
+            .execute(&mut **tx)
+            .await?;
+    }
+    // A taste names the rated papers it learned from by id (its second line).
+    let tastes: Vec<(i64, String)> =
+        sqlx::query_as::<DB, (i64, String)>("SELECT subscriber_id, model FROM tastes")
+            .fetch_all(&mut **tx)
+            .await?;
+    for (subscriber, model) in tastes {
+        if let Some(model) = repoint_exemplars(&model, gone, keep) {
+            sqlx::query::<DB>("UPDATE tastes SET model = $2 WHERE subscriber_id = $1")
+                .bind(subscriber)
+                .bind(model)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    // Listed if either was: a feed carried one of them.
+    if known.unlisted.contains(&keep) && !known.unlisted.contains(&gone) {
+        sqlx::query::<DB>("UPDATE papers SET listed = TRUE WHERE id = $1")
+            .bind(keep)
+            .execute(&mut **tx)
+            .await?;
+        known.unlisted.remove(&keep);
+    }
+    known.unlisted.remove(&gone);
+    known.merged_into.insert(gone, keep);
+    known.refile(newer, at);
+    Ok(())
+}
+
+/// A stored taste with paper `from` replaced by `to` among its exemplars (the
+/// comma-separated ids of its second line); `None` when it does not name `from`.
+fn repoint_exemplars(model: &str, from: i64, to: i64) -> Option<String> {
+    let mut lines: Vec<&str> = model.split('\n').collect();
+    let ids = lines.get(1)?;
+    let from = from.to_string();
+    if !ids.split(',').any(|id| id == from) {
+        return None;
+    }
+    let to = to.to_string();
+    let repointed: Vec<&str> = ids
+        .split(',')
+        .map(|id| if id == from { to.as_str() } else { id })
+        .collect();
+    let joined = repointed.join(",");
+    lines[1] = &joined;
+    Some(lines.join("\n"))
 }
 
 /// Lists the papers of a feed's batch that were stored unlisted (a reader liked them before

@@ -35,6 +35,7 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
                     "name": f.name,
                     "last_success_age_secs": f.health.last_success_at.map(|t| (now - t).num_seconds()),
                     "consecutive_failures": f.health.consecutive_failures,
+                    "degraded": f.health.warning.is_some(),
                 })
             })
             .collect(),

@@ -36,7 +36,9 @@ async fn fetch(store: &Store, names: &[&str]) -> Vec<FeedReport> {
 
 fn counts(report: &FeedReport) -> (UpsertCounts, usize) {
     match &report.status {
-        FeedStatus::Ingested { counts, skipped } => (*counts, *skipped),
+        FeedStatus::Ingested {
+            counts, skipped, ..
+        } => (*counts, *skipped),
         other => panic!("{}: expected ingestion, got {other:?}", report.feed),
     }
 }

@@ -15,6 +15,7 @@ mod crash;
 mod digest_mail;
 mod digests;
 mod feed;
+mod fidelity;
 mod form;
 mod ingest;
 mod instances;

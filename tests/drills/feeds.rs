@@ -115,7 +115,9 @@ async fn poll(store: &Store, fetcher: &Fetcher, name: &str) -> FeedReport {
 
 fn counts(report: &FeedReport) -> (UpsertCounts, usize) {
     match &report.status {
-        FeedStatus::Ingested { counts, skipped } => (*counts, *skipped),
+        FeedStatus::Ingested {
+            counts, skipped, ..
+        } => (*counts, *skipped),
         other => panic!(
             "{}: expected the feed to be ingested, got {other:?}",
             report.feed
