@@ -201,6 +201,7 @@ mod tests {
                 last_success_at: at.map(t),
                 last_error: None,
                 consecutive_failures: 0,
+                warning: None,
             },
             created_at: t("2026-11-01T00:00:00Z"),
         }
