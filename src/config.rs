@@ -212,6 +212,20 @@ pub struct WebSettings {
     pub max_body_bytes: usize,
     /// The least time between two confirmation (or settings) links mailed to one address.
     pub resend_link_after_secs: u64,
+    /// A request head (request line and headers) must arrive whole within this many
+    /// seconds of its first byte, or of the connection opening; a client that trickles it
+    /// is disconnected.
+    pub header_read_timeout_secs: u64,
+    /// A kept-alive connection that sends nothing for this many seconds after an answer is
+    /// closed.
+    pub keep_alive_timeout_secs: u64,
+    /// Connections open at once, at most (lowered at start to fit the descriptor limit).
+    /// At the cap a new connection displaces the one that has waited longest without a
+    /// request in progress, so a flood of slow or idle clients cannot lock others out.
+    pub max_connections: usize,
+    /// On SIGTERM, how long requests in progress may take to finish before `serve` exits
+    /// anyway; idle connections are closed at once.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for WebSettings {
@@ -226,6 +240,10 @@ impl Default for WebSettings {
             likes_per_hour: 10,
             max_body_bytes: 64 * 1024,
             resend_link_after_secs: 600,
+            header_read_timeout_secs: 10,
+            keep_alive_timeout_secs: 75,
+            max_connections: 1024,
+            shutdown_grace_secs: 10,
         }
     }
 }
@@ -236,6 +254,9 @@ impl Default for WebSettings {
 pub struct Settings {
     pub database_url: DatabaseUrl,
     pub bind: String,
+    /// A second listener that serves `/metrics` (and `/healthz`); when set, the public
+    /// listener does not serve `/metrics`.
+    pub admin_bind: Option<String>,
     pub base_url: String,
     pub smtp_url: Option<Secret>,
     pub outbox_dir: PathBuf,
@@ -256,6 +277,7 @@ impl Default for Settings {
         Self {
             database_url: DatabaseUrl::new("sqlite://data/paperboy.db"),
             bind: "127.0.0.1:8080".into(),
+            admin_bind: None,
             base_url: "http://127.0.0.1:8080".into(),
             smtp_url: None,
             outbox_dir: PathBuf::from("data/outbox"),
@@ -332,6 +354,9 @@ impl Settings {
         }
         if let Some(v) = get("PAPERBOY_BIND") {
             self.bind = v;
+        }
+        if let Some(v) = get("PAPERBOY_ADMIN_BIND") {
+            self.admin_bind = Some(v);
         }
         if let Some(v) = get("PAPERBOY_BASE_URL") {
             self.base_url = v;
@@ -449,6 +474,29 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "web",
                 message: "rate limits must be above zero, max_body_bytes at least 1024 and resend_link_after_secs at most a day".into(),
+            });
+        }
+        if w.header_read_timeout_secs == 0
+            || w.keep_alive_timeout_secs == 0
+            || w.max_connections == 0
+            || w.header_read_timeout_secs > 3600
+            || w.keep_alive_timeout_secs > 3600
+            || w.shutdown_grace_secs > 3600
+        {
+            return Err(ConfigError::Invalid {
+                key: "web",
+                message: "header_read_timeout_secs, keep_alive_timeout_secs and max_connections \
+                          must be above zero, and the timeouts and shutdown_grace_secs at most \
+                          an hour"
+                    .into(),
+            });
+        }
+        if let Some(admin) = &self.admin_bind
+            && admin.trim() == self.bind.trim()
+        {
+            return Err(ConfigError::Invalid {
+                key: "admin_bind",
+                message: format!("{admin:?} is the web listener's own address (bind)"),
             });
         }
         let base = url::Url::parse(&self.base_url).map_err(|e| ConfigError::Invalid {

@@ -22,5 +22,6 @@ mod mail;
 mod matching;
 mod preview;
 mod ratings;
+mod server;
 mod taste;
 mod web;
