@@ -37,6 +37,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// From the end of an answer to the first byte of the next request.
     pub keep_alive_timeout: Duration,
+    /// From the end of a request's head to the end of its body.
+    pub body_read_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
     /// On shutdown, how long the requests in progress may still take.
@@ -52,6 +54,7 @@ impl Limits {
         Limits {
             header_read_timeout: Duration::from_secs(web.header_read_timeout_secs),
             keep_alive_timeout: Duration::from_secs(web.keep_alive_timeout_secs),
+            body_read_timeout: Duration::from_secs(web.body_read_timeout_secs),
             max_connections: web.max_connections.max(1),
             shutdown_grace: Duration::from_secs(web.shutdown_grace_secs),
         }
@@ -180,9 +183,10 @@ async fn connection(
     let service = {
         let tracker = tracker.clone();
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let in_flight = InFlight::start(tracker.clone());
+            let in_flight = InFlight::start(tracker.clone(), !request.body().is_end_stream());
             let mut router = router.clone();
-            let mut request = request.map(Body::new);
+            let tracker = tracker.clone();
+            let mut request = request.map(|body| Body::new(Arriving { body, tracker }));
             request.extensions_mut().insert(ConnectInfo(peer));
             async move {
                 let Ok(response) = tower_service::Service::call(&mut router, request).await;
@@ -242,6 +246,9 @@ async fn connection(
 struct Phase {
     /// Requests being handled or answered (their bodies still being sent).
     busy: usize,
+    /// Since when the body of the request in progress has been awaited, until it has all
+    /// arrived (or the handler dropped it).
+    body_since: Option<Instant>,
     /// No request yet on this connection.
     fresh: bool,
     /// Bytes of a request head have arrived since the last answer.
@@ -253,10 +260,12 @@ struct Phase {
 }
 
 impl Phase {
-    /// When the connection is closed unless something happens first; none while busy.
+    /// When the connection is closed unless something happens first; none while a
+    /// request is handled with its body all there.
     fn deadline(&self, limits: &Limits) -> Option<Instant> {
         if self.busy > 0 {
-            None
+            self.body_since
+                .map(|since| since + limits.body_read_timeout)
         } else if self.fresh || self.reading_head {
             Some(self.since + limits.header_read_timeout)
         } else {
@@ -276,6 +285,7 @@ impl Tracker {
         Tracker {
             phase: Mutex::new(Phase {
                 busy: 0,
+                body_since: None,
                 fresh: true,
                 reading_head: false,
                 since: Instant::now(),
@@ -309,17 +319,28 @@ impl Tracker {
         }
     }
 
-    fn request_started(&self) {
+    fn request_started(&self, with_body: bool) {
         self.change(|p| {
             p.busy += 1;
             p.fresh = false;
             p.reading_head = false;
+            p.body_since = with_body.then(Instant::now);
         });
+    }
+
+    fn body_arrived(&self) {
+        let mut phase = self.lock();
+        if phase.body_since.is_some() {
+            phase.body_since = None;
+            drop(phase);
+            self.wake.notify_one();
+        }
     }
 
     fn request_finished(&self) {
         self.change(|p| {
             p.busy = p.busy.saturating_sub(1);
+            p.body_since = None;
             if p.busy == 0 {
                 p.since = Instant::now();
             }
@@ -342,9 +363,46 @@ impl Tracker {
 struct InFlight(Arc<Tracker>);
 
 impl InFlight {
-    fn start(tracker: Arc<Tracker>) -> InFlight {
-        tracker.request_started();
+    fn start(tracker: Arc<Tracker>, with_body: bool) -> InFlight {
+        tracker.request_started(with_body);
         InFlight(tracker)
+    }
+}
+
+/// A request's body, telling the tracker when it has all arrived or is no longer read.
+struct Arriving {
+    body: Incoming,
+    tracker: Arc<Tracker>,
+}
+
+impl HttpBody for Arriving {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || this.body.is_end_stream() {
+            this.tracker.body_arrived();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Arriving {
+    fn drop(&mut self) {
+        self.tracker.body_arrived();
     }
 }
 
@@ -513,6 +571,7 @@ mod tests {
         Limits {
             header_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(75),
+            body_read_timeout: Duration::from_secs(60),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -533,7 +592,13 @@ mod tests {
         let t = Tracker::new();
         let opened = t.state().since;
         assert_eq!(t.state().deadline(&l), Some(opened + l.header_read_timeout));
-        t.request_started();
+        t.request_started(true);
+        let body = t.state();
+        assert_eq!(
+            body.deadline(&l),
+            Some(body.body_since.unwrap() + l.body_read_timeout)
+        );
+        t.body_arrived();
         assert_eq!(t.state().deadline(&l), None);
         t.request_finished();
         let idle = t.state();
@@ -548,7 +613,7 @@ mod tests {
     async fn at_the_cap_the_longest_waiting_idle_connection_is_displaced() {
         let open = Arc::new(Connections::default());
         let busy = Arc::new(Tracker::new());
-        busy.request_started();
+        busy.request_started(false);
         let _a = open.register(busy.clone());
         let old = Arc::new(Tracker::new());
         let _b = open.register(old.clone());

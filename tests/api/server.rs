@@ -141,6 +141,47 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() 
 }
 
 #[tokio::test]
+async fn a_client_that_trickles_a_request_body_is_disconnected_at_the_body_deadline() {
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, |s| {
+        quiet(s);
+        s.web.body_read_timeout_secs = 1;
+    })
+    .await;
+    let mut slow = connect(&app).await;
+    slow.write_all(
+        format!(
+            "POST /subscribe HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\nemail=",
+            app.addr
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let trickle = async {
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if slow.write_all(b"a").await.is_err() {
+                break;
+            }
+        }
+    };
+    trickle.await;
+    closed_within(&mut slow, Duration::from_secs(5))
+        .await
+        .expect("the trickling body is cut off");
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(4500), "cut after {took:?}");
+    // A body sent at once is read and answered, however long the handler then takes.
+    let mut v = Visitor::new(&app);
+    let page = v.subscribe("quick@example.org", "diffusion").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    app.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn beyond_the_connection_cap_new_clients_displace_the_longest_waiting_ones() {
     let db = TestDb::sqlite().await;
     let app = spawn_app(&db, |s| {
