@@ -128,13 +128,14 @@ pub fn admin_router(state: AppState) -> Router {
 }
 
 /// The routes that answer JSON, errors included.
-const JSON_ROUTES: &[&str] = &["/preview"];
+const JSON_ROUTES: &[&str] = &["/preview", "/healthz"];
 
 /// Answers that are errors and not one of ours (axum's rejections of a bad path
 /// parameter, form, query string, content type or body size are plain text that may
 /// quote the request; an unknown method has no body at all) become the error page, or
 /// `{"ok": false, "error": …}` on a JSON route: the same words for every such answer of
-/// a status, never the request's own.
+/// a status, never the request's own. A handler's own HTML page or JSON stays as it is,
+/// except that a JSON route answers JSON only.
 async fn error_pages(request: Request, next: Next) -> Response {
     let json = JSON_ROUTES.contains(&request.uri().path());
     let response = next.run(request).await;
@@ -147,11 +148,7 @@ async fn error_pages(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let ours = if json {
-        kind.starts_with("application/json")
-    } else {
-        kind.starts_with("text/html")
-    };
+    let ours = kind.starts_with("application/json") || (!json && kind.starts_with("text/html"));
     if ours {
         return response;
     }

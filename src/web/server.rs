@@ -103,9 +103,12 @@ pub async fn serve(
                 continue;
             }
         };
-        if open.count() >= limits.max_connections && !open.evict_longest_waiting() {
-            refuse(stream);
-            continue;
+        if open.count() >= limits.max_connections {
+            open.warn_at_cap(limits.max_connections);
+            if !open.evict_longest_waiting() {
+                refuse(stream);
+                continue;
+            }
         }
         let _ = stream.set_nodelay(true);
         let tracker = Arc::new(Tracker::new());
@@ -497,6 +500,8 @@ struct Connections {
     open: Mutex<HashMap<u64, Arc<Tracker>>>,
     /// Woken when the last connection closes.
     emptied: Notify,
+    /// When the cap was last reported, so a flood logs once a minute, not per connection.
+    cap_reported: Mutex<Option<Instant>>,
 }
 
 impl Connections {
@@ -506,6 +511,18 @@ impl Connections {
 
     fn count(&self) -> usize {
         self.lock().len()
+    }
+
+    fn warn_at_cap(&self, cap: usize) {
+        let mut reported = self.cap_reported.lock().unwrap_or_else(|e| e.into_inner());
+        if reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            *reported = Some(Instant::now());
+            tracing::warn!(
+                max_connections = cap,
+                "the connection cap is reached: new connections displace the longest-waiting \
+                 idle ones (reported once a minute)"
+            );
+        }
     }
 
     fn register(self: &Arc<Self>, tracker: Arc<Tracker>) -> Registered {

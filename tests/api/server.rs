@@ -410,6 +410,12 @@ async fn what_axum_itself_refuses_gets_the_error_page_without_echoing_the_reques
     let json: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(json["ok"], false);
     assert!(!json.to_string().contains("zq"), "{json}");
+    // A handler's own JSON error stays as it is: /healthz with the database gone.
+    app.store.close().await;
+    let r = http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let json: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(json["status"], "unavailable", "{json}");
     app.stop().await;
     db.cleanup().await;
 }
