@@ -8,7 +8,8 @@
 //!   again and again.
 //! - `server.sigterm`: seconds from SIGTERM to exit with only idle connections open, and
 //!   with requests in progress: one finishes within the grace and is answered, the others
-//!   never finish and are cut at the grace.
+//!   never finish and are cut at the grace; and with a digest being sent, which finishes
+//!   and is recorded.
 #[path = "../api/helpers.rs"]
 mod helpers;
 #[path = "report.rs"]
@@ -31,14 +32,30 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// `paperboy serve --no-scheduler --no-worker` in `dir` with `web` as its `[web]` table,
 /// under `prlimit --nofile=SOFT:HARD` when given. Returns the process and its address.
 fn serve(dir: &Path, web: &str, nofile: Option<(u64, u64)>) -> (Child, String) {
+    serve_with(dir, "", web, nofile, &["--no-worker"])
+}
+
+/// The database file every `serve` of a drill uses.
+fn database_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("paperboy.db").display())
+}
+
+/// `paperboy serve --no-scheduler` and `args`, with `top` added to the top of its config.
+fn serve_with(
+    dir: &Path,
+    top: &str,
+    web: &str,
+    nofile: Option<(u64, u64)>,
+    args: &[&str],
+) -> (Child, String) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     std::fs::write(
         dir.join("paperboy.toml"),
         format!(
-            "database_url = \"sqlite://{}\"\nbind = \"{addr}\"\nbase_url = \"http://{addr}\"\n\
-             log = \"warn\"\n[web]\n{web}\n",
-            dir.join("paperboy.db").display()
+            "database_url = \"{}\"\nbind = \"{addr}\"\nbase_url = \"http://{addr}\"\n\
+             log = \"warn\"\n{top}\n[web]\n{web}\n",
+            database_url(dir)
         ),
     )
     .expect("write paperboy.toml");
@@ -60,7 +77,8 @@ fn serve(dir: &Path, web: &str, nofile: Option<(u64, u64)>) -> (Child, String) {
         }
     }
     let child = cmd
-        .args(["serve", "--no-scheduler", "--no-worker"])
+        .args(["serve", "--no-scheduler"])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("serve.log")).expect("log file"))
         .spawn()
@@ -435,6 +453,12 @@ async fn sigterm() {
         (9.5..12.5).contains(&busy_exit_s),
         "{busy_exit_s} s to exit with requests in progress (grace 10 s)"
     );
+
+    // A digest being sent to a relay that takes 3 s to answer: SIGTERM lets it finish and
+    // records it, and the process exits then.
+    let Some((send_exit_s, received)) = send_in_flight(dir.path()).await else {
+        return;
+    };
     report::report(
         "server.sigterm",
         json!({
@@ -446,6 +470,81 @@ async fn sigterm() {
             "answered_within_grace": 1,
             "cut_at_grace": cut,
             "busy_exit_s": round(busy_exit_s),
+            "send_in_flight_exit_s": round(send_exit_s),
+            "send_in_flight_received": received,
+            "send_in_flight_recorded": "sent",
         }),
     );
+}
+
+/// SIGTERM while `serve` hands a digest to a relay that answers after 3 s: seconds to exit
+/// and messages the relay received. `None` when aiosmtpd is missing outside CI.
+async fn send_in_flight(dir: &Path) -> Option<(f64, usize)> {
+    let dir = dir.join("send");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let relay = free_port();
+    let sink = helpers::SmtpSink::faulty(&dir, relay, &["--delay", "3"])?;
+    let url = paperboy::config::DatabaseUrl::new(database_url(&dir));
+    let store = paperboy::store::Store::open(&url)
+        .await
+        .expect("open store");
+    helpers::confirmed_subscribers(&store, "send", 1, "diffusion").await;
+    helpers::store_full_papers(
+        &store,
+        vec![helpers::arxiv_paper(
+            "2405.00001",
+            "Diffusion",
+            "diffusion",
+            None,
+        )],
+    )
+    .await;
+    let mailer = paperboy::delivery::Mailer::from_settings(&paperboy::config::Settings::default())
+        .expect("mailer");
+    helpers::run_due_digests(&store, &mailer, helpers::tomorrow()).await;
+    let (child, addr) = serve_with(
+        &dir,
+        &format!(
+            "smtp_url = \"smtp://127.0.0.1:{relay}?tls=none\"\n\
+             from = \"paperboy <digest@papers.example.org>\""
+        ),
+        "",
+        None,
+        &[],
+    );
+    ready(&addr).await;
+    let started = Instant::now();
+    loop {
+        let counts: std::collections::HashMap<String, i64> = store
+            .delivery_counts()
+            .await
+            .expect("counts")
+            .into_iter()
+            .collect();
+        if counts.contains_key("sending") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Claimed; a moment more and it is with the relay.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (exit_s, clean) = stop(child).await;
+    assert!(clean, "exit 0");
+    let counts: std::collections::HashMap<String, i64> = store
+        .delivery_counts()
+        .await
+        .expect("counts")
+        .into_iter()
+        .collect();
+    assert_eq!(counts.get("sent"), Some(&1), "recorded as sent: {counts:?}");
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    let received = sink.received_files().len();
+    assert_eq!(received, 1);
+    assert!(
+        (1.0..10.0).contains(&exit_s),
+        "{exit_s} s: the send was waited for, and no longer"
+    );
+    store.close().await;
+    Some((exit_s, received))
 }
