@@ -160,9 +160,18 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
+/// Counts a connection closed on the client, by why.
+fn closed(reason: &str) {
+    crate::metrics::global()
+        .connections_closed
+        .with_label_values(&[reason])
+        .inc();
+}
+
 /// At the cap with every connection busy: a 503 written without waiting, then closed.
 fn refuse(stream: TcpStream) {
     tracing::debug!("connection refused: every connection is busy");
+    closed("refused");
     let _ = stream.try_write(
         b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\n\
           connection: close\r\n\r\n",
@@ -212,6 +221,7 @@ async fn connection(
         let phase = tracker.state();
         if phase.evicted {
             tracing::debug!(%peer, "connection displaced by a newer one at the cap");
+            closed("displaced");
             return;
         }
         if grace_ends.is_some() && phase.busy == 0 {
@@ -222,7 +232,13 @@ async fn connection(
             (a, b) => a.or(b),
         };
         if deadline.is_some_and(|d| d <= Instant::now()) {
-            tracing::debug!(%peer, ?phase, "connection closed at its deadline");
+            let reason = if grace_ends.is_some_and(|g| g <= Instant::now()) {
+                "shutdown_grace"
+            } else {
+                phase.deadline_name()
+            };
+            tracing::debug!(%peer, reason, "connection closed at its deadline");
+            closed(reason);
             return;
         }
         let far = Instant::now() + Duration::from_secs(86_400);
@@ -263,6 +279,17 @@ struct Phase {
 }
 
 impl Phase {
+    /// Which deadline [`Phase::deadline`] gives, for logs and metrics.
+    fn deadline_name(&self) -> &'static str {
+        if self.busy > 0 {
+            "body_timeout"
+        } else if self.fresh || self.reading_head {
+            "head_timeout"
+        } else {
+            "keep_alive_timeout"
+        }
+    }
+
     /// When the connection is closed unless something happens first; none while a
     /// request is handled with its body all there.
     fn deadline(&self, limits: &Limits) -> Option<Instant> {

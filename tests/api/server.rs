@@ -108,6 +108,17 @@ async fn a_client_that_trickles_its_request_head_is_disconnected_at_the_deadline
     let mut quick = connect(&app).await;
     quick.write_all(healthz(&app).as_bytes()).await.unwrap();
     assert!(read_answer(&mut quick).await.starts_with("HTTP/1.1 200"));
+    // The closings are counted.
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("paperboy_http_connections_closed_total{reason=\"head_timeout\"}"),
+        "{metrics}"
+    );
     app.stop().await;
     db.cleanup().await;
 }

@@ -312,6 +312,30 @@ async fn slow_clients() {
         peak_files = peak_files.max(open_files(pid));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // What the process counted, by reason.
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let closed_by_reason: serde_json::Map<String, serde_json::Value> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("paperboy_http_connections_closed_total{reason=\""))
+        .filter_map(|l| l.split_once("\"} "))
+        .map(|(reason, n)| {
+            (
+                reason.to_string(),
+                json!(n.trim().parse::<u64>().unwrap_or(0)),
+            )
+        })
+        .collect();
+    let counted_displaced = closed_by_reason
+        .get("displaced")
+        .and_then(|n| n.as_u64())
+        .unwrap_or(0);
     let mut displaced = 0;
     for (stream, _) in tricklers.iter_mut() {
         if closed_within(stream, Duration::from_millis(5))
@@ -343,6 +367,10 @@ async fn slow_clients() {
         displaced >= clients - 128,
         "{displaced} of {clients} displaced"
     );
+    assert!(
+        counted_displaced >= (clients - 128) as u64,
+        "{closed_by_reason:?}"
+    );
     report::report(
         "server.slow_clients",
         json!({
@@ -355,6 +383,7 @@ async fn slow_clients() {
             "flood_nofile_limit": 256,
             "max_connections_fitted": cap,
             "displaced": displaced,
+            "closed_by_reason": closed_by_reason,
             "peak_open_files": peak_files,
             "healthz_probes": probes,
             "healthz_failures": probe_failures,
