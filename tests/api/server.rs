@@ -242,6 +242,47 @@ async fn beyond_the_connection_cap_new_clients_displace_the_longest_waiting_ones
 }
 
 #[tokio::test]
+async fn at_the_cap_with_every_connection_busy_a_newcomer_gets_503_at_once() {
+    let db = TestDb::sqlite().await;
+    let app = spawn_app(&db, |s| {
+        quiet(s);
+        s.web.max_connections = 2;
+    })
+    .await;
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect(&app).await;
+        s.write_all(
+            format!(
+                "POST /subscribe HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\nemail=",
+                app.addr
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        busy.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut late = connect(&app).await;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(2), late.read_to_string(&mut answer))
+        .await
+        .expect("answered and closed at once")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"));
+    // Once a busy one is done, there is room again.
+    drop(busy.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let health = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    drop(busy);
+    app.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn shutdown_closes_idle_connections_at_once_and_lets_a_request_in_progress_finish() {
     let db = TestDb::sqlite().await;
     let app = spawn_app(&db, |s| {
