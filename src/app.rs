@@ -1,5 +1,6 @@
-//! The running service: opens the store, binds the web listener and starts the scheduler.
-//! The binary and every integration test build it the same way.
+//! The running service: opens the store, binds the web listener (and the admin one, when
+//! configured) and starts the scheduler and the delivery worker. The binary and every
+//! integration test build it the same way.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,6 +45,9 @@ pub struct App {
     _serve_lock: Option<std::fs::File>,
     listener: TcpListener,
     addr: SocketAddr,
+    /// The listener of `/metrics` when `admin_bind` is set.
+    admin: Option<TcpListener>,
+    limits: web::Limits,
     store: Store,
     fetcher: Fetcher,
     mailer: Mailer,
@@ -90,6 +94,7 @@ impl App {
             .context("building the HTTP client")?;
         let mailer = Mailer::from_settings(&settings).context("setting up the mailer")?;
         let links = links_for(&settings, &store).await?;
+        let limits = connection_limits(&settings);
         let listener = match listener {
             Some(listener) => listener,
             None => TcpListener::bind(&settings.bind)
@@ -97,10 +102,20 @@ impl App {
                 .with_context(|| format!("binding the web listener to {}", settings.bind))?,
         };
         let addr = listener.local_addr()?;
+        let admin = match &settings.admin_bind {
+            Some(bind) => Some(
+                TcpListener::bind(bind)
+                    .await
+                    .with_context(|| format!("binding the admin listener to {bind}"))?,
+            ),
+            None => None,
+        };
         Ok(App {
             _serve_lock: serve_lock,
             listener,
             addr,
+            admin,
+            limits,
             store,
             fetcher,
             mailer,
@@ -118,6 +133,11 @@ impl App {
     /// The address actually bound (tests bind port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin listener's address, when `admin_bind` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn store(&self) -> &Store {
@@ -149,7 +169,10 @@ impl App {
         })
     }
 
-    /// Serves until `shutdown` completes, then stops the scheduler and closes the store.
+    /// Serves until `shutdown` completes; then the listeners stop accepting, idle
+    /// connections close at once and requests in progress get the grace, the worker lets
+    /// the sends in flight finish and records them, the scheduler stops, and the store
+    /// closes.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -172,8 +195,10 @@ impl App {
         let scheduler = scheduler.transpose()?;
         tracing::info!(
             addr = %self.addr,
+            admin = ?self.admin_addr(),
             db = self.store.backend(),
             mail = %self.mailer.describe(),
+            max_connections = self.limits.max_connections,
             "paperboy is listening: the subscribe form is at {}",
             self.links.home()
         );
@@ -193,21 +218,47 @@ impl App {
                 guard.forget_idle();
             }
         });
-        let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
+        // One signal for everything: the listeners and the worker stop together.
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
         let worker = self
             .options
             .worker
-            .then(|| self.spawn_worker(worker_stop, delivery_stopped));
-        let router = web::router(state, self.settings.web.max_body_bytes);
-        let served = axum::serve(
+            .then(|| self.spawn_worker(stop.clone(), delivery_stopped));
+        let admin_router = self
+            .admin
+            .is_some()
+            .then(|| web::admin_router(state.clone()));
+        let router = web::router(
+            state,
+            self.settings.web.max_body_bytes,
+            self.admin.is_none(),
+        );
+        let mut listeners = vec![tokio::spawn(web::serve(
             self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+            router,
+            self.limits,
+            stop.clone(),
+        ))];
+        if let (Some(admin), Some(router)) = (self.admin, admin_router) {
+            listeners.push(tokio::spawn(web::serve(
+                admin,
+                router,
+                self.limits,
+                stop.clone(),
+            )));
+        }
+        let mut served = Ok(());
+        for listener in listeners {
+            if let Err(e) = listener.await {
+                served = Err(anyhow::Error::new(e).context("web server"));
+            }
+        }
         sweeper.abort();
         // Sends in flight finish and are recorded; nothing new is claimed.
-        let _ = stop_worker.send(true);
         if let Some(worker) = worker {
             match worker.await {
                 Ok(Err(e)) => {
@@ -222,7 +273,32 @@ impl App {
             handle.abort();
         }
         self.store.close().await;
-        served.context("web server")
+        served
+    }
+}
+
+/// The web listeners' deadlines and cap, after raising the soft limit on open files to
+/// the hard one: the cap is lowered, with a warning, when the limit cannot hold it.
+fn connection_limits(settings: &Settings) -> web::Limits {
+    let limits = web::Limits::from_settings(&settings.web);
+    let listeners = 1 + u64::from(settings.admin_bind.is_some());
+    match web::raise_descriptor_limit() {
+        Ok(descriptors) => {
+            let fitted = limits.fit_descriptors(descriptors, listeners);
+            if fitted.max_connections < limits.max_connections {
+                tracing::warn!(
+                    descriptors,
+                    max_connections = fitted.max_connections,
+                    "the open-file limit is low: web.max_connections lowered to fit it \
+                     (raise it with `ulimit -n` or LimitNOFILE=)"
+                );
+            }
+            fitted
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            limits
+        }
     }
 }
 

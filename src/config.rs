@@ -212,6 +212,23 @@ pub struct WebSettings {
     pub max_body_bytes: usize,
     /// The least time between two confirmation (or settings) links mailed to one address.
     pub resend_link_after_secs: u64,
+    /// A request head (request line and headers) must arrive whole within this many
+    /// seconds of its first byte, or of the connection opening; a client that trickles it
+    /// is disconnected.
+    pub header_read_timeout_secs: u64,
+    /// A kept-alive connection that sends nothing for this many seconds after an answer is
+    /// closed.
+    pub keep_alive_timeout_secs: u64,
+    /// A request's body must arrive whole within this many seconds of its head, or the
+    /// connection is closed.
+    pub body_read_timeout_secs: u64,
+    /// Connections open at once, at most (lowered at start to fit the descriptor limit).
+    /// At the cap a new connection displaces the one that has waited longest without a
+    /// request in progress, so a flood of slow or idle clients cannot lock others out.
+    pub max_connections: usize,
+    /// On SIGTERM, how long requests in progress may take to finish before `serve` exits
+    /// anyway; idle connections are closed at once.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for WebSettings {
@@ -226,6 +243,11 @@ impl Default for WebSettings {
             likes_per_hour: 10,
             max_body_bytes: 64 * 1024,
             resend_link_after_secs: 600,
+            header_read_timeout_secs: 10,
+            keep_alive_timeout_secs: 75,
+            body_read_timeout_secs: 60,
+            max_connections: 1024,
+            shutdown_grace_secs: 10,
         }
     }
 }
@@ -236,6 +258,9 @@ impl Default for WebSettings {
 pub struct Settings {
     pub database_url: DatabaseUrl,
     pub bind: String,
+    /// A second listener that serves `/metrics` (and `/healthz`); when set, the public
+    /// listener does not serve `/metrics`.
+    pub admin_bind: Option<String>,
     pub base_url: String,
     pub smtp_url: Option<Secret>,
     pub outbox_dir: PathBuf,
@@ -256,6 +281,7 @@ impl Default for Settings {
         Self {
             database_url: DatabaseUrl::new("sqlite://data/paperboy.db"),
             bind: "127.0.0.1:8080".into(),
+            admin_bind: None,
             base_url: "http://127.0.0.1:8080".into(),
             smtp_url: None,
             outbox_dir: PathBuf::from("data/outbox"),
@@ -332,6 +358,9 @@ impl Settings {
         }
         if let Some(v) = get("PAPERBOY_BIND") {
             self.bind = v;
+        }
+        if let Some(v) = get("PAPERBOY_ADMIN_BIND") {
+            self.admin_bind = Some(v);
         }
         if let Some(v) = get("PAPERBOY_BASE_URL") {
             self.base_url = v;
@@ -451,6 +480,31 @@ impl Settings {
                 message: "rate limits must be above zero, max_body_bytes at least 1024 and resend_link_after_secs at most a day".into(),
             });
         }
+        let timeouts = [
+            w.header_read_timeout_secs,
+            w.keep_alive_timeout_secs,
+            w.body_read_timeout_secs,
+        ];
+        if timeouts.iter().any(|t| !(1..=3600).contains(t))
+            || w.shutdown_grace_secs > 3600
+            || w.max_connections == 0
+        {
+            return Err(ConfigError::Invalid {
+                key: "web",
+                message: "header_read_timeout_secs, keep_alive_timeout_secs and \
+                          body_read_timeout_secs must be from 1 to 3600, shutdown_grace_secs \
+                          at most 3600, and max_connections above zero"
+                    .into(),
+            });
+        }
+        if let Some(admin) = &self.admin_bind
+            && admin.trim() == self.bind.trim()
+        {
+            return Err(ConfigError::Invalid {
+                key: "admin_bind",
+                message: format!("{admin:?} is the web listener's own address (bind)"),
+            });
+        }
         let base = url::Url::parse(&self.base_url).map_err(|e| ConfigError::Invalid {
             key: "base_url",
             message: format!("{:?}: {e}", self.base_url),
@@ -496,6 +550,41 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert!(s.smtp_url.is_none());
         assert!(Settings::load_with(Some(&missing), env_of(&[])).is_err());
+    }
+
+    #[test]
+    fn the_listener_has_safe_limits_by_default_and_refuses_unsafe_ones() {
+        let s = Settings::load_with(None, env_of(&[("PAPERBOY_ADMIN_BIND", "127.0.0.1:9090")]))
+            .unwrap();
+        assert_eq!(s.admin_bind.as_deref(), Some("127.0.0.1:9090"));
+        let w = &s.web;
+        assert_eq!(
+            (
+                w.header_read_timeout_secs,
+                w.keep_alive_timeout_secs,
+                w.body_read_timeout_secs,
+                w.max_connections,
+                w.shutdown_grace_secs
+            ),
+            (10, 75, 60, 1024, 10)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paperboy.toml");
+        for bad in [
+            "header_read_timeout_secs = 0",
+            "keep_alive_timeout_secs = 0",
+            "body_read_timeout_secs = 0",
+            "max_connections = 0",
+            "header_read_timeout_secs = 86400",
+            "shutdown_grace_secs = 7200",
+        ] {
+            std::fs::write(&path, format!("[web]\n{bad}\n")).unwrap();
+            let err = Settings::load_with(Some(&path), env_of(&[])).unwrap_err();
+            assert!(err.to_string().contains("web"), "{bad}: {err}");
+        }
+        let err = Settings::load_with(None, env_of(&[("PAPERBOY_ADMIN_BIND", "127.0.0.1:8080")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("admin_bind"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Metrics in Prometheus text format: counters the flow bumps as it works (papers
-//! ingested, feed errors and fetch times, digests, deliveries and SMTP reply classes), and
+//! ingested, feed errors and fetch times, digests, deliveries and SMTP reply classes, web
+//! connections the listener closed on a client), and
 //! gauges read from the database when scraped (readers by status, the queue's depth and
 //! the age of its oldest entry, how long ago each feed last succeeded).
 
@@ -22,6 +23,7 @@ pub struct Metrics {
     pub digests: IntCounterVec,
     pub deliveries: IntCounterVec,
     pub smtp_replies: IntCounterVec,
+    pub connections_closed: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -81,6 +83,14 @@ pub fn global() -> &'static Metrics {
                 "paperboy_smtp_replies_total",
                 "SMTP replies to messages by class (2xx, 4xx, 5xx, or none for no reply)",
                 &["class"],
+            ),
+            connections_closed: counter(
+                &registry,
+                "paperboy_http_connections_closed_total",
+                "Web connections closed by paperboy rather than the client: head_timeout, \
+                 body_timeout, keep_alive_timeout, displaced (at the cap), refused (at the \
+                 cap, all busy), shutdown_grace",
+                &["reason"],
             ),
             fetch_seconds,
             registry,

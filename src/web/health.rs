@@ -12,9 +12,12 @@ use super::AppState;
 use crate::error::chain;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    Router::new().route("/healthz", get(healthz))
+}
+
+/// `/metrics`, on the public listener or on the admin one.
+pub fn metrics_router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
 }
 
 #[tracing::instrument(skip_all)]

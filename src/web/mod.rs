@@ -13,6 +13,7 @@ mod pages;
 mod preferences;
 mod ratings;
 mod recent;
+mod server;
 mod subscribe;
 mod unsubscribe;
 
@@ -33,6 +34,7 @@ use crate::feeds::ArxivLookup;
 use crate::store::Store;
 
 pub use guard::Guard;
+pub use server::{Limits, raise_descriptor_limit, serve};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -87,9 +89,14 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .merge(health::router())
+/// Every page and form; `/metrics` too unless it has a listener of its own
+/// ([`admin_router`]).
+pub fn router(state: AppState, max_body_bytes: usize, with_metrics: bool) -> Router {
+    let mut routes = Router::new().merge(health::router());
+    if with_metrics {
+        routes = routes.merge(health::metrics_router());
+    }
+    routes
         .merge(assets::router())
         .merge(archive::router())
         .merge(feed::router())
@@ -100,11 +107,102 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(unsubscribe::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(error_pages))
         .layer(middleware::from_fn(security_headers))
         // Pages, styles, scripts and JSON in brotli or gzip when the client takes them
         // (tower-http leaves images and small bodies alone).
         .layer(CompressionLayer::new())
         .with_state(state)
+}
+
+/// The admin listener's routes: `/metrics` and `/healthz`, for monitoring that should not
+/// go through the public address.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(health::metrics_router())
+        .fallback(not_found)
+        .layer(middleware::from_fn(error_pages))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// The routes that answer JSON, errors included.
+const JSON_ROUTES: &[&str] = &["/preview", "/healthz"];
+
+/// Answers that are errors and not one of ours (axum's rejections of a bad path
+/// parameter, form, query string, content type or body size are plain text that may
+/// quote the request; an unknown method has no body at all) become the error page, or
+/// `{"ok": false, "error": …}` on a JSON route: the same words for every such answer of
+/// a status, never the request's own. A handler's own HTML page or JSON stays as it is,
+/// except that a JSON route answers JSON only.
+async fn error_pages(request: Request, next: Next) -> Response {
+    let json = JSON_ROUTES.contains(&request.uri().path());
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let kind = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ours = kind.starts_with("application/json") || (!json && kind.starts_with("text/html"));
+    if ours {
+        return response;
+    }
+    let (title, message) = status_words(status);
+    let mut answer = if json {
+        (
+            status,
+            axum::Json(serde_json::json!({ "ok": false, "error": message })),
+        )
+            .into_response()
+    } else {
+        let body = pages::render(&pages::Message { title, message });
+        (status, Html(body)).into_response()
+    };
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = response.headers().get(&name) {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
+}
+
+/// The title and the words of the error page for a status that no handler chose.
+fn status_words(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
+        StatusCode::NOT_FOUND => (
+            "Not found",
+            "There is nothing at this address. If you followed a link from an email, it may have expired or been used already.",
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "Not allowed",
+            "This address does not take that kind of request. Nothing was changed.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "Too large",
+            "What was sent is larger than this address accepts. Nothing was changed.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "Nothing was changed",
+            "What was sent is not in a form this address reads. Please use the form on the page.",
+        ),
+        StatusCode::TOO_MANY_REQUESTS => (
+            "Too many requests",
+            "This was asked too often. Please wait a little and try again.",
+        ),
+        s if s.is_server_error() => (
+            "Something went wrong",
+            "paperboy could not finish this request. Nothing was lost; please try again in a moment.",
+        ),
+        _ => (
+            "Nothing was changed",
+            "This request could not be read: an address, a form field or a parameter is missing, repeated or malformed. Nothing was changed.",
+        ),
+    }
 }
 
 /// Headers on every answer: no inline script, no framing, no MIME sniffing, and no

@@ -24,5 +24,6 @@ mod mail;
 mod matching;
 mod preview;
 mod ratings;
+mod server;
 mod taste;
 mod web;

@@ -578,7 +578,10 @@ fn check_form_answer(what: &str, case: &FormCase, own: String, answer: &Answer) 
         }
         Expect::TooLarge => {
             assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{what}");
-            assert!(answer.body.contains("length limit"), "{what}");
+            assert!(
+                answer.body.contains("larger than this address accepts"),
+                "{what}"
+            );
             Outcome::Refused
         }
     }
