@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A value that must not be printed: Debug and Display show `[redacted]`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -20,6 +20,13 @@ impl Secret {
 
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+/// Written as `[redacted]`: `paperboy config` shows that a secret is set, never its value.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
     }
 }
 
@@ -72,13 +79,20 @@ impl DatabaseUrl {
     }
 }
 
+/// Written with its password hidden.
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}
+
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
@@ -101,7 +115,7 @@ impl FromStr for LogFormat {
 }
 
 /// How feeds are polled.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FetchSettings {
     /// When the scheduler polls the feeds that are not arXiv's (cron with seconds:
@@ -154,7 +168,7 @@ impl FetchSettings {
 }
 
 /// How the outbox is delivered.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeliverySettings {
     /// Messages being sent at once (SMTP connections in use).
@@ -188,7 +202,7 @@ impl Default for DeliverySettings {
 }
 
 /// The web form's limits against abuse.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebSettings {
     /// Take the client address from the last `X-Forwarded-For` entry (the one the reverse
@@ -253,7 +267,7 @@ impl Default for WebSettings {
 }
 
 /// Everything paperboy reads from its environment.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub database_url: DatabaseUrl,
@@ -315,6 +329,81 @@ pub enum ConfigError {
 /// The file read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "paperboy.toml";
 
+/// Each environment variable paperboy reads and the setting it overrides.
+pub const ENV_SETTINGS: &[(&str, &str)] = &[
+    ("PAPERBOY_DATABASE_URL", "database_url"),
+    ("PAPERBOY_BIND", "bind"),
+    ("PAPERBOY_ADMIN_BIND", "admin_bind"),
+    ("PAPERBOY_BASE_URL", "base_url"),
+    ("PAPERBOY_SMTP_URL", "smtp_url"),
+    ("PAPERBOY_OUTBOX_DIR", "outbox_dir"),
+    ("PAPERBOY_FROM", "from"),
+    ("PAPERBOY_SECRET_KEY", "secret_key"),
+    ("PAPERBOY_DKIM_KEY", "dkim_key"),
+    ("PAPERBOY_DKIM_SELECTOR", "dkim_selector"),
+    ("PAPERBOY_DKIM_DOMAIN", "dkim_domain"),
+    ("PAPERBOY_LOG", "log"),
+    ("PAPERBOY_LOG_FORMAT", "log_format"),
+    ("PAPERBOY_FETCH_SCHEDULE", "fetch.schedule"),
+    ("PAPERBOY_FETCH_ARXIV_SCHEDULE", "fetch.arxiv_schedule"),
+    ("PAPERBOY_FETCH_ARXIV_API_URL", "fetch.arxiv_api_url"),
+    ("PAPERBOY_TRUST_FORWARDED_FOR", "web.trust_forwarded_for"),
+];
+
+/// Where a setting's effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "from", content = "name")]
+pub enum Source {
+    Default,
+    /// The settings file, by path.
+    File(String),
+    /// An environment variable, by name.
+    Environment(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(path) => write!(f, "file {path}"),
+            Source::Environment(name) => write!(f, "environment {name}"),
+        }
+    }
+}
+
+/// One effective setting: its dotted key, its value (secrets redacted) and its source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explained {
+    pub key: String,
+    pub value: serde_json::Value,
+    pub source: Source,
+}
+
+/// The dotted keys of a TOML table's values: `fetch.schedule`, `bind`.
+fn dotted_keys(table: &toml::Table, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    for (k, v) in table {
+        let key = format!("{prefix}{k}");
+        match v {
+            toml::Value::Table(t) => dotted_keys(t, &format!("{key}."), out),
+            _ => {
+                out.insert(key);
+            }
+        }
+    }
+}
+
+/// The leaves of a JSON object as dotted keys, in order.
+fn leaves(value: &serde_json::Value, prefix: &str, out: &mut Vec<(String, serde_json::Value)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                leaves(v, &format!("{prefix}{k}."), out);
+            }
+        }
+        other => out.push((prefix.trim_end_matches('.').to_string(), other.clone())),
+    }
+}
+
 impl Settings {
     /// Defaults < `path` (or `paperboy.toml` when present) < the process environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -326,13 +415,7 @@ impl Settings {
         path: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let file = match path {
-            Some(p) => Some(p.to_path_buf()),
-            None => {
-                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
-                default.exists().then_some(default)
-            }
-        };
+        let file = Self::file_to_read(path);
         let mut settings = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
@@ -349,6 +432,61 @@ impl Settings {
         settings.apply_env(env)?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Every effective setting, as [`Settings::load_with`] builds it, with where its value
+    /// came from: the environment wins over the file, the file over the default. Secrets
+    /// show as `[redacted]` and a database URL without its password.
+    pub fn explain(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Explained>, ConfigError> {
+        let settings = Self::load_with(path, &env)?;
+        let file = Self::file_to_read(path);
+        let mut from_file = std::collections::BTreeSet::new();
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            // It parsed as settings a moment ago, so it parses as a table.
+            if let Ok(table) = text.parse::<toml::Table>() {
+                dotted_keys(&table, "", &mut from_file);
+            }
+        }
+        let value = serde_json::to_value(&settings).map_err(|e| ConfigError::Invalid {
+            key: "settings",
+            message: e.to_string(),
+        })?;
+        let mut all = Vec::new();
+        leaves(&value, "", &mut all);
+        Ok(all
+            .into_iter()
+            .map(|(key, value)| {
+                let from_env = ENV_SETTINGS.iter().find(|(name, setting)| {
+                    *setting == key && env(name).is_some_and(|v| !v.trim().is_empty())
+                });
+                let source = match (from_env, &file) {
+                    (Some((name, _)), _) => Source::Environment(name),
+                    (None, Some(path)) if from_file.contains(&key) => {
+                        Source::File(path.display().to_string())
+                    }
+                    _ => Source::Default,
+                };
+                Explained { key, value, source }
+            })
+            .collect())
+    }
+
+    /// `path`, or `paperboy.toml` when it exists.
+    fn file_to_read(path: Option<&Path>) -> Option<PathBuf> {
+        match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+                default.exists().then_some(default)
+            }
+        }
     }
 
     fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
@@ -539,6 +677,74 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn every_variable_read_is_listed_with_the_setting_it_overrides() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Settings::default()
+            .apply_env(|name| {
+                asked.borrow_mut().push(name.to_string());
+                None
+            })
+            .unwrap();
+        let mut listed: Vec<String> = ENV_SETTINGS.iter().map(|(n, _)| n.to_string()).collect();
+        let mut asked = asked.into_inner();
+        listed.sort();
+        asked.sort();
+        assert_eq!(asked, listed);
+        let keys: Vec<String> = Settings::explain(None, env_of(&[]))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        for (_, key) in ENV_SETTINGS {
+            assert!(keys.iter().any(|k| k == key), "{key} is not a setting");
+        }
+    }
+
+    #[test]
+    fn explained_settings_name_their_source_and_never_show_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paperboy.toml");
+        std::fs::write(
+            &path,
+            "bind = \"0.0.0.0:9000\"\nsmtp_url = \"smtp://alice:hunter2@relay.example.org\"\n\
+             database_url = \"postgres://pb:s3cret@db/paperboy\"\n[delivery]\nconcurrency = 8\n",
+        )
+        .unwrap();
+        let env = env_of(&[
+            (
+                "PAPERBOY_SECRET_KEY",
+                "k3y-that-is-long-enough-for-paperboy-0123456789",
+            ),
+            ("PAPERBOY_LOG", "debug"),
+            ("PAPERBOY_BIND", "  "),
+        ]);
+        let all = Settings::explain(Some(&path), env).unwrap();
+        let of = |key: &str| all.iter().find(|e| e.key == key).unwrap().clone();
+        let file = Source::File(path.display().to_string());
+        assert_eq!(of("bind").source, file, "a blank variable does not count");
+        assert_eq!(of("bind").value, "0.0.0.0:9000");
+        assert_eq!(of("delivery.concurrency").source, file);
+        assert_eq!(of("delivery.concurrency").value, 8);
+        assert_eq!(of("log").source, Source::Environment("PAPERBOY_LOG"));
+        assert_eq!(
+            of("secret_key").source,
+            Source::Environment("PAPERBOY_SECRET_KEY")
+        );
+        assert_eq!(of("secret_key").value, "[redacted]");
+        assert_eq!(of("smtp_url").value, "[redacted]");
+        assert_eq!(of("fetch.schedule").source, Source::Default);
+        assert_eq!(of("admin_bind").value, serde_json::Value::Null);
+        let text = serde_json::to_string(&all).unwrap();
+        for secret in ["hunter2", "s3cret", "k3y-that"] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+        assert!(
+            text.contains("postgres://pb:redacted@db/paperboy"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ macro_rules! say {
     };
 }
 
+mod config;
 mod digest;
 mod feeds;
 mod fetch;
@@ -74,6 +75,9 @@ pub enum Command {
     Stats(stats::Args),
     /// Send one test message through the configured mailer.
     SendTestEmail(send_test_email::Args),
+    /// The effective settings and where each came from (default, file, environment),
+    /// secrets redacted.
+    Config(config::Args),
 }
 
 /// A failed command, with the exit code it maps to. Its Display is the error and each of
@@ -169,6 +173,7 @@ impl Cli {
             Command::Stats(args) => stats::run(settings, args).await,
             Command::Resend(args) => resend::run(settings, args).await,
             Command::SendTestEmail(args) => send_test_email::run(settings, args).await,
+            Command::Config(args) => config::run(self.config.as_deref(), args),
         }
     }
 }

@@ -68,6 +68,7 @@ fn every_subcommand_answers_help() {
         &[],
         &["serve"],
         &["migrate"],
+        &["config"],
         &["fetch"],
         &["feeds", "list"],
         &["feeds", "add"],

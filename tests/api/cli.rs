@@ -447,3 +447,52 @@ async fn digest_preview_and_a_dry_run_show_what_a_subscriber_would_get() {
     let bad = op.run(&["digest", "run", "--at", "yesterday"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn config_shows_each_setting_with_its_source_and_no_secret() {
+    let op = Operator::new();
+    std::fs::write(
+        op.dir.path().join("paperboy.toml"),
+        "smtp_url = \"smtp://alice:hunter2@relay.example.org\"\n[fetch]\nretries = 0\n",
+    )
+    .unwrap();
+    let out = paperboy(op.dir.path())
+        .args(["config"])
+        .env(
+            "PAPERBOY_SECRET_KEY",
+            "a-secret-key-that-nobody-may-read-0123456789",
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        !text.contains("hunter2") && !text.contains("nobody-may-read"),
+        "{text}"
+    );
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key}: {text}"))
+            .to_string()
+    };
+    assert!(line("smtp_url").ends_with("# file paperboy.toml"), "{text}");
+    assert!(line("fetch.retries").contains("= 0"), "{text}");
+    assert!(
+        line("secret_key").ends_with("# environment PAPERBOY_SECRET_KEY"),
+        "{text}"
+    );
+    assert!(line("bind").ends_with("# default"), "{text}");
+    let json = paperboy(op.dir.path())
+        .args(["config", "--json"])
+        .output()
+        .unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let retries = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "fetch.retries")
+        .unwrap();
+    assert_eq!(retries["source"]["from"], "file");
+}
