@@ -212,6 +212,10 @@ pub struct WebSettings {
     pub max_body_bytes: usize,
     /// The least time between two confirmation (or settings) links mailed to one address.
     pub resend_link_after_secs: u64,
+    /// The most confirmation (or settings) links mailed from the form to one mailbox in
+    /// 24 hours, whatever the spelling of the address (`+tags`, case, dots at Gmail) and
+    /// whatever the client.
+    pub mails_per_mailbox_per_day: u32,
 }
 
 impl Default for WebSettings {
@@ -226,6 +230,7 @@ impl Default for WebSettings {
             likes_per_hour: 10,
             max_body_bytes: 64 * 1024,
             resend_link_after_secs: 600,
+            mails_per_mailbox_per_day: 3,
         }
     }
 }
@@ -443,6 +448,7 @@ impl Settings {
             || w.preview_per_ip_per_minute == 0
             || w.ratings_per_ip_per_minute == 0
             || w.likes_per_hour == 0
+            || w.mails_per_mailbox_per_day == 0
             || w.max_body_bytes < 1024
             || w.resend_link_after_secs > 86_400
         {

@@ -210,6 +210,29 @@ impl Visitor {
         }
     }
 
+    /// Opens a confirmation link (the page with the button) and presses Confirm.
+    async fn confirm(&self, link: &str) -> reqwest::Response {
+        let page = self
+            .http
+            .get(link)
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .expect("open the confirmation link");
+        assert_eq!(page.status(), StatusCode::OK, "{link}");
+        let body = page.text().await.expect("the confirmation page");
+        assert!(body.contains("Confirm</button>"), "{body}");
+        no_raw_markup("confirmation page", &body);
+        self.http
+            .post(link)
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={}", self.csrf))
+            .send()
+            .await
+            .expect("confirm")
+    }
+
     /// Posts `body` as it is, with the content type and extra headers given.
     async fn post_bytes(
         &self,
@@ -740,12 +763,7 @@ async fn confirm_each(
     let mut pages_checked = 0;
     for m in messages {
         let to = check_mail(m);
-        let page = visitor
-            .http
-            .get(confirm_link(m))
-            .send()
-            .await
-            .expect("confirm");
+        let page = visitor.confirm(&confirm_link(m)).await;
         assert_eq!(page.status(), StatusCode::OK, "confirm {to}");
         let body = page.text().await.expect("confirmed page");
         no_raw_markup("confirmed page", &body);
