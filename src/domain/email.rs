@@ -10,7 +10,7 @@ use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 use serde::Serialize;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-use super::Invalid;
+use super::{Invalid, quoted};
 
 /// Longest address accepted (RFC 5321's 256-octet path less the angle brackets), in
 /// octets, as typed and as sent (with the domain in A-labels).
@@ -37,13 +37,15 @@ impl EmailAddress {
             .find(|c| c.general_category() == GeneralCategory::Format)
         {
             return Err(Invalid::new(format!(
-                "{s:?} holds an invisible formatting character (U+{:04X}); type the address again without it",
+                "{} holds an invisible formatting character (U+{:04X}); type the address again without it",
+                quoted(s),
                 u32::from(c)
             )));
         }
         if s.rsplit_once('@').is_some_and(|(_, d)| d.starts_with('[')) {
             return Err(Invalid::new(format!(
-                "{s:?} names a server by its IP address; use an address at a domain such as example.org"
+                "{} names a server by its IP address; use an address at a domain such as example.org",
+                quoted(s)
             )));
         }
         if s.rsplit_once('@')
@@ -57,7 +59,8 @@ impl EmailAddress {
         let (local, domain) = address.parts();
         let ascii = ascii_domain(domain).ok_or_else(|| {
             Invalid::new(format!(
-                "{s:?} does not have a valid domain name after the @"
+                "{} does not have a valid domain name after the @",
+                quoted(s)
             ))
         })?;
         // A top-level domain is never all digits: `1.2.3.4` is an IP address.
@@ -67,12 +70,14 @@ impl EmailAddress {
             .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
         {
             return Err(Invalid::new(format!(
-                "{s:?} names a server by its IP address; use an address at a domain such as example.org"
+                "{} names a server by its IP address; use an address at a domain such as example.org",
+                quoted(s)
             )));
         }
         if !ascii.contains('.') {
             return Err(Invalid::new(format!(
-                "{s:?} has no domain such as example.org"
+                "{} has no domain such as example.org",
+                quoted(s)
             )));
         }
         if local.len() + 1 + ascii.len() > MAX_LEN {
@@ -102,20 +107,25 @@ impl EmailAddress {
                 || c.is_whitespace()
                 || matches!(c, '<' | '>' | ',' | ';' | '"' | char::REPLACEMENT_CHARACTER)
         }) {
-            return Err(Invalid::new(format!("{s:?} is not an email address")));
+            return Err(Invalid::new(format!(
+                "{} is not an email address",
+                quoted(s)
+            )));
         }
         // An RFC 2047 encoded word (`=?utf-8?q?…?=`) never belongs in an address; mail
         // programs that decode it anyway would show the reader text we never checked.
         if s.find("=?").is_some_and(|at| s[at + 2..].contains("?=")) {
             return Err(Invalid::new(format!(
-                "{s:?} is not an email address (it holds an encoded word)"
+                "{} is not an email address (it holds an encoded word)",
+                quoted(s)
             )));
         }
         let address = lettre::Address::from_str(s)
-            .map_err(|_| Invalid::new(format!("{s:?} is not an email address")))?;
+            .map_err(|_| Invalid::new(format!("{} is not an email address", quoted(s))))?;
         if !address.domain().contains('.') && address.domain() != "localhost" {
             return Err(Invalid::new(format!(
-                "{s:?} has no domain such as example.org"
+                "{} has no domain such as example.org",
+                quoted(s)
             )));
         }
         // Domains are case-insensitive; the local part is kept as written.
