@@ -751,7 +751,10 @@ mod tests {
             None,
             env_of(&[
                 ("PAPERBOY_SMTP_URL", "smtp://user:hunter2@mail:587"),
-                ("PAPERBOY_SECRET_KEY", "k3y"),
+                (
+                    "PAPERBOY_SECRET_KEY",
+                    "k3y-0123456789abcdef0123456789abcdef",
+                ),
                 ("PAPERBOY_DATABASE_URL", "postgres://app:s3cret@db/paperboy"),
             ]),
         )
