@@ -202,6 +202,9 @@ impl App {
             "paperboy is listening: the subscribe form is at {}",
             self.links.home()
         );
+        // Learn whether the relay takes UTF-8 addresses before the first reader asks.
+        let relay = self.mailer.clone();
+        tokio::spawn(async move { relay.greet_relay().await });
         let state = web::AppState::new(
             self.store.clone(),
             self.mailer.clone(),

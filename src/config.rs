@@ -86,6 +86,20 @@ impl Serialize for DatabaseUrl {
     }
 }
 
+/// Whether a `sqlite:` URL carries a login (`sqlite://user:pass@/path`): an `@` in the
+/// part a URL reads as `user:password@host`. SQLite would take it as the start of a file
+/// path and quietly make a folder named after the credentials.
+fn sqlite_names_a_login(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite:");
+    let Some(authority) = rest.strip_prefix("//") else {
+        return false;
+    };
+    let path = authority.split(['?', '#']).next().unwrap_or("");
+    path.split('/')
+        .next()
+        .is_some_and(|first| first.contains('@'))
+}
+
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
@@ -243,6 +257,10 @@ pub struct WebSettings {
     /// On SIGTERM, how long requests in progress may take to finish before `serve` exits
     /// anyway; idle connections are closed at once.
     pub shutdown_grace_secs: u64,
+    /// The most confirmation (or settings) links mailed from the form to one mailbox in
+    /// 24 hours, whatever the spelling of the address (`+tags`, case, dots at Gmail) and
+    /// whatever the client.
+    pub mails_per_mailbox_per_day: u32,
 }
 
 impl Default for WebSettings {
@@ -262,6 +280,7 @@ impl Default for WebSettings {
             body_read_timeout_secs: 60,
             max_connections: 1024,
             shutdown_grace_secs: 10,
+            mails_per_mailbox_per_day: 3,
         }
     }
 }
@@ -324,6 +343,67 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("setting {key}: {message}")]
     Invalid { key: &'static str, message: String },
+}
+
+/// The settings whose value is secret or may hold a password.
+const SECRET_KEYS: [&str; 3] = ["smtp_url", "secret_key", "database_url"];
+
+/// What is wrong with the file, by line and key and never by value: toml's own text quotes
+/// the offending line (so an SMTP password or the secret key would reach the terminal and
+/// the logs). Its message is kept only for a line that holds no secret setting, and toml
+/// quotes no line in it; on a secret's line only the kind of error is told.
+fn file_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().lines().next().unwrap_or("").trim();
+    let lower = message.to_ascii_lowercase();
+    let kind = if lower.contains("duplicate") {
+        "a duplicate key"
+    } else if lower.contains("unknown field") {
+        "an unknown key"
+    } else if lower.contains("missing field") {
+        "a missing key"
+    } else if lower.contains("invalid type") || lower.contains("invalid value") {
+        "a value of the wrong type"
+    } else {
+        "a syntax error"
+    };
+    let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
+        return format!("{kind} (no line given)");
+    };
+    let line_no = text.as_bytes()[..start]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let key = key_on_line(line);
+    let secret = SECRET_KEYS.iter().any(|k| line.contains(k))
+        || key
+            .as_deref()
+            .is_some_and(|k| SECRET_KEYS.contains(&k.rsplit('.').next().unwrap_or(k)));
+    let at = match &key {
+        Some(key) => format!("line {line_no}, key {key}"),
+        None => format!("line {line_no}"),
+    };
+    if secret {
+        format!("{at}: {kind} (the value is secret and not shown)")
+    } else {
+        format!("{at}: {kind}: {message}")
+    }
+}
+
+/// The key a line of TOML sets (`name = …`), or the table it opens (`[web]`); `None` when
+/// the line is neither or what stands there does not look like a key (it may be a value).
+fn key_on_line(line: &str) -> Option<String> {
+    let line = line.trim();
+    let key = match line.strip_prefix('[') {
+        Some(rest) => rest.trim_start_matches('[').split(']').next()?,
+        None => line.split_once('=')?.0,
+    }
+    .trim();
+    let plain =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | '\'' | ' ');
+    (!key.is_empty() && key.len() <= 64 && key.chars().all(plain))
+        .then(|| key.replace(['"', '\''], ""))
 }
 
 /// The file read when no `--config` is given, if it exists.
@@ -423,8 +503,8 @@ impl Settings {
                     source,
                 })?;
                 toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    message: file_error(&text, &e),
                     path,
-                    message: e.to_string(),
                 })?
             }
             None => Settings::default(),
@@ -568,6 +648,25 @@ impl Settings {
                 ),
             });
         }
+        if self
+            .secret_key
+            .as_ref()
+            .is_some_and(|k| k.expose().len() < 32)
+        {
+            return Err(ConfigError::Invalid {
+                key: "secret_key",
+                message: "PAPERBOY_SECRET_KEY must be at least 32 characters".into(),
+            });
+        }
+        if db.starts_with("sqlite:") && sqlite_names_a_login(db) {
+            return Err(ConfigError::Invalid {
+                key: "database_url",
+                message: "a sqlite:// URL names a file and takes no user name or password \
+                          (SQLite has no login; the URL is not shown, as it may hold one). \
+                          Write sqlite:///absolute/path.db or sqlite://relative/path.db"
+                    .into(),
+            });
+        }
         cron::Schedule::from_str(&self.fetch.schedule).map_err(|e| ConfigError::Invalid {
             key: "fetch.schedule",
             message: format!("{:?}: {e}", self.fetch.schedule),
@@ -610,6 +709,7 @@ impl Settings {
             || w.preview_per_ip_per_minute == 0
             || w.ratings_per_ip_per_minute == 0
             || w.likes_per_hour == 0
+            || w.mails_per_mailbox_per_day == 0
             || w.max_body_bytes < 1024
             || w.resend_link_after_secs > 86_400
         {
@@ -846,13 +946,110 @@ mod tests {
         assert_eq!(s.fetch.arxiv_api_url, "http://127.0.0.1:9/api/query");
     }
 
+    /// Loads `text` as the config file and returns the error it gives.
+    fn file_error_of(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paperboy.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load_with(Some(&path), env_of(&[]))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn config_errors_name_the_line_and_key_and_never_a_secret() {
+        let key = "k3y-0123456789abcdef0123456789abcdef";
+        for (text, line, name, secret) in [
+            (
+                "bind = \"0.0.0.0:1\"\nsmtp_url = \"smtp://alice:hunter2@relay:587\n",
+                2,
+                "smtp_url",
+                "hunter2",
+            ),
+            (
+                &format!("secret_key = \"{key}\"\nsecret_key = \"{key}\"\n"),
+                2,
+                "secret_key",
+                key,
+            ),
+            (
+                "secret_key = 123456789123\n",
+                1,
+                "secret_key",
+                "123456789123",
+            ),
+            (
+                "database_url = [\"postgres://app:s3cret@db/pb\"]\n",
+                1,
+                "database_url",
+                "s3cret",
+            ),
+            (
+                "log = \"info\"\nsmtp_urll = \"smtp://bob:pa55word@relay\"\n",
+                2,
+                "smtp_urll",
+                "pa55word",
+            ),
+            (
+                "smtp_url = 'smtp://carol:0pen-sesame@relay' x\n",
+                1,
+                "smtp_url",
+                "0pen-sesame",
+            ),
+        ] {
+            let e = file_error_of(text);
+            assert!(e.contains(&format!("line {line}")), "{e}");
+            assert!(e.contains(name), "{e}");
+            assert!(!e.contains(secret), "{secret} leaked: {e}");
+            assert!(!e.contains("smtp://"), "{e}");
+        }
+        // A setting that is no secret keeps toml's explanation.
+        let e = file_error_of("[web]\nmax_body_bytes = \"big\"\n");
+        assert!(e.contains("line 2, key max_body_bytes"), "{e}");
+        assert!(e.contains("wrong type"), "{e}");
+    }
+
+    #[test]
+    fn sqlite_urls_with_a_login_are_refused_without_showing_it() {
+        for url in [
+            "sqlite://user:pass@/tmp/x.db",
+            "sqlite://user@data/x.db",
+            "sqlite://:pass@x.db?mode=rwc",
+        ] {
+            let e = Settings::load_with(None, env_of(&[("PAPERBOY_DATABASE_URL", url)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("database_url") && e.contains("no user name"),
+                "{e}"
+            );
+            assert!(
+                !e.contains(":pass") && !e.contains("user@") && !e.contains("user:"),
+                "{e}"
+            );
+        }
+        for url in [
+            "sqlite://data/paperboy.db",
+            "sqlite:///home/a@b/x.db",
+            "sqlite:x.db",
+        ] {
+            assert!(
+                Settings::load_with(None, env_of(&[("PAPERBOY_DATABASE_URL", url)])).is_ok(),
+                "{url}"
+            );
+        }
+    }
+
     #[test]
     fn secrets_never_print() {
         let s = Settings::load_with(
             None,
             env_of(&[
                 ("PAPERBOY_SMTP_URL", "smtp://user:hunter2@mail:587"),
-                ("PAPERBOY_SECRET_KEY", "k3y"),
+                (
+                    "PAPERBOY_SECRET_KEY",
+                    "k3y-0123456789abcdef0123456789abcdef",
+                ),
                 ("PAPERBOY_DATABASE_URL", "postgres://app:s3cret@db/paperboy"),
             ]),
         )

@@ -73,6 +73,8 @@ pub async fn load(store: &Store, mailer: &Mailer, links: &Links) -> anyhow::Resu
                 token_hash: &hash_token(&token),
                 token_ttl: chrono::Duration::hours(48),
                 resend_after: chrono::Duration::zero(),
+                // The operator's own sample reader, mailed at each `serve --demo`.
+                daily_mailbox_limit: u32::MAX,
                 link_key: &link_key,
                 client: &ClientInfo::default(),
                 consent: CONSENT,

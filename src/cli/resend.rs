@@ -83,7 +83,7 @@ async fn subscriber_digest(
     id: Option<i64>,
     date: Option<NaiveDate>,
 ) -> Result<DigestRecord, CliError> {
-    let email = EmailAddress::parse(address)?;
+    let email = EmailAddress::parse_known(address)?;
     let subscriber = store
         .subscriber_by_email(&email)
         .await?

@@ -281,6 +281,24 @@ impl Mailer {
         }
     }
 
+    /// Whether mail can go to an address whose local part is not ASCII (`用户@example.org`):
+    /// only through a relay that announced SMTPUTF8 when paperboy last connected (see
+    /// [`Mailer::greet_relay`]). Unknown counts as no. The outbox folder takes any address.
+    pub fn takes_utf8_local_parts(&self) -> bool {
+        match self {
+            Mailer::Smtp { transport, .. } => transport.smtputf8() == Some(true),
+            Mailer::Outbox { .. } => true,
+        }
+    }
+
+    /// Connects to the relay once, so that [`Mailer::takes_utf8_local_parts`] knows what
+    /// it announces before the first send; nothing for the outbox.
+    pub async fn greet_relay(&self) {
+        if let Mailer::Smtp { transport, .. } = self {
+            transport.greet().await;
+        }
+    }
+
     /// Where mail goes, for messages to the operator.
     pub fn describe(&self) -> String {
         match self {
@@ -347,9 +365,11 @@ impl Mailer {
     /// The MIME message of `email` (signed when DKIM is configured), to hand to
     /// [`Mailer::send_message`] later.
     pub fn message(&self, email: &Email) -> Result<Message, MailError> {
+        // The domain in A-labels, in `To` and so in `RCPT TO`: a relay needs SMTPUTF8
+        // only for a local part that is not ASCII.
         let to: Mailbox = email
             .to
-            .as_str()
+            .to_ascii_domain()
             .parse()
             .map_err(|e| MailError::build_because("recipient", e))?;
         let part = |content_type: ContentType, body: &str| {

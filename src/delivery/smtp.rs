@@ -6,12 +6,13 @@
 //! pooled transport.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::extension::{ClientId, Extension};
 use lettre::transport::smtp::response::Response;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -64,6 +65,35 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// Whether the relay announced SMTPUTF8 (RFC 6531) in its last greeting: `None` until
+    /// a connection has been opened, and always for `smtps://`, whose pooled transport
+    /// does not show the greeting.
+    pub fn smtputf8(&self) -> Option<bool> {
+        match self {
+            Sender::Lettre(_) => None,
+            Sender::Direct(pool) => match pool.smtputf8.load(Ordering::Relaxed) {
+                UTF8_YES => Some(true),
+                UTF8_NO => Some(false),
+                _ => None,
+            },
+        }
+    }
+
+    /// Opens a connection to learn what the relay announces (see [`Sender::smtputf8`]);
+    /// the connection is kept for the first send. A relay that is away leaves it unknown.
+    pub async fn greet(&self) {
+        if let Sender::Direct(pool) = self
+            && let Ok(conn) = pool.connect().await
+        {
+            pool.put_idle(conn);
+        }
+    }
+}
+
+const UTF8_NO: u8 = 1;
+const UTF8_YES: u8 = 2;
+
 pub struct DirectPool {
     host: String,
     port: u16,
@@ -72,6 +102,8 @@ pub struct DirectPool {
     hello: ClientId,
     timeout: Duration,
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    /// What the last greeting said of SMTPUTF8: 0 not seen yet, [`UTF8_NO`], [`UTF8_YES`].
+    smtputf8: AtomicU8,
 }
 
 impl DirectPool {
@@ -90,6 +122,7 @@ impl DirectPool {
             hello: ClientId::default(),
             timeout,
             idle: Mutex::new(Vec::new()),
+            smtputf8: AtomicU8::new(0),
         }
     }
 
@@ -114,10 +147,14 @@ impl DirectPool {
             }
             Ok::<_, lettre::transport::smtp::Error>(conn)
         };
-        tokio::time::timeout(self.timeout, setup)
+        let conn = tokio::time::timeout(self.timeout, setup)
             .await
             .map_err(|_| SendError::Timeout)?
-            .map_err(SendError::Setup)
+            .map_err(SendError::Setup)?;
+        let utf8 = conn.server_info().supports_feature(Extension::SmtpUtfEight);
+        self.smtputf8
+            .store(if utf8 { UTF8_YES } else { UTF8_NO }, Ordering::Relaxed);
+        Ok(conn)
     }
 
     /// An idle connection that still works: one used a moment ago as it is, an older one

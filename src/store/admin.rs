@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::subscribers::{
     ClientInfo, ConsentText, NewRow, insert_consent, insert_subscriber, insert_token,
 };
-use super::suppression::{is_listed, suppression_hash};
+use super::suppression::{is_listed, suppression_hash, suppression_hashes};
 use super::{BeginWrite, Store, StoreError, StoreResult, email_key, on_pool};
 use crate::domain::{EmailAddress, Preferences, Subscriber};
 
@@ -62,8 +62,7 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             for r in subscribers {
-                let hash = suppression_hash(r.email);
-                if !r.confirmed && is_listed(&mut *tx, &hash).await? {
+                if !r.confirmed && is_listed(&mut *tx, r.email).await? {
                     results.push(Err(StoreError::Conflict(format!(
                         "{} is on the suppression list; add it with --confirmed only if its owner asked",
                         r.email
@@ -85,8 +84,10 @@ impl Store {
                     continue;
                 };
                 // Confirmed by the operator: the address may be mailed again.
-                sqlx::query("DELETE FROM suppressions WHERE email_hash = $1")
+                let [hash, legacy] = suppression_hashes(r.email);
+                sqlx::query("DELETE FROM suppressions WHERE email_hash = $1 OR email_hash = $2")
                     .bind(&hash)
+                    .bind(&legacy)
                     .execute(&mut *tx)
                     .await?;
                 insert_consent(&mut tx, id, "requested", now, &client, r.consent).await?;
@@ -132,6 +133,12 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            // What the form mailed the mailbox goes too: it is data about the reader, and
+            // the suppression now refuses every spelling of the mailbox anyway.
+            sqlx::query("DELETE FROM mailbox_mails WHERE mailbox_hash = $1")
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             erased
         });

@@ -117,6 +117,12 @@ pub(crate) trait BeginWrite {
     /// this, every send slot waits for a disk flush.
     async fn begin_bookkeeping(&self) -> sqlx::Result<WriteTx<Self::Db>>;
 
+    /// A write transaction that holds one mailbox's lock until it ends (`mailbox_hash`,
+    /// see `suppression.rs`), so two requests for two spellings of one mailbox, which touch
+    /// different reader rows, still count its mail one after the other. SQLite has one
+    /// writer anyway; PostgreSQL takes a transaction-level advisory lock.
+    async fn begin_mailbox_write(&self, mailbox_hash: &str) -> sqlx::Result<WriteTx<Self::Db>>;
+
     /// `for_update` on PostgreSQL, where a read that decides a write must lock its rows;
     /// `plain` on SQLite, whose write transactions already exclude each other.
     fn locking(&self, plain: &'static str, for_update: &'static str) -> &'static str;
@@ -187,6 +193,13 @@ impl BeginWrite for SqlitePool {
         self.begin_write().await
     }
 
+    async fn begin_mailbox_write(
+        &self,
+        _mailbox_hash: &str,
+    ) -> sqlx::Result<WriteTx<sqlx::Sqlite>> {
+        self.begin_write().await
+    }
+
     fn locking(&self, plain: &'static str, _for_update: &'static str) -> &'static str {
         plain
     }
@@ -214,6 +227,25 @@ impl BeginWrite for PgPool {
         Ok(tx)
     }
 
+    async fn begin_mailbox_write(
+        &self,
+        mailbox_hash: &str,
+    ) -> sqlx::Result<WriteTx<sqlx::Postgres>> {
+        // The two-key form, whose keys never meet the one-key locks above; 32 bits of the
+        // hash, so two mailboxes rarely share a lock (and then only wait for each other).
+        let key = mailbox_hash
+            .get(..8)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .map_or(0, |k| k as i32);
+        let mut tx = self.begin_write().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(MAILBOX_LOCK_CLASS)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
     async fn begin_papers_write(&self) -> sqlx::Result<WriteTx<sqlx::Postgres>> {
         let mut tx = self.begin_write().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -226,6 +258,9 @@ impl BeginWrite for PgPool {
 
 /// The advisory lock key that serialises paper upserts on PostgreSQL ("pbpapers").
 const PAPERS_LOCK: i64 = 0x7062_7061_7065_7273;
+
+/// The class of the two-key advisory locks of mailboxes ("pbmb").
+const MAILBOX_LOCK_CLASS: i32 = 0x7062_6d62;
 
 /// The advisory lock key held by the instance that runs the schedule ("pbschedu").
 const SCHEDULER_LOCK: i64 = 0x7062_7363_6865_6475;

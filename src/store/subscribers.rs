@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::suppression::{is_listed, suppression_hash};
+use super::suppression::{is_listed, mailbox_mails, record_mailbox_mail, suppression_hash};
 use super::{
     BeginWrite, Store, StoreError, StoreResult, WriteTx, email_key, on_pool, push_id_list,
 };
@@ -62,6 +62,8 @@ pub struct SubscriptionRequest<'a> {
     pub token_ttl: Duration,
     /// A second link to the same address waits at least this long.
     pub resend_after: Duration,
+    /// The most links mailed to one mailbox (every spelling of it) in a day.
+    pub daily_mailbox_limit: u32,
     pub link_key: &'a str,
     pub client: &'a ClientInfo,
     pub consent: ConsentText<'a>,
@@ -98,7 +100,7 @@ impl TryFrom<SubscriberRow> for Subscriber {
         };
         Ok(Subscriber {
             id: r.id,
-            email: EmailAddress::parse(&r.email).map_err(|e| corrupt("email", &e))?,
+            email: EmailAddress::parse_known(&r.email).map_err(|e| corrupt("email", &e))?,
             status: r.status.parse().map_err(|e| corrupt("status", &e))?,
             preferences: Preferences {
                 queries: QueryList::parse(&r.queries).map_err(|e| corrupt("queries", &e))?,
@@ -274,7 +276,9 @@ impl Store {
     /// stranger cannot change what a reader confirms). A confirmed reader is left as is and
     /// gets a link to their settings. An address that bounced is never mailed from the
     /// form. Within `resend_after` of the last link (a day for a reader who left) nothing
-    /// changes at all, so a form submitted again and again mails the address once.
+    /// changes at all, so a form submitted again and again mails the address once; and
+    /// once `daily_mailbox_limit` links went to the mailbox in the last day, under any
+    /// spelling (`ann+1@…`, `A.nn@gmail.com`) and from any client, nothing changes either.
     #[tracing::instrument(skip_all, fields(email = %req.email.masked()))]
     pub async fn request_subscription(
         &self,
@@ -282,11 +286,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<RequestOutcome> {
         let key = email_key(req.email);
-        let erased = suppression_hash(req.email);
+        let mailbox = suppression_hash(req.email);
         let id: i64 = on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            // An erased address is never mailed from the form.
-            if is_listed(&mut *tx, &erased).await? {
+            let mut tx = pool.begin_mailbox_write(&mailbox).await?;
+            // An erased mailbox is never mailed from the form, under any spelling.
+            if is_listed(&mut *tx, req.email).await? {
+                return Ok(RequestOutcome::NothingToSend);
+            }
+            if mailbox_mails(&mut *tx, &mailbox, now).await? >= i64::from(req.daily_mailbox_limit) {
                 return Ok(RequestOutcome::NothingToSend);
             }
             let existing: Option<SubscriberRow> = sqlx::query_as(pool.locking(
@@ -307,6 +314,7 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                     if row.status == "active" || row.status == "paused" {
+                        record_mailbox_mail(&mut *tx, &mailbox, now).await?;
                         tx.commit().await?;
                         let mut subscriber = Subscriber::try_from(row)?;
                         subscriber.link_sent_at = Some(now);
@@ -324,6 +332,7 @@ impl Store {
             insert_token(&mut tx, req.token_hash, id, now, now + req.token_ttl, req.preferences)
                 .await?;
             insert_consent(&mut tx, id, "requested", now, req.client, req.consent).await?;
+            record_mailbox_mail(&mut *tx, &mailbox, now).await?;
             tx.commit().await?;
             id
         });
@@ -332,6 +341,55 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("subscriber {id} vanished")))?;
         Ok(RequestOutcome::Confirm(subscriber))
+    }
+
+    /// What a confirmation token would confirm, changing nothing: the reader and the
+    /// settings the token carries, while it is unused and unexpired. The page a
+    /// confirmation link opens shows this; only [`Store::confirm`] uses the token.
+    #[tracing::instrument(skip_all)]
+    pub async fn confirmation(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(Subscriber, Preferences)>> {
+        let token: Option<TokenRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT subscriber_id, expires_at, used_at, queries, frequency, send_hour, \
+                 timezone, max_papers, group_by_query, suggestions \
+                 FROM confirmation_tokens WHERE token_hash = $1",
+            )
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
+        });
+        let Some(t) = token.filter(|t| t.used_at.is_none() && t.expires_at > now) else {
+            return Ok(None);
+        };
+        let Some(subscriber) = self.subscriber(t.subscriber_id).await? else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("confirmation of {}: {what}: {e}", t.subscriber_id))
+        };
+        let preferences = Preferences {
+            queries: QueryList::parse(&t.queries).map_err(|e| corrupt("queries", &e))?,
+            frequency: t
+                .frequency
+                .parse::<Frequency>()
+                .map_err(|e| corrupt("frequency", &e))?,
+            send_hour: SendHour::new(t.send_hour.into()).map_err(|e| corrupt("send_hour", &e))?,
+            timezone: t
+                .timezone
+                .parse::<TimeZone>()
+                .map_err(|e| corrupt("timezone", &e))?,
+            max_papers: MaxPapers::new(t.max_papers.into())
+                .map_err(|e| corrupt("max_papers", &e))?,
+            layout: DigestLayout {
+                group_by_query: t.group_by_query,
+                suggestions: t.suggestions,
+            },
+        };
+        Ok(Some((subscriber, preferences)))
     }
 
     /// Uses a confirmation token: once, before it expires, for a reader still waiting for

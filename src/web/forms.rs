@@ -54,11 +54,23 @@ impl FormFields {
         FormFields::from_preferences(&Preferences::default())
     }
 
-    /// Checks the email address.
-    pub fn email(&self, errors: &mut FieldErrors) -> Option<EmailAddress> {
-        EmailAddress::parse(&self.email)
+    /// Checks the email address. `utf8_local_parts` says whether mail can go to a local
+    /// part that is not ASCII (the relay announced SMTPUTF8); when it cannot, such an
+    /// address is refused here rather than stored and never mailed.
+    pub fn email(&self, errors: &mut FieldErrors, utf8_local_parts: bool) -> Option<EmailAddress> {
+        let email = EmailAddress::parse(&self.email)
             .map_err(|e| errors.set(|f| &mut f.email, e.to_string()))
-            .ok()
+            .ok()?;
+        if email.needs_smtputf8() && !utf8_local_parts {
+            errors.set(
+                |f| &mut f.email,
+                "This server's mail relay cannot deliver to an address with letters other than \
+                 a-z, digits and punctuation before the @. Please use another address."
+                    .into(),
+            );
+            return None;
+        }
+        Some(email)
     }
 
     /// Checks every setting; each refusal is filed under its field.
@@ -263,7 +275,7 @@ mod tests {
             ..FormFields::default()
         };
         let mut errors = FieldErrors::default();
-        assert!(form.email(&mut errors).is_none());
+        assert!(form.email(&mut errors, true).is_none());
         assert!(form.preferences(&mut errors).is_none());
         assert!(errors.any);
         for (name, e) in [
@@ -278,6 +290,28 @@ mod tests {
         }
         assert!(errors.queries.unwrap().starts_with("Line 2:"));
         assert!(errors.query_lines.is_empty(), "one bad line needs no list");
+    }
+
+    #[test]
+    fn a_utf8_local_part_needs_a_relay_that_takes_it() {
+        let form = FormFields {
+            email: "用户@example.org".into(),
+            ..FormFields::blank()
+        };
+        let mut errors = FieldErrors::default();
+        assert!(form.email(&mut errors, true).is_some());
+        assert!(!errors.any);
+        assert!(form.email(&mut errors, false).is_none());
+        assert!(errors.email.unwrap().contains("before the @"));
+        let idn = FormFields {
+            email: "ada@bücher.de".into(),
+            ..FormFields::blank()
+        };
+        let mut errors = FieldErrors::default();
+        assert!(
+            idn.email(&mut errors, false).is_some(),
+            "a Unicode domain goes out in A-labels"
+        );
     }
 
     #[test]

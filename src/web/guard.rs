@@ -63,7 +63,8 @@ impl Guard {
         verdict(self.subscribe_per_ip.check_key(&network_of(ip)))
     }
 
-    /// `key` is the address folded to lower case.
+    /// `key` is the mailbox key (see `EmailAddress::mailbox_key`): every spelling of one
+    /// mailbox shares its limit.
     pub fn subscribe_to(&self, key: &str) -> Result<(), WebError> {
         verdict(self.subscribe_per_address.check_key(&key.to_string()))
     }

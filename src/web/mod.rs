@@ -49,6 +49,8 @@ pub struct AppState {
     pub preview: Arc<recent::RecentPapers>,
     /// The least time between two links mailed to one address.
     pub resend_after: chrono::Duration,
+    /// The most links the form mails to one mailbox (every spelling of it) in a day.
+    pub daily_mailbox_limit: u32,
     /// Why this instance's delivery worker stopped (a refused login or TLS), for
     /// `/healthz`; `None` while it runs or when this instance has none.
     pub delivery_stopped: Arc<std::sync::Mutex<Option<String>>>,
@@ -83,6 +85,7 @@ impl AppState {
                 .ok()
                 .and_then(chrono::Duration::try_seconds)
                 .unwrap_or(chrono::Duration::days(1)),
+            daily_mailbox_limit: settings.web.mails_per_mailbox_per_day,
             delivery_stopped: Arc::default(),
             arxiv,
         }

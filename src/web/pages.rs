@@ -58,6 +58,15 @@ pub struct CheckInbox<'a> {
     pub operator_note: Option<&'a str>,
 }
 
+/// What a confirmation link opens: one button, whose POST confirms.
+#[derive(Template)]
+#[template(path = "web/confirm.html")]
+pub struct Confirm<'a> {
+    pub email: &'a str,
+    pub schedule: &'a str,
+    pub csrf: &'a str,
+}
+
 #[derive(Template)]
 #[template(path = "web/confirmed.html")]
 pub struct Confirmed<'a> {

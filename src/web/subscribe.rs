@@ -24,7 +24,7 @@ use crate::domain::token::{hash_token, random_token};
 use crate::domain::{EmailAddress, Preferences};
 use crate::email::{Email, notices};
 use crate::error::chain;
-use crate::store::{ConsentText, RequestOutcome, SubscriptionRequest, email_key};
+use crate::store::{ConsentText, RequestOutcome, SubscriptionRequest};
 
 /// How long a confirmation link works.
 pub const CONFIRMATION_TTL_HOURS: i64 = 48;
@@ -86,7 +86,7 @@ async fn submit(
         })
     };
     let mut errors = FieldErrors::default();
-    let email = form.email(&mut errors);
+    let email = form.email(&mut errors, state.mailer.takes_utf8_local_parts());
     let preferences = form.preferences(&mut errors);
     let (Some(email), Some(preferences)) = (email, preferences) else {
         let (cookie, set_cookie) = csrf_for_page(&headers, &state.links)?;
@@ -106,7 +106,7 @@ async fn submit(
         tracing::info!("honeypot filled: nothing stored or sent");
         return Ok(page(StatusCode::OK, check_inbox(), None));
     }
-    state.guard.subscribe_to(&email_key(&email))?;
+    state.guard.subscribe_to(&email.mailbox_key())?;
 
     let token = random_token()?;
     let link_key = random_token()?;
@@ -118,6 +118,7 @@ async fn submit(
         token_hash: &token_hash,
         token_ttl: chrono::Duration::hours(CONFIRMATION_TTL_HOURS),
         resend_after: state.resend_after,
+        daily_mailbox_limit: state.daily_mailbox_limit,
         link_key: &link_key,
         client: &client_info,
         consent: ConsentText {

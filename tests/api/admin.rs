@@ -432,3 +432,100 @@ fn long_commands_show_a_progress_bar_on_a_terminal_and_none_when_piped() {
     );
     assert!(!all.contains("importing ["), "{all}");
 }
+
+#[tokio::test]
+async fn import_counts_lines_after_multi_line_records_and_cuts_long_values() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv = d.join("readers.csv");
+    let huge = format!("title:({}", "a".repeat(5_000_000));
+    std::fs::write(
+        &csv,
+        format!(
+            "email,query,note,confirmed\n\
+             ada@example.org,diffusion,\"a note\nover three\nlines\",true\n\
+             not-an-address,diffusion,,true\n\
+             bob@example.org,\"{huge}\",,true\n\
+             cy@example.org,graphs,\"two\nlines\",true\n\
+             also-not-an-address,graphs,,true\n"
+        ),
+    )
+    .unwrap();
+    let out = run(d, &db, &["subscribers", "import", csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 5: \"not-an-address\""), "{stderr}");
+    assert!(
+        stderr.contains("line 6: query \"title:(aaa"),
+        "{}",
+        &stderr[..500.min(stderr.len())]
+    );
+    assert!(
+        stderr.contains("line 9: \"also-not-an-address\""),
+        "{}",
+        &stderr[..500.min(stderr.len())]
+    );
+    assert!(stderr.len() < 2_000, "{} bytes on stderr", stderr.len());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("2 readers added"));
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn subscribers_add_checks_the_settings_before_storing_anything() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let short = paperboy_on(d, &db)
+        .env("PAPERBOY_SECRET_KEY", "too-short-a-key")
+        .args([
+            "subscribers",
+            "add",
+            "ada@example.org",
+            "--query",
+            "diffusion",
+        ])
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(stderr.contains("at least 32 characters"), "{stderr}");
+    assert!(!stderr.contains("too-short-a-key"), "{stderr}");
+    let bad_dkim = paperboy_on(d, &db)
+        .env("PAPERBOY_DKIM_KEY", d.join("missing.pem"))
+        .env("PAPERBOY_DKIM_SELECTOR", "s1")
+        .env("PAPERBOY_DKIM_DOMAIN", "example.org")
+        .args([
+            "subscribers",
+            "add",
+            "ada@example.org",
+            "--query",
+            "diffusion",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad_dkim.status.success());
+    assert!(outbox(d).is_empty());
+    // Nothing was stored, so the corrected retry adds the reader and mails the link.
+    let good = paperboy_on(d, &db)
+        .env(
+            "PAPERBOY_SECRET_KEY",
+            "a-secret-key-of-at-least-32-characters",
+        )
+        .args([
+            "subscribers",
+            "add",
+            "ada@example.org",
+            "--query",
+            "diffusion",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ok(&good).contains("a confirmation link was sent"),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
+    assert_eq!(outbox(d).len(), 1);
+    db.cleanup().await;
+}

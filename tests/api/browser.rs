@@ -380,8 +380,16 @@ async fn a_subscriber_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_rea
         "the HTML part carries the same link"
     );
 
-    // The link confirms, with the settings as chosen.
+    // The link opens a page with one button, and changes nothing until it is pressed.
     browser.goto(&link).await.unwrap();
+    wait_for_text(&browser, "h1", "Confirm your subscription").await;
+    album.snap(&browser, "confirm").await;
+    assert_eq!(
+        stored_subscriber(&app, email).await.status,
+        SubscriberStatus::Pending
+    );
+    // The button confirms, with the settings as chosen.
+    click(&browser, "button[type=submit]").await;
     wait_for_text(&browser, "h1", "You are subscribed").await;
     let lede = wait_for_text(&browser, "p.lede", "every Thursday at 07:00").await;
     assert!(lede.contains("(Asia/Kolkata), up to 25 papers"), "{lede}");
@@ -472,7 +480,7 @@ async fn a_subscriber_subscribes_confirms_edits_pauses_and_unsubscribes_in_a_rea
         stored_subscriber(&app, email).await.status,
         SubscriberStatus::Unsubscribed
     );
-    assert_eq!(album.taken, 8);
+    assert_eq!(album.taken, 9);
 
     browser.close().await.unwrap();
     app.stop().await;
@@ -532,6 +540,8 @@ async fn the_subscribe_page_works_with_javascript_disabled() {
         .find_map(|p| link_starting(p, &app.url("/confirm/")))
         .expect("confirmation link");
     browser.goto(&link).await.unwrap();
+    wait_for_text(&browser, "h1", "Confirm your subscription").await;
+    click(&browser, "button[type=submit]").await;
     wait_for_text(&browser, "h1", "You are subscribed").await;
     album.snap(&browser, "confirmed").await;
     let subscriber = stored_subscriber(&app, email).await;

@@ -123,7 +123,7 @@ async fn the_confirmed_page_says_when_the_first_digest_comes_in_the_readers_zone
     assert_eq!(page.status, StatusCode::OK);
     let link = confirm_link(&confirmation_for(&app, "first@example.org").await);
     let before = Utc::now();
-    let page = v.get(&link).await;
+    let page = v.confirm(&link).await;
     let after = Utc::now();
     assert_eq!(page.status, StatusCode::OK);
     let stored = app.subscriber("first@example.org").await.unwrap();

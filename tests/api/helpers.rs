@@ -397,6 +397,11 @@ pub fn free_port() -> u16 {
 
 impl SmtpSink {
     pub fn start(dir: &Path) -> Option<SmtpSink> {
+        Self::start_with(dir, &[])
+    }
+
+    /// As [`SmtpSink::start`], with more of aiosmtpd's options (`-u` announces SMTPUTF8).
+    pub fn start_with(dir: &Path, options: &[&str]) -> Option<SmtpSink> {
         if !aiosmtpd_available() {
             return None;
         }
@@ -404,6 +409,7 @@ impl SmtpSink {
         let maildir = dir.join("Maildir");
         let mut cmd = Command::new("python3");
         cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(options)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir);
         Some(Self::spawn(cmd, port, maildir))
@@ -693,6 +699,15 @@ impl Visitor {
         }
     }
 
+    /// Another tab of the same browser: the same cookie, for requests at once.
+    pub fn clone_with_cookie(&self) -> Visitor {
+        Visitor {
+            http: self.http.clone(),
+            cookie: self.cookie.clone(),
+            base: self.base.clone(),
+        }
+    }
+
     fn url(&self, path_or_url: &str) -> String {
         if path_or_url.starts_with("http") {
             path_or_url.to_string()
@@ -825,9 +840,31 @@ impl Visitor {
         let page = self.subscribe(email, "diffusion").await;
         assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.body);
         let message = confirmation_for(app, email).await;
-        let page = self.get(&confirm_link(&message)).await;
+        let page = self.confirm(&confirm_link(&message)).await;
         assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.body);
         preferences_link(&page.body)
+    }
+
+    /// Opens a confirmation link and presses its Confirm button: the answer to the POST
+    /// (or the GET's, when the link opens no page).
+    pub async fn confirm(&mut self, link: &str) -> Page {
+        let page = self.get(link).await;
+        if page.status != reqwest::StatusCode::OK {
+            return page;
+        }
+        assert!(
+            page.body
+                .contains("<button type=\"submit\">Confirm</button>"),
+            "{}",
+            page.body
+        );
+        let csrf = hidden_csrf(&page.body);
+        self.post(
+            link,
+            &[("csrf", &csrf)],
+            &[("user-agent", "TestBrowser/1.0")],
+        )
+        .await
     }
 }
 
@@ -941,6 +978,7 @@ pub async fn pending_subscriber(
                 token_hash: &hash_token(&token),
                 token_ttl: chrono::Duration::hours(48),
                 resend_after: chrono::Duration::zero(),
+                daily_mailbox_limit: u32::MAX,
                 link_key: &link_key,
                 client: &ClientInfo::default(),
                 consent: TEST_CONSENT,

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod addresses;
 mod admin;
 mod architecture;
 mod audit;

@@ -50,7 +50,15 @@ async fn a_subscriber_subscribes_and_confirms_with_consent_recorded() {
         let message = outbox_message(&app, 0).await;
         let link = confirm_link(&message);
         assert!(link.starts_with(&app.url("/confirm/")), "{link}");
+        // Opening the link shows the button and changes nothing.
         let page = v.get(&link).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("Confirm your subscription"));
+        assert!(page.body.contains("Ada@example.org"));
+        assert!(page.body.contains("every Thursday at 07:00 (Asia/Kolkata)"));
+        let still = app.subscriber("ada@example.org").await.unwrap();
+        assert_eq!(still.status, SubscriberStatus::Pending);
+        let page = v.confirm(&link).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         assert!(page.body.contains("You are subscribed"));
         assert!(page.body.contains("every Thursday at 07:00 (Asia/Kolkata)"));
@@ -449,6 +457,12 @@ async fn expired_and_tampered_confirmation_links_open_nothing() {
             let page = v.get(&format!("/confirm/{bad}")).await;
             assert_eq!(page.status, StatusCode::NOT_FOUND, "{bad}");
         }
+        // A forged token posted with a good CSRF token opens nothing either.
+        let csrf = v.csrf_from(&link).await;
+        let page = v
+            .post(&format!("/confirm/{tampered}"), &[("csrf", &csrf)], &[])
+            .await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND);
         let past = chrono::Utc::now() - chrono::Duration::hours(1);
         assert!(
             app.store
@@ -458,6 +472,12 @@ async fn expired_and_tampered_confirmation_links_open_nothing() {
         );
         let page = v.get(&link).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND);
+        let page = v.post(&link, &[("csrf", &csrf)], &[]).await;
+        assert_eq!(
+            page.status,
+            StatusCode::NOT_FOUND,
+            "an expired link confirms nothing"
+        );
         let still = app.subscriber("late@example.org").await.unwrap();
         assert_eq!(still.status, SubscriberStatus::Pending);
         app.stop().await;
@@ -839,15 +859,163 @@ async fn a_confirmation_link_opened_twice_at_once_confirms_once() {
         let mut v = Visitor::new(&app);
         v.subscribe("twice@example.org", "").await;
         let link = confirm_link(&confirmation_for(&app, "twice@example.org").await);
-        let http = reqwest::Client::new();
-        let (a, b) = tokio::join!(http.get(&link).send(), http.get(&link).send());
-        let mut codes = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+        let csrf = v.csrf_from(&link).await;
+        let (mut one, mut two) = (v.clone_with_cookie(), v.clone_with_cookie());
+        let fields = [("csrf", csrf.as_str())];
+        let (a, b) = tokio::join!(one.post(&link, &fields, &[]), two.post(&link, &fields, &[]));
+        let mut codes = [a.status.as_u16(), b.status.as_u16()];
         codes.sort();
         assert_eq!(codes, [200, 404], "{}", db.backend);
         let r = app.subscriber("twice@example.org").await.unwrap();
         let consents = app.store.consents(r.id).await.unwrap();
         let confirmed = consents.iter().filter(|c| c.event == "confirmed").count();
         assert_eq!(confirmed, 1);
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+/// Every link of a message (both parts and the List-Unsubscribe header) that points at
+/// the app.
+fn links_of(message: &str, app: &TestApp) -> Vec<String> {
+    let mut links: Vec<String> = Vec::new();
+    for part in base64_parts(message) {
+        let mut rest = part.as_str();
+        while let Some(link) = crate::helpers::link_starting(rest, &app.url("/")) {
+            let at = rest.find(&link).unwrap() + link.len();
+            rest = &rest[at..];
+            let link = link.replace("&amp;", "&");
+            if !links.contains(&link) {
+                links.push(link);
+            }
+        }
+    }
+    if header_value(message, "List-Unsubscribe").is_some() {
+        links.push(unsubscribe_link(message));
+    }
+    links
+}
+
+/// Fetches every link with GET and HEAD, twice, as a mail security filter does.
+async fn scan(links: &[String]) -> usize {
+    let scanner = reqwest::Client::builder()
+        .user_agent("LinkScanner/1.0")
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .unwrap();
+    let mut fetched = 0;
+    for _ in 0..2 {
+        for link in links {
+            for response in [
+                scanner.get(link).send().await.unwrap(),
+                scanner.head(link).send().await.unwrap(),
+            ] {
+                assert!(
+                    !response.status().is_server_error(),
+                    "{link}: {}",
+                    response.status()
+                );
+                fetched += 1;
+            }
+        }
+    }
+    fetched
+}
+
+#[tokio::test]
+async fn a_link_scanner_that_opens_every_link_confirms_and_changes_nothing() {
+    for db in databases().await {
+        let app = spawn_app(&db, |s| {
+            quiet(s);
+            s.web.resend_link_after_secs = 0;
+        })
+        .await;
+        let mut v = Visitor::new(&app);
+        v.subscribe("scanned@example.org", "diffusion").await;
+        let message = confirmation_for(&app, "scanned@example.org").await;
+        let links = links_of(&message, &app);
+        assert!(links.iter().any(|l| l.contains("/confirm/")), "{links:?}");
+        scan(&links).await;
+        let reader = app.subscriber("scanned@example.org").await.unwrap();
+        assert_eq!(reader.status, SubscriberStatus::Pending, "{}", db.backend);
+        let consents = app.store.consents(reader.id).await.unwrap();
+        assert_eq!(consents.len(), 1, "only the request is on record");
+
+        // The reader then presses the button: the consent names their browser, not the
+        // scanner.
+        let page = v.confirm(&confirm_link(&message)).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("You are subscribed"));
+        let consents = app.store.consents(reader.id).await.unwrap();
+        assert_eq!(consents[1].event, "confirmed");
+        assert_eq!(consents[1].user_agent.as_deref(), Some("TestBrowser/1.0"));
+
+        // An active reader's settings email, scanned: still active, nothing recorded.
+        v.subscribe("scanned@example.org", "other").await;
+        let all = app.wait_for_outbox(2).await;
+        let settings_mail = all
+            .iter()
+            .find(|m| m.contains("Subject: Your paperboy digest settings"))
+            .expect("the settings email");
+        scan(&links_of(settings_mail, &app)).await;
+        let after = app.subscriber("scanned@example.org").await.unwrap();
+        assert_eq!(after.status, SubscriberStatus::Active);
+        assert_eq!(after.preferences.queries.lines(), ["diffusion"]);
+        assert_eq!(app.store.consents(reader.id).await.unwrap().len(), 2);
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn the_confirm_button_is_checked_like_every_other_form() {
+    for db in databases().await {
+        let app = spawn_app(&db, quiet).await;
+        let mut v = Visitor::new(&app);
+        v.subscribe("button@example.org", "").await;
+        let link = confirm_link(&confirmation_for(&app, "button@example.org").await);
+        let csrf = v.csrf_from(&link).await;
+        // No CSRF token, a token for no cookie, and a cross-site post: refused.
+        let bare = reqwest::Client::new()
+            .post(&link)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bare.status(), StatusCode::FORBIDDEN);
+        let mut stranger = Visitor::new(&app);
+        let page = stranger.post(&link, &[("csrf", &csrf)], &[]).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        let page = v
+            .post(
+                &link,
+                &[("csrf", &csrf)],
+                &[("origin", "https://evil.example.net")],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        let page = v
+            .post(
+                &link,
+                &[("csrf", &csrf)],
+                &[("sec-fetch-site", "cross-site")],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        let reader = app.subscriber("button@example.org").await.unwrap();
+        assert_eq!(reader.status, SubscriberStatus::Pending, "{}", db.backend);
+        // The page's own post confirms, once.
+        let page = v.post(&link, &[("csrf", &csrf)], &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let page = v.post(&link, &[("csrf", &csrf)], &[]).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "single use");
+        let page = v.get(&link).await;
+        assert_eq!(
+            page.status,
+            StatusCode::NOT_FOUND,
+            "a used link opens nothing"
+        );
         app.stop().await;
         db.cleanup().await;
     }

@@ -11,6 +11,12 @@
 //! - `query_fuzz`: the query parser under 20,000 seeded property cases.
 //! - `burst_one_client` and `burst_one_mailbox`: 1,000 subscribe requests within a minute
 //!   from one client, and from 1,000 clients for one mailbox.
+//! - `mailbox_variant_flood`: 2,000 spellings of one Gmail mailbox (case, dots, `+tags`,
+//!   googlemail.com) from 2,000 spoofed client addresses, across a restart that empties
+//!   the in-memory limits: the mailbox gets 3 mails in the day.
+//! - `link_scanner`: every link of 40 confirmation emails fetched with GET and HEAD three
+//!   times, as mail security filters do: nobody is confirmed until they press the button,
+//!   and no consent names the scanner.
 #[path = "../api/helpers.rs"]
 mod helpers;
 #[path = "report.rs"]
@@ -208,6 +214,29 @@ impl Visitor {
             cookie,
             csrf,
         }
+    }
+
+    /// Opens a confirmation link (the page with the button) and presses Confirm.
+    async fn confirm(&self, link: &str) -> reqwest::Response {
+        let page = self
+            .http
+            .get(link)
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .expect("open the confirmation link");
+        assert_eq!(page.status(), StatusCode::OK, "{link}");
+        let body = page.text().await.expect("the confirmation page");
+        assert!(body.contains("Confirm</button>"), "{body}");
+        no_raw_markup("confirmation page", &body);
+        self.http
+            .post(link)
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={}", self.csrf))
+            .send()
+            .await
+            .expect("confirm")
     }
 
     /// Posts `body` as it is, with the content type and extra headers given.
@@ -743,12 +772,7 @@ async fn confirm_each(
     let mut pages_checked = 0;
     for m in messages {
         let to = check_mail(m);
-        let page = visitor
-            .http
-            .get(confirm_link(m))
-            .send()
-            .await
-            .expect("confirm");
+        let page = visitor.confirm(&confirm_link(m)).await;
         assert_eq!(page.status(), StatusCode::OK, "confirm {to}");
         let body = page.text().await.expect("confirmed page");
         no_raw_markup("confirmed page", &body);
@@ -1129,17 +1153,19 @@ const CSV_ROWS: &[CsvRow] = &[
 fn hostile_csv() -> (Vec<u8>, Vec<usize>) {
     let mut csv: Vec<u8> = b"email,query,frequency,send_hour,timezone,confirmed\n".to_vec();
     let mut bad_lines = Vec::new();
-    for (i, row) in CSV_ROWS.iter().enumerate() {
+    // The line each record starts on: quoted values with line breaks span several.
+    let line_now = |csv: &[u8]| csv.iter().filter(|&&b| b == b'\n').count() + 1;
+    for row in CSV_ROWS {
+        if row.stored.is_none() {
+            bad_lines.push(line_now(&csv));
+        }
         csv.extend_from_slice(&(row.line)());
         csv.push(b'\n');
-        if row.stored.is_none() {
-            bad_lines.push(i + 2);
-        }
     }
+    bad_lines.push(line_now(&csv));
     for q in 0..21 {
         csv.extend_from_slice(format!("imp12@example.org,topic{q},daily,8,UTC,true\n").as_bytes());
     }
-    bad_lines.push(CSV_ROWS.len() + 2);
     (csv, bad_lines)
 }
 
@@ -1804,6 +1830,194 @@ async fn burst_one_mailbox() {
                 "consent_records": consents.len(),
                 "emails": emails,
                 "duplicates": emails.saturating_sub(1),
+            }),
+        );
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+/// The `i`-th spelling of one Gmail mailbox: case, dots, `+tags` and googlemail.com.
+fn variant(i: usize) -> String {
+    let mut local = String::new();
+    for (at, c) in "victim".chars().enumerate() {
+        if at > 0 && (i >> at) & 1 == 1 {
+            local.push('.');
+        }
+        local.push(if (i >> (at + 3)) & 1 == 1 {
+            c.to_ascii_uppercase()
+        } else {
+            c
+        });
+    }
+    let domain = if i.is_multiple_of(2) {
+        "gmail.com"
+    } else {
+        "GoogleMail.com"
+    };
+    format!("{local}+{i}@{domain}")
+}
+
+/// The mails in the outbox per mailbox key.
+fn mails_per_mailbox(app: &TestApp) -> BTreeMap<String, usize> {
+    let mut per = BTreeMap::new();
+    for m in app.outbox_messages() {
+        let to = check_mail(&m);
+        let key = EmailAddress::parse(&to).expect("a recipient").mailbox_key();
+        *per.entry(key).or_default() += 1;
+    }
+    per
+}
+
+#[tokio::test]
+async fn mailbox_variant_flood() {
+    for db in databases().await {
+        let open = |s: &mut Settings| {
+            quiet(s);
+            s.web.trust_forwarded_for = true;
+            s.web.subscribe_per_ip_per_hour = 100_000;
+            s.web.subscribe_ip_burst = 100_000;
+        };
+        let spoofed = |i: usize| format!("10.{}.{}.{}", i / 62_500, (i / 250) % 250, i % 250 + 1);
+        let app = spawn_app(&db, open).await;
+        let first = burst(Arc::new(Visitor::new(&app).await), |i| {
+            (variant(i), Some(spoofed(i)))
+        })
+        .await;
+        assert!(first.other.is_empty(), "other statuses {:?}", first.other);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after_first = mails_per_mailbox(&app);
+        app.stop().await;
+        // A restart (or another instance) starts with empty in-memory limits: the flood
+        // gets past them, and the database's count per mailbox still holds.
+        let app = spawn_app(&db, open).await;
+        let second = burst(Arc::new(Visitor::new(&app).await), |i| {
+            (variant(BURST + i), Some(spoofed(BURST + i)))
+        })
+        .await;
+        assert!(second.other.is_empty(), "other statuses {:?}", second.other);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after_second = mails_per_mailbox(&app);
+        let mails: usize =
+            after_first.values().sum::<usize>() + after_second.values().sum::<usize>();
+        assert_eq!(after_first.len(), 1, "{after_first:?}");
+        assert_eq!(
+            mails,
+            Settings::default().web.mails_per_mailbox_per_day as usize,
+            "{}: mails to the mailbox in a day",
+            db.backend
+        );
+        assert!(after_second.is_empty(), "{}: {after_second:?}", db.backend);
+        let stored = stored_subscribers(&app.store).await;
+        report::report(
+            "abuse.mailbox_variant_flood",
+            json!({
+                "backend": db.backend,
+                "requests": 2 * BURST,
+                "spellings": 2 * BURST,
+                "client_addresses": 2 * BURST,
+                "restarts": 1,
+                "secs": (first.elapsed + second.elapsed).as_secs_f64(),
+                "ok_2xx": first.ok + second.ok,
+                "limited_429": first.limited + second.limited,
+                "stored": stored.len(),
+                "mails_per_mailbox_per_day": mails,
+            }),
+        );
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn link_scanner() {
+    const READERS: usize = 40;
+    for db in databases().await {
+        let app = spawn_app(&db, |s| {
+            quiet(s);
+            s.web.subscribe_per_ip_per_hour = 100_000;
+            s.web.subscribe_ip_burst = 100_000;
+        })
+        .await;
+        let visitor = Visitor::new(&app).await;
+        for i in 0..READERS {
+            let answer = visitor
+                .post_form(
+                    &fields_with(&format!("scanned{i}@example.org"), "queries", b"diffusion"),
+                    false,
+                    &[],
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::OK);
+        }
+        let messages = app.wait_for_outbox(READERS).await;
+        assert_eq!(messages.len(), READERS);
+        let scanner = reqwest::Client::builder()
+            .user_agent("Mozilla/5.0 (compatible; LinkScanner/1.0)")
+            .build()
+            .expect("scanner client");
+        let (mut links, mut requests) = (0, 0);
+        for m in &messages {
+            let mut found: Vec<String> = base64_parts(m)
+                .iter()
+                .filter_map(|p| helpers::link_starting(p, &app.url("/")))
+                .collect();
+            found.push(helpers::unsubscribe_link(m));
+            found.sort();
+            found.dedup();
+            links += found.len();
+            for _ in 0..3 {
+                for link in &found {
+                    for request in [scanner.get(link), scanner.head(link)] {
+                        let response = request.send().await.expect("scanner request");
+                        assert!(!response.status().is_server_error(), "{link}");
+                        requests += 1;
+                    }
+                }
+            }
+        }
+        let stored = stored_subscribers(&app.store).await;
+        let confirmed_by_scanner = stored
+            .values()
+            .filter(|(s, _)| *s != SubscriberStatus::Pending)
+            .count();
+        assert_eq!(confirmed_by_scanner, 0, "{}", db.backend);
+        // Each reader then presses Confirm: all active, the consent naming their browser.
+        for m in &messages {
+            let page = visitor.confirm(&confirm_link(m)).await;
+            assert_eq!(page.status(), StatusCode::OK);
+        }
+        let stored = stored_subscribers(&app.store).await;
+        let active = stored
+            .values()
+            .filter(|(s, _)| *s == SubscriberStatus::Active)
+            .count();
+        assert_eq!(active, READERS);
+        let mut scanner_consents = 0;
+        for email in stored.keys() {
+            let reader = find_subscriber(&app.store, email).await.expect("reader");
+            let consents = app.store.consents(reader.id).await.expect("consents");
+            assert_eq!(consents.len(), 2, "{email}");
+            scanner_consents += consents
+                .iter()
+                .filter(|c| {
+                    c.user_agent
+                        .as_deref()
+                        .is_some_and(|ua| ua.contains("LinkScanner"))
+                })
+                .count();
+        }
+        assert_eq!(scanner_consents, 0);
+        report::report(
+            "abuse.link_scanner",
+            json!({
+                "backend": db.backend,
+                "readers": READERS,
+                "links": links,
+                "scanner_requests": requests,
+                "confirmed_by_scanner": confirmed_by_scanner,
+                "confirmed_by_button": active,
+                "consents_naming_the_scanner": scanner_consents,
             }),
         );
         app.stop().await;

@@ -32,7 +32,7 @@ pub enum Format {
 }
 
 pub async fn run(settings: &Settings, store: &Store, args: Args) -> Result<(), CliError> {
-    let email = EmailAddress::parse(&args.email)?;
+    let email = EmailAddress::parse_known(&args.email)?;
     let subscriber = store
         .subscriber_by_email(&email)
         .await?

@@ -70,6 +70,17 @@ pub(super) async fn add_subscriber(
     preferences: &Preferences,
     confirmed: bool,
 ) -> Result<Subscriber, CliError> {
+    // Everything the confirmation needs is checked before anything is stored: a mail or
+    // link setting that fails after the write would leave a pending reader whom no link
+    // reaches, and a retry would only say "already a reader".
+    let sender = if confirmed {
+        None
+    } else {
+        Some((
+            Mailer::from_settings(settings)?,
+            links_for(settings, store).await?,
+        ))
+    };
     let token = random_token().map_err(|e| CliError::Other(e.into()))?;
     let link_key = random_token().map_err(|e| CliError::Other(e.into()))?;
     let subscriber = store
@@ -86,9 +97,7 @@ pub(super) async fn add_subscriber(
             Utc::now(),
         )
         .await?;
-    if !confirmed {
-        let mailer = Mailer::from_settings(settings)?;
-        let links = links_for(settings, store).await?;
+    if let Some((mailer, links)) = sender {
         let message = notices::confirmation(
             &mailer.message_ids(),
             &links,

@@ -14,7 +14,7 @@ pub struct Args {
 }
 
 pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
-    let email = EmailAddress::parse(&args.address)?;
+    let email = EmailAddress::parse_known(&args.address)?;
     let erased = store.erase_subscriber(&email, Utc::now()).await?;
     if !erased {
         return Err(CliError::input(format!(

@@ -11,7 +11,7 @@ use chrono::Utc;
 use crate::cli::{CliError, progress_bar};
 use crate::config::Settings;
 use crate::domain::token::random_token;
-use crate::domain::{EmailAddress, MaxPapers, Preferences};
+use crate::domain::{EmailAddress, MaxPapers, Preferences, quoted};
 use crate::matching::Query;
 use crate::store::{NewSubscriber, Store, StoreResult, email_key};
 
@@ -143,7 +143,7 @@ impl Parsed {
         if !query.is_empty()
             && let Err(e) = Query::parse(&query)
         {
-            return Err(format!("query {query:?}: {e}"));
+            return Err(format!("query {}: {e}", quoted(&query)));
         }
         let (_, rows) = self
             .subscribers
@@ -179,8 +179,17 @@ fn read(file: &Path) -> Result<Parsed, CliError> {
         .map_err(unreadable)?;
     let columns = Columns::of(csv.headers().map_err(unreadable)?, file)?;
     let mut parsed = Parsed::default();
-    for (i, record) in csv.records().enumerate() {
-        let line = i + 2;
+    // The line a record starts on, as the reader's CSV parser counts it: a quoted value
+    // may span several lines, so the record's index says nothing of its line.
+    let mut next_line = 2;
+    for record in csv.records() {
+        let line = match &record {
+            Ok(r) => r.position().map(|p| p.line()),
+            Err(e) => e.position().map(|p| p.line()),
+        }
+        .and_then(|l| usize::try_from(l).ok())
+        .unwrap_or(next_line);
+        next_line = line + 1;
         let added = record
             .map_err(|e| e.to_string())
             .and_then(|record| parsed.add(&columns, &record, line));

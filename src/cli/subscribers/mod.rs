@@ -67,7 +67,7 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
 
 /// The subscriber with this address, or an input error naming it.
 async fn find(store: &Store, address: &str) -> Result<Subscriber, CliError> {
-    let email = EmailAddress::parse(address)?;
+    let email = EmailAddress::parse_known(address)?;
     store
         .subscriber_by_email(&email)
         .await?
