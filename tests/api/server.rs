@@ -9,51 +9,9 @@ use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, TestDb, Visitor, free_port, quiet, spawn_app};
-
-/// Waits until the server closes `stream` (end of file or a reset), reading and dropping
-/// whatever it sends; the time it took, or `None` if it stayed open for `limit`.
-async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = limit.checked_sub(started.elapsed())?;
-        match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
-/// Reads one whole answer (headers and a Content-Length body) from a kept-alive
-/// connection: its status line and the whole text.
-async fn read_answer(stream: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("an answer within 10 s")
-            .expect("read");
-        assert!(n > 0, "closed before the answer ended: {got:?}");
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().expect("length"))
-                })
-                .unwrap_or(0);
-            if got.len() >= end + 4 + length {
-                return text;
-            }
-        }
-    }
-}
+use crate::helpers::{
+    TestApp, TestDb, Visitor, closed_within, free_port, quiet, read_answer, spawn_app,
+};
 
 async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.addr).await.expect("connect")

@@ -19,9 +19,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use helpers::free_port;
+use helpers::{closed_within, free_port, read_answer};
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 
@@ -130,48 +130,6 @@ fn nofile_limits(pid: u32) -> (u64, u64) {
         .filter_map(|w| w.parse().ok())
         .collect();
     (numbers[0], numbers[1])
-}
-
-/// Waits until the server closes `stream`; how long that took, or `None` within `limit`.
-async fn closed_within(stream: &mut (impl AsyncRead + Unpin), limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = limit.checked_sub(started.elapsed())?;
-        match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
-/// Reads one answer with a Content-Length body.
-async fn read_answer(stream: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("an answer within 10 s")
-            .expect("read");
-        assert!(n > 0, "closed before the answer ended");
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().expect("length"))
-                })
-                .unwrap_or(0);
-            if got.len() >= end + 4 + length {
-                return text;
-            }
-        }
-    }
 }
 
 fn send_sigterm(child: &Child) {
