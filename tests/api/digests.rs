@@ -321,11 +321,11 @@ async fn a_digest_arrives_as_one_well_formed_message_whose_unsubscribe_link_work
             .to_string();
         let page = reqwest::get(&archive).await.unwrap();
         assert_eq!(page.status(), 200);
+        // The feed's markup is text, escaped; the matched word is highlighted.
+        let shown = page.text().await.unwrap();
         assert!(
-            page.text()
-                .await
-                .unwrap()
-                .contains("Diffusion &#60;i&#62;models")
+            shown.contains("<mark>Diffusion</mark> &lt;i&gt;models"),
+            "{shown}"
         );
         let wrong = reqwest::get(app.url(&format!("/digests/{}?t=1.AAAA", digest.id)))
             .await

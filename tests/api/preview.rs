@@ -247,9 +247,10 @@ async fn preview_my_next_digest_shows_what_would_be_sent_and_records_nothing() {
         assert_eq!(view.papers.len(), 5);
         let mut at = 0;
         for p in &view.papers {
-            let shown = p.title.replace('<', "&#60;").replace('>', "&#62;");
+            // The title as the page shows it: escaped, matched words highlighted.
+            let shown = &p.title_html;
             at += body[at..]
-                .find(&shown)
+                .find(shown.as_str())
                 .unwrap_or_else(|| panic!("{shown}: {body}"));
         }
         assert!(body.contains("Matched: your query"), "{body}");
