@@ -240,6 +240,9 @@ pub struct Settings {
     pub smtp_url: Option<Secret>,
     pub outbox_dir: PathBuf,
     pub from: String,
+    /// The domain of each delivery's VERP return path (`bounces+ID-TAG@DOMAIN`); the From
+    /// address's domain when unset.
+    pub bounce_domain: Option<String>,
     pub secret_key: Option<Secret>,
     pub dkim_key: Option<PathBuf>,
     pub dkim_selector: Option<String>,
@@ -260,6 +263,7 @@ impl Default for Settings {
             smtp_url: None,
             outbox_dir: PathBuf::from("data/outbox"),
             from: "paperboy <digest@localhost>".into(),
+            bounce_domain: None,
             secret_key: None,
             dkim_key: None,
             dkim_selector: None,
@@ -345,6 +349,9 @@ impl Settings {
         if let Some(v) = get("PAPERBOY_FROM") {
             self.from = v;
         }
+        if let Some(v) = get("PAPERBOY_BOUNCE_DOMAIN") {
+            self.bounce_domain = Some(v);
+        }
         if let Some(v) = get("PAPERBOY_SECRET_KEY") {
             self.secret_key = Some(Secret::new(v));
         }
@@ -388,6 +395,19 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(domain) = &self.bounce_domain {
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            if domain.len() > 253 || !domain.split('.').all(label_ok) {
+                return Err(ConfigError::Invalid {
+                    key: "bounce_domain",
+                    message: format!("{domain:?} is not a domain name"),
+                });
+            }
+        }
         let db = self.database_url.expose();
         if !(db.starts_with("sqlite:")
             || db.starts_with("postgres://")

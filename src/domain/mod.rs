@@ -11,6 +11,7 @@ pub mod query;
 mod seed;
 mod subscriber;
 pub mod token;
+mod verp;
 
 pub use email::EmailAddress;
 pub use explanation::{Explanation, MatchedQuery, TasteNote};
@@ -21,6 +22,7 @@ pub use subscriber::{
     DigestLayout, Frequency, MaxPapers, Preferences, QueryList, Rating, RatingSource, SendHour,
     Subscriber, SubscriberStatus, TimeZone, parse_weekday, weekday_code, weekday_name, weekdays,
 };
+pub use verp::Verp;
 
 /// A value from outside was refused; the message says what was wrong, for a person.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

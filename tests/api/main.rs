@@ -8,6 +8,7 @@ mod helpers;
 mod admin;
 mod architecture;
 mod audit;
+mod bounces;
 mod browser;
 mod cli;
 mod conformance;
