@@ -3,6 +3,7 @@
 //! analysis both sides share), so a subscriber's queries are checked where they enter.
 
 pub mod analysis;
+mod bounce;
 mod email;
 mod explanation;
 mod feed;
@@ -13,6 +14,7 @@ mod subscriber;
 pub mod token;
 mod verp;
 
+pub use bounce::{BounceKind, enhanced_status, is_enhanced_status};
 pub use email::EmailAddress;
 pub use explanation::{Explanation, MatchedQuery, TasteNote};
 pub use feed::{FeedKind, FeedName, FeedUrl};

@@ -1,13 +1,16 @@
 //! Bounces and complaints: each delivery's VERP return path, read back from a real SMTP
-//! server (aiosmtpd) that records the envelope sender.
+//! server (aiosmtpd) that records the envelope sender; the events and their rules (hard,
+//! soft, complaint) on SQLite and PostgreSQL; the operator's commands.
 
 use crate::helpers::{
-    SmtpSink, active_subscriber, arxiv_paper, databases, header_value, run_due_digests,
-    store_full_papers, test_links as links, tomorrow,
+    SmtpSink, active_subscriber, arxiv_paper, databases, find_subscriber, free_port, header_value,
+    outbox_mailer, paperboy_on, run_due_digests, store_full_papers, test_links as links, tomorrow,
 };
+use chrono::{Duration, Utc};
 use paperboy::config::{DeliverySettings, Secret, Settings};
 use paperboy::delivery::{Mailer, Worker};
-use paperboy::domain::Verp;
+use paperboy::domain::{BounceKind, EmailAddress, SubscriberStatus, Verp};
+use paperboy::store::{NewBounce, Recorded, Store};
 
 fn smtp_mailer(port: u16, bounce_domain: Option<&str>) -> Mailer {
     let settings = Settings {
@@ -82,5 +85,402 @@ async fn each_delivery_returns_to_its_own_signed_verp_address_and_the_from_heade
             );
             db.cleanup().await;
         }
+    }
+}
+
+/// Delivers one day's digests into an outbox: a new paper for everyone, composed and
+/// sent. Returns the day's delivery of each reader, by reader id.
+async fn deliver_a_day(
+    store: &Store,
+    dir: &std::path::Path,
+    day: i64,
+) -> std::collections::HashMap<i64, i64> {
+    store_full_papers(
+        store,
+        vec![arxiv_paper(
+            &format!("2403.{:05}", day + 1),
+            &format!("Diffusion day {day}"),
+            "x",
+            None,
+        )],
+    )
+    .await;
+    let mailer = outbox_mailer(dir);
+    let at = tomorrow() + Duration::days(day);
+    run_due_digests(store, &mailer, at).await;
+    Worker::new(store.clone(), mailer, links(), fast_delivery())
+        .drain()
+        .await
+        .unwrap();
+    let mut out = std::collections::HashMap::new();
+    for s in store.list_subscribers(None).await.unwrap() {
+        if let Some(d) = store
+            .digests_of(s.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .max_by_key(|d| d.id)
+            && let Some(del) = store.deliveries_of(d.id).await.unwrap().last()
+        {
+            out.insert(s.id, del.0);
+        }
+    }
+    out
+}
+
+fn bounce(delivery_id: i64, kind: BounceKind, key: &str) -> NewBounce<'static> {
+    let (status, diagnostic) = match kind {
+        BounceKind::Hard => (Some("5.1.1"), Some("smtp; 550 5.1.1 no such user")),
+        BounceKind::Soft => (Some("4.2.2"), Some("smtp; 452 4.2.2 mailbox full")),
+        BounceKind::Complaint => (None, None),
+    };
+    NewBounce {
+        delivery_id,
+        kind,
+        status,
+        diagnostic,
+        source: "dsn",
+        report_key: Some(Box::leak(key.to_string().into_boxed_str())),
+        at: Utc::now(),
+    }
+}
+
+async fn status_of(store: &Store, email: &str) -> SubscriberStatus {
+    find_subscriber(store, email).await.unwrap().status
+}
+
+#[tokio::test]
+async fn a_hard_bounce_suppresses_at_once_and_the_same_report_is_recorded_once() {
+    for db in databases().await {
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ada =
+            active_subscriber(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
+        let day = deliver_a_day(&store, dir.path(), 0).await;
+        let hard = bounce(day[&ada.id], BounceKind::Hard, "<r1@mx.example.org>");
+        let got = store.record_bounce(&hard, Utc::now()).await.unwrap();
+        assert_eq!(
+            got,
+            Recorded::Stored {
+                subscriber_id: ada.id,
+                suppressed: true
+            },
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            status_of(&store, "ada@example.org").await,
+            SubscriberStatus::Bounced
+        );
+        assert_eq!(
+            store.record_bounce(&hard, Utc::now()).await.unwrap(),
+            Recorded::Duplicate
+        );
+        assert_eq!(
+            store
+                .record_bounce(&bounce(999_999, BounceKind::Hard, "<r2@x>"), Utc::now())
+                .await
+                .unwrap(),
+            Recorded::UnknownDelivery
+        );
+        let events = store.bounce_events(None).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, "hard");
+        assert_eq!(events[0].status.as_deref(), Some("5.1.1"));
+        assert_eq!(events[0].email, "ada@example.org");
+        assert_eq!(events[0].delivery_id, Some(day[&ada.id]));
+        // Nothing more is sent to her.
+        let next = deliver_a_day(&store, dir.path(), 1).await;
+        assert_eq!(
+            next[&ada.id], day[&ada.id],
+            "no new delivery to a bounced reader"
+        );
+        let metrics = paperboy::metrics::render(&store).await.unwrap();
+        assert!(
+            metrics.contains("paperboy_bounce_events{kind=\"hard\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("paperboy_bounce_events{kind=\"soft\"} 0"),
+            "{metrics}"
+        );
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn three_soft_bounces_in_a_row_suppress_but_a_clean_delivery_between_them_restarts_the_count()
+{
+    for db in databases().await {
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ada =
+            active_subscriber(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
+        let bob =
+            active_subscriber(&store, "bob@example.org", "diffusion", "daily", 8, "UTC").await;
+        let mut days = Vec::new();
+        for d in 0..4 {
+            days.push(deliver_a_day(&store, dir.path(), d).await);
+        }
+        let soft = |who: i64, d: usize| {
+            bounce(days[d][&who], BounceKind::Soft, &format!("<s{who}-{d}@x>"))
+        };
+        // Ada: days 0, 1 and 2 soft-bounce, day 3 is not heard of yet…
+        for d in 0..3 {
+            let got = store
+                .record_bounce(&soft(ada.id, d), Utc::now())
+                .await
+                .unwrap();
+            assert_eq!(
+                got,
+                Recorded::Stored {
+                    subscriber_id: ada.id,
+                    suppressed: false
+                },
+                "day {d}, {}",
+                db.backend
+            );
+        }
+        assert_eq!(
+            status_of(&store, "ada@example.org").await,
+            SubscriberStatus::Active
+        );
+        // … then day 3 bounces too: three in a row after her last clean delivery.
+        let got = store
+            .record_bounce(&soft(ada.id, 3), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Recorded::Stored {
+                subscriber_id: ada.id,
+                suppressed: true
+            }
+        );
+        assert_eq!(
+            status_of(&store, "ada@example.org").await,
+            SubscriberStatus::Bounced
+        );
+        // Bob: days 0, 1 and 3 bounce, day 2 went through: never three in a row.
+        for d in [0, 1, 3] {
+            let got = store
+                .record_bounce(&soft(bob.id, d), Utc::now())
+                .await
+                .unwrap();
+            assert_eq!(
+                got,
+                Recorded::Stored {
+                    subscriber_id: bob.id,
+                    suppressed: false
+                },
+                "day {d}"
+            );
+        }
+        assert_eq!(
+            status_of(&store, "bob@example.org").await,
+            SubscriberStatus::Active
+        );
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn soft_bounces_further_apart_than_seven_days_do_not_add_up() {
+    for db in databases().await {
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ada =
+            active_subscriber(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
+        let mut days = Vec::new();
+        for d in 0..3 {
+            days.push(deliver_a_day(&store, dir.path(), d).await);
+        }
+        for (d, ago) in [(0, 9), (1, 8), (2, 0)] {
+            let mut b = bounce(days[d][&ada.id], BounceKind::Soft, &format!("<old{d}@x>"));
+            b.at = Utc::now() - Duration::days(ago);
+            store.record_bounce(&b, Utc::now()).await.unwrap();
+        }
+        assert_eq!(
+            status_of(&store, "ada@example.org").await,
+            SubscriberStatus::Active,
+            "{}",
+            db.backend
+        );
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_complaint_unsubscribes_and_suppresses_until_an_operator_lifts_it_saying_who_and_why() {
+    for db in databases().await {
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ada =
+            active_subscriber(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
+        let bob =
+            active_subscriber(&store, "bob@example.org", "diffusion", "daily", 8, "UTC").await;
+        let day = deliver_a_day(&store, dir.path(), 0).await;
+        let got = store
+            .record_bounce(
+                &bounce(day[&ada.id], BounceKind::Complaint, "<c1@x>"),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Recorded::Stored {
+                subscriber_id: ada.id,
+                suppressed: true
+            },
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            status_of(&store, "ada@example.org").await,
+            SubscriberStatus::Unsubscribed
+        );
+        let address = EmailAddress::parse("ada@example.org").unwrap();
+        assert!(store.is_suppressed(&address).await.unwrap());
+        store
+            .record_bounce(
+                &bounce(day[&bob.id], BounceKind::Hard, "<h1@x>"),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        // Through the binary: the events, a reader's page, and the lifts.
+        let run = |args: &[&str]| {
+            let out = paperboy_on(dir.path(), &db)
+                .args(args)
+                .env("USER", "olga")
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (code, json, err) = run(&["bounces", "list", "--json"]);
+        assert_eq!(code, Some(0), "{err}");
+        let events: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let kinds: Vec<&str> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["complaint", "hard"]);
+        let (_, text, _) = run(&["bounces", "list"]);
+        assert!(
+            text.contains("ada@example.org") && text.contains("complaint"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bob@example.org") && text.contains("hard bounce 5.1.1"),
+            "{text}"
+        );
+        let tomorrow_date = (Utc::now() + Duration::days(1))
+            .format("%Y-%m-%d")
+            .to_string();
+        let (code, later, _) = run(&["bounces", "list", "--since", &tomorrow_date, "--json"]);
+        assert_eq!(code, Some(0));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&later).unwrap(),
+            serde_json::json!([])
+        );
+        let (code, _, err) = run(&[
+            "subscribers",
+            "unsuppress",
+            "carol@example.org",
+            "--reason",
+            "asked",
+        ]);
+        assert_eq!(code, Some(2), "nothing to lift: {err}");
+        assert!(err.contains("not suppressed"), "{err}");
+        let (code, out, err) = run(&[
+            "subscribers",
+            "unsuppress",
+            "ada@example.org",
+            "--reason",
+            "she wrote to us",
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            out.contains("lifted complaint") && out.contains("olga"),
+            "{out}"
+        );
+        assert!(!store.is_suppressed(&address).await.unwrap());
+        assert_eq!(
+            status_of(&store, "ada@example.org").await,
+            SubscriberStatus::Unsubscribed,
+            "a complainer is not mailed again unasked"
+        );
+        let (code, out, err) = run(&[
+            "subscribers",
+            "unsuppress",
+            "bob@example.org",
+            "--reason",
+            "mailbox fixed",
+            "--by",
+            "ops",
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("lifted bounced"), "{out}");
+        assert_eq!(
+            status_of(&store, "bob@example.org").await,
+            SubscriberStatus::Active
+        );
+        let (_, shown, _) = run(&["subscribers", "show", "bob@example.org"]);
+        assert!(shown.contains("hard bounce 5.1.1 of delivery"), "{shown}");
+        assert!(
+            shown.contains("lifted bounced by ops: mailbox fixed"),
+            "{shown}"
+        );
+        let (_, shown, _) = run(&["subscribers", "show", "ada@example.org", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(v["bounces"][0]["kind"], "complaint");
+        assert_eq!(v["suppressions_lifted"][0]["lifted_by"], "olga");
+        assert_eq!(v["suppressions_lifted"][0]["reason"], "she wrote to us");
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_550_during_the_smtp_exchange_is_stored_as_a_hard_bounce_event() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let Some(_sink) = SmtpSink::faulty(dir.path(), port, &["--reject", "gone@example.org"])
+        else {
+            return;
+        };
+        let store = db.store().await;
+        active_subscriber(&store, "gone@example.org", "diffusion", "daily", 8, "UTC").await;
+        store_full_papers(
+            &store,
+            vec![arxiv_paper("2403.00001", "Diffusion models", "x", None)],
+        )
+        .await;
+        let mailer = smtp_mailer(port, None);
+        run_due_digests(&store, &mailer, tomorrow()).await;
+        let report = Worker::new(store.clone(), mailer, links(), fast_delivery())
+            .drain()
+            .await
+            .unwrap();
+        assert_eq!(report.bounced, 1, "{}", db.backend);
+        let events = store.bounce_events(None).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].kind.as_str(), events[0].source.as_str()),
+            ("hard", "smtp")
+        );
+        assert_eq!(events[0].status.as_deref(), Some("5.1.1"));
+        assert_eq!(
+            status_of(&store, "gone@example.org").await,
+            SubscriberStatus::Bounced
+        );
+        db.cleanup().await;
     }
 }
