@@ -187,6 +187,16 @@ impl Store {
         Ok(recorded)
     }
 
+    /// The delivery that carried the message with this Message-ID (without brackets).
+    pub async fn delivery_by_message_id(&self, message_id: &str) -> StoreResult<Option<i64>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT id FROM deliveries WHERE message_id = $1")
+                .bind(message_id.trim().trim_start_matches('<').trim_end_matches('>'))
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
     /// Bounces and complaints received since `since` (all when `None`), oldest first.
     pub async fn bounce_events(
         &self,

@@ -484,3 +484,203 @@ async fn a_550_during_the_smtp_exchange_is_stored_as_a_hard_bounce_event() {
         db.cleanup().await;
     }
 }
+
+/// A fixture of `tests/fixtures/bounces/` with its VERP address, recipient and returned
+/// Message-ID filled in, as CRLF text.
+fn bounce_message(name: &str, verp: &str, rcpt: &str, message_id: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bounces")
+        .join(name);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .replace("{{VERP}}", verp)
+        .replace("{{RCPT}}", rcpt)
+        .replace("{{MESSAGE_ID}}", message_id)
+        .replace('\n', "\r\n")
+}
+
+/// The key the test links sign with, for the binary.
+const TEST_KEY: &str = "a test key that is long enough to sign";
+
+#[tokio::test]
+async fn dsns_complaint_reports_and_plain_bounces_are_imported_from_an_eml_a_maildir_and_an_mbox() {
+    for db in databases().await {
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["ada", "bob", "carol", "dave", "erin", "frank"];
+        let mut readers = std::collections::HashMap::new();
+        for n in names {
+            let email = format!("{n}@example.org");
+            let s = active_subscriber(&store, &email, "diffusion", "daily", 8, "UTC").await;
+            readers.insert(n, s.id);
+        }
+        let day = deliver_a_day(&store, dir.path(), 0).await;
+        let verp = Verp::new(links().keys().clone(), "papers.example.org");
+        let mut message_ids = std::collections::HashMap::new();
+        for s in store.list_subscribers(None).await.unwrap() {
+            let d = store.digests_of(s.id).await.unwrap().remove(0);
+            message_ids.insert(s.id, store.deliveries_of(d.id).await.unwrap().remove(0).2);
+        }
+        let fill = |fixture: &str, who: &str| {
+            let id = readers[who];
+            bounce_message(
+                fixture,
+                &verp.address(day[&id]),
+                &format!("{who}@example.org"),
+                &message_ids[&id],
+            )
+        };
+        // One message alone, the rest in a Maildir (new and cur).
+        let eml = dir.path().join("ada.eml");
+        std::fs::write(&eml, fill("dsn-failed.eml", "ada")).unwrap();
+        let maildir = dir.path().join("Bounces");
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        let forged = fill("dsn-failed.eml", "frank")
+            .replace(
+                &verp.address(day[&readers["frank"]]),
+                &format!(
+                    "bounces+{}-0123456789abcdef@papers.example.org",
+                    day[&readers["frank"]]
+                ),
+            )
+            .replace(&message_ids[&readers["frank"]], "someone-else@example.net")
+            .replace("4F1A2B3C4D@relay", "FFFFFFFFFF@relay");
+        let rest = [
+            ("new", "1.bob", fill("dsn-delayed.eml", "bob")),
+            ("new", "2.carol", fill("arf-abuse.eml", "carol")),
+            ("cur", "3.dave:2,S", fill("plain-bounce.eml", "dave")),
+            ("new", "4.erin", fill("arf-by-message-id.eml", "erin")),
+            ("new", "5.frank", fill("dsn-delivered.eml", "frank")),
+            ("new", "6.frank", fill("auto-reply.eml", "frank")),
+            (
+                "cur",
+                "7.news:2,",
+                bounce_message("newsletter.eml", "", "", ""),
+            ),
+            ("new", "8.forged", forged),
+        ];
+        for (sub, name, text) in &rest {
+            std::fs::write(maildir.join(sub).join(name), text).unwrap();
+        }
+        let run = |path: &std::path::Path| {
+            let out = paperboy_on(dir.path(), &db)
+                .env("PAPERBOY_SECRET_KEY", TEST_KEY)
+                .args(["bounces", "import", "--json"])
+                .arg(path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        };
+        let one = run(&eml);
+        assert_eq!(one["messages"], 1, "{one} {}", db.backend);
+        assert_eq!(one["recorded"], 1, "{one}");
+        assert_eq!(one["suppressed"], 1, "{one}");
+        let many = run(&maildir);
+        assert_eq!(many["messages"], 8, "{many}");
+        assert_eq!(many["recorded"], 4, "bob, carol, dave, erin: {many}");
+        assert_eq!(
+            many["not_bounces"], 3,
+            "a success DSN, an auto-reply, a newsletter: {many}"
+        );
+        assert_eq!(many["unmatched"], 1, "the forged tag: {many}");
+        assert_eq!(many["suppressed"], 3, "carol, dave, erin: {many}");
+        let status = |who: &str| {
+            let store = store.clone();
+            let who = who.to_string();
+            async move { status_of(&store, &format!("{who}@example.org")).await }
+        };
+        assert_eq!(status("ada").await, SubscriberStatus::Bounced);
+        assert_eq!(
+            status("bob").await,
+            SubscriberStatus::Active,
+            "one soft bounce"
+        );
+        assert_eq!(status("carol").await, SubscriberStatus::Unsubscribed);
+        assert_eq!(status("dave").await, SubscriberStatus::Bounced);
+        assert_eq!(status("erin").await, SubscriberStatus::Unsubscribed);
+        assert_eq!(status("frank").await, SubscriberStatus::Active);
+        let events = store.bounce_events(None).await.unwrap();
+        let of = |who: &str| {
+            events
+                .iter()
+                .find(|e| e.email == format!("{who}@example.org"))
+                .unwrap_or_else(|| panic!("no event for {who}: {events:?}"))
+        };
+        assert_eq!(
+            (
+                of("ada").kind.as_str(),
+                of("ada").status.as_deref(),
+                of("ada").source.as_str()
+            ),
+            ("hard", Some("5.1.1"), "dsn")
+        );
+        assert!(
+            of("ada")
+                .diagnostic
+                .as_deref()
+                .unwrap()
+                .contains("User unknown"),
+            "{:?}",
+            of("ada")
+        );
+        assert_eq!(of("ada").delivery_id, Some(day[&readers["ada"]]));
+        assert_eq!(of("ada").at.to_rfc3339(), "2026-12-01T08:00:05+00:00");
+        assert_eq!(
+            (of("bob").kind.as_str(), of("bob").status.as_deref()),
+            ("soft", Some("4.2.2"))
+        );
+        assert_eq!(
+            (of("carol").kind.as_str(), of("carol").source.as_str()),
+            ("complaint", "arf")
+        );
+        assert!(
+            of("carol")
+                .diagnostic
+                .as_deref()
+                .unwrap()
+                .contains("Feedback-Type: abuse")
+        );
+        assert_eq!(
+            (
+                of("dave").kind.as_str(),
+                of("dave").status.as_deref(),
+                of("dave").source.as_str()
+            ),
+            ("hard", Some("5.1.1"), "verp")
+        );
+        assert_eq!(
+            (of("erin").kind.as_str(), of("erin").delivery_id),
+            ("complaint", Some(day[&readers["erin"]]))
+        );
+        // The same mail again, as an mbox: every report is known.
+        let mut mbox = String::new();
+        for text in
+            std::iter::once(fill("dsn-failed.eml", "ada")).chain(rest.iter().map(|r| r.2.clone()))
+        {
+            mbox.push_str("From MAILER-DAEMON Tue Dec  1 08:00:05 2026\n");
+            mbox.push_str(&text.replace("\r\n", "\n").replace("\nFrom ", "\n>From "));
+            mbox.push('\n');
+        }
+        let mbox_path = dir.path().join("bounces.mbox");
+        std::fs::write(&mbox_path, mbox).unwrap();
+        let again = run(&mbox_path);
+        assert_eq!(again["messages"], 9, "{again}");
+        assert_eq!(again["recorded"], 0, "{again}");
+        assert_eq!(again["duplicates"], 5, "{again}");
+        assert_eq!(store.bounce_events(None).await.unwrap().len(), 5);
+        // A path that is not there is the operator's mistake.
+        let out = paperboy_on(dir.path(), &db)
+            .args(["bounces", "import", "no-such-mailbox"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        db.cleanup().await;
+    }
+}

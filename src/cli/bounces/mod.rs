@@ -1,6 +1,7 @@
 //! `paperboy bounces list|import`: the bounces and complaints that came back, and reading
 //! them from a mailbox.
 
+mod import;
 mod list;
 
 use chrono::SecondsFormat;
@@ -14,12 +15,16 @@ use super::{CliError, open_store};
 pub enum Command {
     /// Bounces and complaints received, oldest first.
     List(list::Args),
+    /// Read DSNs, complaint reports (ARF) and other bounces from an .eml file, a Maildir
+    /// or an mbox, and record them; other mail is left alone and counted.
+    Import(import::Args),
 }
 
 pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
     let store = open_store(&settings).await?;
     match cmd {
         Command::List(args) => list::run(&store, args).await,
+        Command::Import(args) => import::run(&settings, &store, args).await,
     }
 }
 
