@@ -500,7 +500,7 @@ fn bounce_message(name: &str, verp: &str, rcpt: &str, message_id: &str) -> Strin
 }
 
 /// The key the test links sign with, for the binary.
-const TEST_KEY: &str = "a test key that is long enough to sign";
+pub const TEST_KEY: &str = "a test key that is long enough to sign";
 
 #[tokio::test]
 async fn dsns_complaint_reports_and_plain_bounces_are_imported_from_an_eml_a_maildir_and_an_mbox() {

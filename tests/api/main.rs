@@ -22,6 +22,7 @@ mod instances;
 mod likes;
 mod mail;
 mod matching;
+mod postfix;
 mod preview;
 mod ratings;
 mod taste;
