@@ -243,6 +243,9 @@ pub struct Settings {
     /// The domain of each delivery's VERP return path (`bounces+ID-TAG@DOMAIN`); the From
     /// address's domain when unset.
     pub bounce_domain: Option<String>,
+    /// Mailgun's webhook signing key: `POST /webhooks/bounces/mailgun` is served only
+    /// with it.
+    pub mailgun_signing_key: Option<Secret>,
     pub secret_key: Option<Secret>,
     pub dkim_key: Option<PathBuf>,
     pub dkim_selector: Option<String>,
@@ -264,6 +267,7 @@ impl Default for Settings {
             outbox_dir: PathBuf::from("data/outbox"),
             from: "paperboy <digest@localhost>".into(),
             bounce_domain: None,
+            mailgun_signing_key: None,
             secret_key: None,
             dkim_key: None,
             dkim_selector: None,
@@ -351,6 +355,9 @@ impl Settings {
         }
         if let Some(v) = get("PAPERBOY_BOUNCE_DOMAIN") {
             self.bounce_domain = Some(v);
+        }
+        if let Some(v) = get("PAPERBOY_MAILGUN_SIGNING_KEY") {
+            self.mailgun_signing_key = Some(Secret::new(v));
         }
         if let Some(v) = get("PAPERBOY_SECRET_KEY") {
             self.secret_key = Some(Secret::new(v));

@@ -32,3 +32,11 @@ CREATE TABLE suppression_lifts (
     reason        TEXT NOT NULL
 );
 CREATE INDEX suppression_lifts_subscriber ON suppression_lifts (subscriber_id);
+
+-- Tokens of signed provider webhooks already taken, so a replayed call changes nothing.
+CREATE TABLE webhook_tokens (
+    provider TEXT NOT NULL,
+    token    TEXT NOT NULL,
+    seen_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (provider, token)
+);

@@ -7,6 +7,7 @@
 pub mod bounces;
 mod mailer;
 mod smtp;
+pub mod webhooks;
 pub mod worker;
 
 pub use mailer::{MailError, Mailer, Sent, SmtpClass};

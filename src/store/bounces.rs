@@ -187,6 +187,49 @@ impl Store {
         Ok(recorded)
     }
 
+    /// Takes a signed webhook call's token: true the first time, false for a replay.
+    /// Tokens older than `keep` are forgotten (their calls are refused as stale anyway).
+    pub async fn first_use_of_webhook_token(
+        &self,
+        provider: &str,
+        token: &str,
+        now: DateTime<Utc>,
+        keep: Duration,
+    ) -> StoreResult<bool> {
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("DELETE FROM webhook_tokens WHERE seen_at < $1")
+                .bind(now - keep)
+                .execute(&mut *tx)
+                .await?;
+            let first = sqlx::query(
+                "INSERT INTO webhook_tokens (provider, token, seen_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (provider, token) DO NOTHING",
+            )
+            .bind(provider)
+            .bind(token)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            tx.commit().await?;
+            first
+        }))
+    }
+
+    /// Gives back a webhook token whose call could not be recorded.
+    pub async fn forget_webhook_token(&self, provider: &str, token: &str) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM webhook_tokens WHERE provider = $1 AND token = $2")
+                .bind(provider)
+                .bind(token)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// The delivery that carried the message with this Message-ID (without brackets).
     pub async fn delivery_by_message_id(&self, message_id: &str) -> StoreResult<Option<i64>> {
         Ok(on_pool!(self, pool => {

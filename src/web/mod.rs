@@ -15,6 +15,7 @@ mod ratings;
 mod recent;
 mod subscribe;
 mod unsubscribe;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -52,6 +53,8 @@ pub struct AppState {
     pub delivery_stopped: Arc<std::sync::Mutex<Option<String>>>,
     /// Where the papers a reader likes are fetched when paperboy lacks them.
     pub arxiv: ArxivLookup,
+    /// The key Mailgun signs its webhooks with; without it that webhook is not served.
+    pub mailgun_key: Option<crate::config::Secret>,
 }
 
 impl AppState {
@@ -83,6 +86,7 @@ impl AppState {
                 .unwrap_or(chrono::Duration::days(1)),
             delivery_stopped: Arc::default(),
             arxiv,
+            mailgun_key: settings.mailgun_signing_key.clone(),
         }
     }
 }
@@ -98,6 +102,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(preferences::router())
         .merge(ratings::router())
         .merge(unsubscribe::router())
+        .merge(webhooks::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(security_headers))

@@ -684,3 +684,110 @@ async fn dsns_complaint_reports_and_plain_bounces_are_imported_from_an_eml_a_mai
         db.cleanup().await;
     }
 }
+
+/// A Mailgun webhook body for `message_id`, signed with `key` at `timestamp`.
+fn mailgun_call(key: &str, timestamp: i64, token: &str, event: &str, message_id: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}{token}").as_bytes());
+    let signature: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    serde_json::json!({
+        "signature": {"timestamp": timestamp.to_string(), "token": token, "signature": signature},
+        "event-data": {
+            "event": event,
+            "severity": "permanent",
+            "id": format!("ev-{token}"),
+            "timestamp": timestamp as f64 + 0.25,
+            "recipient": "ada@example.org",
+            "message": {"headers": {"message-id": message_id}},
+            "delivery-status": {"code": 550, "message": "5.1.1 The email account that you tried to reach does not exist", "description": ""}
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_signed_mailgun_webhook_records_a_bounce_and_unsigned_tampered_stale_or_replayed_calls_change_nothing()
+ {
+    const KEY: &str = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
+    for db in databases().await {
+        let app = crate::helpers::spawn_app(&db, |s| {
+            s.mailgun_signing_key = Some(Secret::new(KEY));
+            s.log = "warn".into();
+        })
+        .await;
+        let store = app.store.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let ada =
+            active_subscriber(&store, "ada@example.org", "diffusion", "daily", 8, "UTC").await;
+        let day = deliver_a_day(&store, dir.path(), 0).await;
+        let digest = store.digests_of(ada.id).await.unwrap().remove(0);
+        let message_id = store.deliveries_of(digest.id).await.unwrap().remove(0).2;
+        let client = reqwest::Client::new();
+        let post = |provider: &str, body: String| {
+            client
+                .post(app.url(&format!("/webhooks/bounces/{provider}")))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+        let now = Utc::now().timestamp();
+        let good = mailgun_call(KEY, now, "tok-1", "failed", &message_id);
+        let refused = [
+            mailgun_call("another-key", now, "tok-2", "failed", &message_id),
+            good.replace("tok-1", "tok-9"),
+            good.replace(&format!("\"{now}\""), &format!("\"{}\"", now + 1)),
+            mailgun_call(KEY, now - 3600, "tok-3", "failed", &message_id),
+            r#"{"event-data": {"event": "failed"}}"#.to_string(),
+            "not json".to_string(),
+        ];
+        for body in &refused {
+            let r = post("mailgun", body.clone()).await.unwrap();
+            assert_eq!(r.status(), 401, "{body} {}", db.backend);
+        }
+        assert!(store.bounce_events(None).await.unwrap().is_empty());
+        assert_eq!(
+            status_of(&store, "ada@example.org").await,
+            SubscriberStatus::Active
+        );
+        assert_eq!(post("ses", good.clone()).await.unwrap().status(), 404);
+        let r = post("mailgun", good.clone()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let events = store.bounce_events(None).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].delivery_id, Some(day[&ada.id]));
+        assert_eq!(
+            (events[0].kind.as_str(), events[0].source.as_str()),
+            ("hard", "mailgun")
+        );
+        assert_eq!(events[0].status.as_deref(), Some("5.1.1"));
+        assert_eq!(
+            status_of(&store, "ada@example.org").await,
+            SubscriberStatus::Bounced
+        );
+        // The same call again is a replay.
+        assert_eq!(post("mailgun", good).await.unwrap().status(), 401);
+        assert_eq!(store.bounce_events(None).await.unwrap().len(), 1);
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn without_a_signing_key_the_mailgun_webhook_is_not_served() {
+    let db = crate::helpers::TestDb::sqlite().await;
+    let app = crate::helpers::spawn_app(&db, |s| s.log = "warn".into()).await;
+    let r = reqwest::Client::new()
+        .post(app.url("/webhooks/bounces/mailgun"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    app.stop().await;
+}
