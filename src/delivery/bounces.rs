@@ -241,8 +241,7 @@ fn dsn(message: &Message<'_>) -> Option<Found> {
             Some("delayed") => BounceKind::Soft,
             _ => continue,
         };
-        let diagnostic =
-            field("Diagnostic-Code").map(|d| d.split_whitespace().collect::<Vec<_>>().join(" "));
+        let diagnostic = field("Diagnostic-Code").map(|d| clip(&d));
         return Some(Found {
             kind,
             status,
@@ -274,7 +273,7 @@ fn arf(message: &Message<'_>) -> Option<Found> {
     Some(Found {
         kind: BounceKind::Complaint,
         status: None,
-        diagnostic: Some(diagnostic),
+        diagnostic: Some(clip(&diagnostic)),
         source: "arf",
         senders: block_field(block, "Original-Mail-From")
             .into_iter()
@@ -301,7 +300,7 @@ fn plain_bounce(message: &Message<'_>) -> Option<Found> {
         .map(str::trim)
         .find(|l| status.as_deref().is_some_and(|s| l.contains(s)))
         .or_else(|| message.subject())
-        .map(|l| l.chars().take(500).collect());
+        .map(clip);
     Some(Found {
         kind: BounceKind::of_status(status.as_deref().or(Some("4.0.0"))),
         status,
@@ -451,6 +450,15 @@ fn block_field(block: &Message<'_>, name: &str) -> Option<String> {
         .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// What a report says, kept to a readable length: what a sender writes is not ours to
+/// store without bound.
+fn clip(s: &str) -> String {
+    s.chars().take(MAX_DIAGNOSTIC).collect()
+}
+
+/// Characters of a diagnostic kept.
+const MAX_DIAGNOSTIC: usize = 1000;
+
 /// The report's Message-ID, or the SHA-256 of the whole message.
 fn report_key(message: &Message<'_>, raw: &[u8]) -> String {
     match message.message_id() {
@@ -459,5 +467,75 @@ fn report_key(message: &Message<'_>, raw: &[u8]) -> String {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::token::LinkKeys;
+
+    fn dsn_of(recipients: &str, to: &str) -> String {
+        format!(
+            "From: MAILER-DAEMON@relay.example.net\r\nTo: {to}\r\nSubject: report\r\n\
+             Message-ID: <r1@relay.example.net>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n\
+             --b\r\nContent-Type: message/delivery-status\r\n\r\n\
+             Reporting-MTA: dns; relay.example.net\r\n\r\n{recipients}\r\n--b--\r\n"
+        )
+    }
+
+    #[test]
+    fn the_first_failed_or_delayed_recipient_of_a_dsn_decides_and_a_late_4xx_failure_is_soft() {
+        let verp = Verp::new(LinkKeys::new(b"k"), "b.example.org");
+        let to = verp.address(7);
+        let read_of = |recipients: &str| {
+            let raw = dsn_of(recipients, &to);
+            let message = MessageParser::default().parse(raw.as_bytes()).unwrap();
+            read(&message, raw.as_bytes(), &verp)
+        };
+        let Reading::Bounce(r) = read_of(
+            "Final-Recipient: rfc822; a@example.org\r\nAction: delivered\r\nStatus: 2.0.0\r\n\r\n\
+             Final-Recipient: rfc822; b@example.org\r\nAction: failed\r\nStatus: 4.4.7\r\n\
+             Diagnostic-Code: X-Postfix; delivery temporarily suspended:\r\n  connection timed out\r\n",
+        ) else {
+            panic!("a bounce");
+        };
+        assert_eq!(r.delivery_id, 7);
+        assert_eq!(r.kind, BounceKind::Soft);
+        assert_eq!(r.status.as_deref(), Some("4.4.7"));
+        assert_eq!(
+            r.diagnostic.as_deref(),
+            Some("X-Postfix; delivery temporarily suspended: connection timed out")
+        );
+        assert_eq!(r.key, "<r1@relay.example.net>");
+        assert_eq!(
+            read_of(
+                "Final-Recipient: rfc822; a@example.org\r\nAction: relayed\r\nStatus: 2.0.0\r\n"
+            ),
+            Reading::NotBounce
+        );
+        let Reading::Bounce(r) = read_of(
+            "Final-Recipient: rfc822; a@example.org\r\nAction: failed\r\nStatus: bogus\r\n",
+        ) else {
+            panic!("a bounce");
+        };
+        assert_eq!((r.kind, r.status), (BounceKind::Hard, None));
+    }
+
+    #[test]
+    fn a_report_to_no_verp_address_of_ours_is_unmatched_and_other_mail_is_no_bounce() {
+        let verp = Verp::new(LinkKeys::new(b"k"), "b.example.org");
+        let raw = dsn_of(
+            "Final-Recipient: rfc822; a@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n",
+            "someone@example.org",
+        );
+        let message = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        assert_eq!(read(&message, raw.as_bytes(), &verp), Reading::Unmatched);
+        let plain =
+            b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nHello 5.1.1\r\n";
+        let message = MessageParser::default().parse(plain).unwrap();
+        assert_eq!(read(&message, plain, &verp), Reading::NotBounce);
     }
 }
