@@ -298,6 +298,12 @@ pub struct Settings {
     pub smtp_url: Option<Secret>,
     pub outbox_dir: PathBuf,
     pub from: String,
+    /// The domain of each delivery's VERP return path (`bounces+ID-TAG@DOMAIN`); the From
+    /// address's domain when unset.
+    pub bounce_domain: Option<String>,
+    /// Mailgun's webhook signing key: `POST /webhooks/bounces/mailgun` is served only
+    /// with it.
+    pub mailgun_signing_key: Option<Secret>,
     pub secret_key: Option<Secret>,
     pub dkim_key: Option<PathBuf>,
     pub dkim_selector: Option<String>,
@@ -319,6 +325,8 @@ impl Default for Settings {
             smtp_url: None,
             outbox_dir: PathBuf::from("data/outbox"),
             from: "paperboy <digest@localhost>".into(),
+            bounce_domain: None,
+            mailgun_signing_key: None,
             secret_key: None,
             dkim_key: None,
             dkim_selector: None,
@@ -346,7 +354,12 @@ pub enum ConfigError {
 }
 
 /// The settings whose value is secret or may hold a password.
-const SECRET_KEYS: [&str; 3] = ["smtp_url", "secret_key", "database_url"];
+const SECRET_KEYS: [&str; 4] = [
+    "smtp_url",
+    "secret_key",
+    "database_url",
+    "mailgun_signing_key",
+];
 
 /// What is wrong with the file, by line and key and never by value: toml's own text quotes
 /// the offending line (so an SMTP password or the secret key would reach the terminal and
@@ -428,6 +441,8 @@ pub const ENV_SETTINGS: &[(&str, &str)] = &[
     ("PAPERBOY_FETCH_ARXIV_SCHEDULE", "fetch.arxiv_schedule"),
     ("PAPERBOY_FETCH_ARXIV_API_URL", "fetch.arxiv_api_url"),
     ("PAPERBOY_TRUST_FORWARDED_FOR", "web.trust_forwarded_for"),
+    ("PAPERBOY_BOUNCE_DOMAIN", "bounce_domain"),
+    ("PAPERBOY_MAILGUN_SIGNING_KEY", "mailgun_signing_key"),
 ];
 
 /// Where a setting's effective value came from.
@@ -592,6 +607,12 @@ impl Settings {
         if let Some(v) = get("PAPERBOY_FROM") {
             self.from = v;
         }
+        if let Some(v) = get("PAPERBOY_BOUNCE_DOMAIN") {
+            self.bounce_domain = Some(v);
+        }
+        if let Some(v) = get("PAPERBOY_MAILGUN_SIGNING_KEY") {
+            self.mailgun_signing_key = Some(Secret::new(v));
+        }
         if let Some(v) = get("PAPERBOY_SECRET_KEY") {
             self.secret_key = Some(Secret::new(v));
         }
@@ -635,6 +656,19 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(domain) = &self.bounce_domain {
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            if domain.len() > 253 || !domain.split('.').all(label_ok) {
+                return Err(ConfigError::Invalid {
+                    key: "bounce_domain",
+                    message: format!("{domain:?} is not a domain name"),
+                });
+            }
+        }
         let db = self.database_url.expose();
         if !(db.starts_with("sqlite:")
             || db.starts_with("postgres://")

@@ -2,7 +2,8 @@
 //! ingested, feed errors and fetch times, digests, deliveries and SMTP reply classes, web
 //! connections the listener closed on a client), and
 //! gauges read from the database when scraped (readers by status, the queue's depth and
-//! the age of its oldest entry, how long ago each feed last succeeded).
+//! the age of its oldest entry, how long ago each feed last succeeded, bounces and
+//! complaints by kind).
 
 use std::sync::OnceLock;
 
@@ -126,7 +127,14 @@ pub async fn render(store: &Store) -> anyhow::Result<String> {
         "Age of the oldest delivery still queued or waiting to retry",
     )?;
     let papers = IntGauge::new("paperboy_papers", "Papers stored")?;
-    for m in [&subscribers, &deliveries, &feed_age] {
+    let bounces = GaugeVec::new(
+        Opts::new(
+            "paperboy_bounce_events",
+            "Bounces and complaints stored, by kind (hard, soft, complaint)",
+        ),
+        &["kind"],
+    )?;
+    for m in [&subscribers, &deliveries, &feed_age, &bounces] {
         gauges.register(Box::new(m.clone()))?;
     }
     gauges.register(Box::new(queue.clone()))?;
@@ -144,6 +152,15 @@ pub async fn render(store: &Store) -> anyhow::Result<String> {
         deliveries
             .with_label_values(&[status.as_str()])
             .set(*n as f64);
+    }
+    // Every kind is reported, zero included, so a rate over it starts from the first scrape.
+    for kind in ["hard", "soft", "complaint"] {
+        let n = db
+            .bounces
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(0, |(_, n)| *n);
+        bounces.with_label_values(&[kind]).set(n as f64);
     }
     queue.set(db.queue_depth);
     let now = Utc::now();

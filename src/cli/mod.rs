@@ -11,6 +11,7 @@ macro_rules! say {
     };
 }
 
+mod bounces;
 mod config;
 mod digest;
 mod feeds;
@@ -68,9 +69,13 @@ pub enum Command {
     Digest(digest::Command),
     /// Deliver an existing digest again: one reader's, or everyone's of a date.
     Resend(resend::Args),
-    /// Reader administration: list, show, add, remove, import, export, erase, rate, like.
+    /// Reader administration: list, show, add, remove, import, export, erase, rate, like,
+    /// unsuppress.
     #[command(subcommand)]
     Subscribers(subscribers::Command),
+    /// Bounces and complaints: list them, or import them from a mailbox.
+    #[command(subcommand)]
+    Bounces(bounces::Command),
     /// Papers, feed health, readers, digests and deliveries, counted.
     Stats(stats::Args),
     /// Send one test message through the configured mailer.
@@ -170,6 +175,7 @@ impl Cli {
             Command::Papers(cmd) => papers::run(settings, cmd).await,
             Command::Digest(cmd) => digest::run(settings, cmd).await,
             Command::Subscribers(cmd) => subscribers::run(settings, cmd).await,
+            Command::Bounces(cmd) => bounces::run(settings, cmd).await,
             Command::Stats(args) => stats::run(settings, args).await,
             Command::Resend(args) => resend::run(settings, args).await,
             Command::SendTestEmail(args) => send_test_email::run(settings, args).await,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lettre::address::{Address, Envelope};
 use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
     DkimSigningKey,
@@ -153,12 +154,14 @@ pub enum Mailer {
     Smtp {
         transport: Arc<Sender>,
         from: Mailbox,
+        bounce_domain: String,
         relay: String,
         dkim: Option<Arc<Dkim>>,
     },
     Outbox {
         dir: PathBuf,
         from: Mailbox,
+        bounce_domain: String,
         dkim: Option<Arc<Dkim>>,
     },
 }
@@ -247,10 +250,15 @@ impl Mailer {
                 ));
             }
         };
+        let bounce_domain = settings
+            .bounce_domain
+            .clone()
+            .unwrap_or_else(|| from.email.domain().to_string());
         let Some(url) = &settings.smtp_url else {
             return Ok(Mailer::Outbox {
                 dir: settings.outbox_dir.clone(),
                 from,
+                bounce_domain,
                 dkim,
             });
         };
@@ -259,6 +267,7 @@ impl Mailer {
         Ok(Mailer::Smtp {
             transport,
             from,
+            bounce_domain,
             relay,
             dkim,
         })
@@ -272,6 +281,15 @@ impl Mailer {
     fn dkim(&self) -> Option<&Dkim> {
         match self {
             Mailer::Smtp { dkim, .. } | Mailer::Outbox { dkim, .. } => dkim.as_deref(),
+        }
+    }
+
+    /// The domain of VERP return paths: `bounce_domain`, else the From address's.
+    pub fn bounce_domain(&self) -> &str {
+        match self {
+            Mailer::Smtp { bounce_domain, .. } | Mailer::Outbox { bounce_domain, .. } => {
+                bounce_domain
+            }
         }
     }
 
@@ -365,6 +383,16 @@ impl Mailer {
     /// The MIME message of `email` (signed when DKIM is configured), to hand to
     /// [`Mailer::send_message`] later.
     pub fn message(&self, email: &Email) -> Result<Message, MailError> {
+        self.message_returning_to(email, None)
+    }
+
+    /// As [`Mailer::message`], with `return_path` as the envelope sender (a delivery's VERP
+    /// address) instead of the From address; the From header stays as it is.
+    pub fn message_returning_to(
+        &self,
+        email: &Email,
+        return_path: Option<&str>,
+    ) -> Result<Message, MailError> {
         // The domain in A-labels, in `To` and so in `RCPT TO`: a relay needs SMTPUTF8
         // only for a local part that is not ASCII.
         let to: Mailbox = email
@@ -380,10 +408,18 @@ impl Mailer {
         };
         let mut builder = Message::builder()
             .from(self.from().clone())
-            .to(to)
+            .to(to.clone())
             .subject(email.subject.clone())
             .message_id(Some(format!("<{}>", email.message_id)))
             .date_now();
+        if let Some(path) = return_path {
+            let sender: Address = path
+                .parse()
+                .map_err(|e| MailError::build_because("return path", e))?;
+            let envelope = Envelope::new(Some(sender), vec![to.email.clone()])
+                .map_err(|e| MailError::build_because("envelope", e))?;
+            builder = builder.envelope(envelope);
+        }
         if let Some(list) = &email.list {
             for (name, value) in list_headers(list)? {
                 builder = builder.raw_header(HeaderValue::new(

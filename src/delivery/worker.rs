@@ -24,7 +24,7 @@ use lettre::Message;
 use super::mailer::{Mailer, SmtpClass};
 use crate::config::DeliverySettings;
 use crate::domain::token::Links;
-use crate::domain::{Subscriber, SubscriberStatus};
+use crate::domain::{Subscriber, SubscriberStatus, Verp};
 use crate::email::{self, Email};
 use crate::error::chain;
 use crate::store::{Claimed, DigestEntry, DigestRecord, Outcome, Store, StoredEntry, StoredPaper};
@@ -196,6 +196,7 @@ pub struct Worker {
     store: Store,
     mailer: Mailer,
     links: Links,
+    verp: Verp,
     settings: DeliverySettings,
     owner: String,
     sends: Arc<Semaphore>,
@@ -215,6 +216,7 @@ impl Worker {
             progress: None,
             sends: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             rate: Arc::new(RateLimiter::direct(Quota::per_second(per_second))),
+            verp: Verp::new(links.keys().clone(), mailer.bounce_domain()),
             store,
             mailer,
             links,
@@ -686,7 +688,10 @@ impl Worker {
             email::digest::view_of_record(&ready.digest, &ready.entries, subscriber, &self.links);
         let email = email::digest::email(&self.links, subscriber, &view, &c.message_id)
             .map_err(|e| self.retry_or_fail(c, chain(&e).to_string()))?;
-        match self.mailer.message(&email) {
+        // The VERP return path names this delivery, so a bounce that comes back later is
+        // matched to it without guessing.
+        let return_path = self.verp.address(c.id);
+        match self.mailer.message_returning_to(&email, Some(&return_path)) {
             Ok(message) => Ok((email, message)),
             Err(e) => {
                 tracing::warn!(delivery = c.id, error = %chain(&e), "this message cannot be sent");

@@ -3,6 +3,7 @@
 //! analysis both sides share), so a subscriber's queries are checked where they enter.
 
 pub mod analysis;
+mod bounce;
 mod email;
 mod explanation;
 mod feed;
@@ -11,7 +12,9 @@ pub mod query;
 mod seed;
 mod subscriber;
 pub mod token;
+mod verp;
 
+pub use bounce::{BounceKind, enhanced_status, is_enhanced_status};
 pub use email::EmailAddress;
 pub use explanation::{Explanation, MatchedQuery, TasteNote};
 pub use feed::{FeedKind, FeedName, FeedUrl};
@@ -21,6 +24,7 @@ pub use subscriber::{
     DigestLayout, Frequency, MaxPapers, Preferences, QueryList, Rating, RatingSource, SendHour,
     Subscriber, SubscriberStatus, TimeZone, parse_weekday, weekday_code, weekday_name, weekdays,
 };
+pub use verp::Verp;
 
 /// `value` quoted and escaped for a message, cut after 200 characters (with `…` after the
 /// closing quote): a refused value may be megabytes long, and a message is one line.

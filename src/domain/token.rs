@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Bytes of the HMAC a VERP tag keeps: 64 bits.
+const BOUNCE_TAG_BYTES: usize = 8;
+
 /// What a signed link opens; a link signed for one purpose opens nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -132,6 +135,36 @@ impl LinkKeys {
         ])
         .verify_slice(&tag)
         .is_ok()
+    }
+
+    /// The short tag of a VERP return path: the first 64 bits of the HMAC of delivery `id`,
+    /// in lower-case hex (16 characters), so it survives a relay that folds case.
+    pub fn bounce_tag(&self, id: i64) -> String {
+        let tag = self
+            .mac(&[b"bounce", id.to_string().as_bytes()])
+            .finalize()
+            .into_bytes();
+        tag[..BOUNCE_TAG_BYTES]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Whether `tag` is delivery `id`'s bounce tag, in either case, in constant time.
+    pub fn verify_bounce_tag(&self, id: i64, tag: &str) -> bool {
+        if tag.len() != BOUNCE_TAG_BYTES * 2 || !tag.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return false;
+        }
+        let bytes: Option<Vec<u8>> = (0..tag.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&tag[i..i + 2], 16).ok())
+            .collect();
+        let Some(bytes) = bytes else {
+            return false;
+        };
+        self.mac(&[b"bounce", id.to_string().as_bytes()])
+            .verify_truncated_left(&bytes)
+            .is_ok()
     }
 
     /// The CSRF form token that goes with a browser's CSRF cookie.

@@ -31,6 +31,8 @@ pub struct Snapshot {
     /// When each feed, by name, last fetched successfully (feeds that never did are left
     /// out).
     pub feeds_last_success: Vec<(String, DateTime<Utc>)>,
+    /// Bounce and complaint events by kind.
+    pub bounces: Vec<(String, i64)>,
 }
 
 /// The rows of a table counted by status, in status order.
@@ -79,6 +81,7 @@ impl Store {
             queue_depth,
             queue_oldest_at,
             feeds_last_success,
+            bounces: self.bounce_counts().await?,
         })
     }
 

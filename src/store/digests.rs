@@ -634,9 +634,24 @@ impl Store {
                     .push(" AND deliveries.status = 'sending' RETURNING deliveries.id");
                 held.extend(q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?);
             }
-            // A hard bounce marks the reader, if we still held the delivery.
+            // A hard bounce is recorded as an event and marks the reader, if we still
+            // held the delivery.
             for (id, outcome) in outcomes {
-                if held.contains(id) && matches!(outcome, Outcome::Bounced(_)) {
+                if let Outcome::Bounced(error) = outcome
+                    && held.contains(id)
+                {
+                    sqlx::query(
+                        "INSERT INTO bounce_events (at, delivery_id, subscriber_id, kind, \
+                         status, diagnostic, source, recorded_at) \
+                         SELECT $2, id, subscriber_id, 'hard', $3, $4, 'smtp', $2 \
+                         FROM deliveries WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .bind(crate::domain::enhanced_status(error))
+                    .bind(error.as_str())
+                    .execute(&mut *tx)
+                    .await?;
                     sqlx::query(
                         "UPDATE subscribers SET status = 'bounced', updated_at = $2 \
                          WHERE id = (SELECT subscriber_id FROM deliveries WHERE id = $1) \

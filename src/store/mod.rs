@@ -5,6 +5,7 @@
 //! It knows nothing of HTTP, feeds formats or email: it stores domain values.
 
 mod admin;
+mod bounces;
 mod counts;
 mod digests;
 mod feeds;
@@ -29,6 +30,9 @@ use crate::config::DatabaseUrl;
 use crate::domain::EmailAddress;
 
 pub use admin::NewSubscriber;
+pub use bounces::{
+    BounceEvent, NewBounce, Recorded, SOFT_LIMIT, SOFT_WINDOW_DAYS, SuppressionLift,
+};
 pub use counts::{Snapshot, Stats};
 pub use digests::{Claimed, DigestEntry, DigestRecord, NewDigest, Outcome, SentEntry, StoredEntry};
 pub use feeds::{FeedHealth, FeedRecord, FetchOutcome};

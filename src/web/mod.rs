@@ -16,6 +16,7 @@ mod recent;
 mod server;
 mod subscribe;
 mod unsubscribe;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -56,6 +57,8 @@ pub struct AppState {
     pub delivery_stopped: Arc<std::sync::Mutex<Option<String>>>,
     /// Where the papers a reader likes are fetched when paperboy lacks them.
     pub arxiv: ArxivLookup,
+    /// The key Mailgun signs its webhooks with; without it that webhook is not served.
+    pub mailgun_key: Option<crate::config::Secret>,
 }
 
 impl AppState {
@@ -88,6 +91,7 @@ impl AppState {
             daily_mailbox_limit: settings.web.mails_per_mailbox_per_day,
             delivery_stopped: Arc::default(),
             arxiv,
+            mailgun_key: settings.mailgun_signing_key.clone(),
         }
     }
 }
@@ -108,6 +112,7 @@ pub fn router(state: AppState, max_body_bytes: usize, with_metrics: bool) -> Rou
         .merge(preferences::router())
         .merge(ratings::router())
         .merge(unsubscribe::router())
+        .merge(webhooks::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(error_pages))

@@ -30,7 +30,7 @@ use paperboy::store::{Store, StoredPaper};
 use paperboy::{App, ServeOptions};
 use sqlx::Connection;
 
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 

@@ -1,4 +1,4 @@
-//! `paperboy subscribers list|show|add|remove|import|export|erase|rate|like`: subscriber
+//! `paperboy subscribers list|show|add|remove|import|export|erase|rate|like|unsuppress`: subscriber
 //! administration, one file per subcommand; what several of them share is here.
 
 mod add;
@@ -10,6 +10,7 @@ mod list;
 mod rate;
 mod remove;
 mod show;
+mod unsuppress;
 
 use crate::config::Settings;
 use crate::domain::Subscriber;
@@ -48,6 +49,8 @@ pub enum Command {
     /// Record the papers a reader likes (arXiv ids, links or DOIs, one per line, or a
     /// BibTeX export) as "more like this"; papers paperboy lacks are fetched from arXiv.
     Like(like::Args),
+    /// Lift a suppression (a bounce, a complaint or an erasure) and record who and why.
+    Unsuppress(unsuppress::Args),
 }
 
 pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
@@ -62,6 +65,7 @@ pub async fn run(settings: Settings, cmd: Command) -> Result<(), CliError> {
         Command::Erase(args) => erase::run(&store, args).await,
         Command::Rate(args) => rate::run(&store, args).await,
         Command::Like(args) => like::run(&settings, &store, args).await,
+        Command::Unsuppress(args) => unsuppress::run(&store, args).await,
     }
 }
 

@@ -1,5 +1,5 @@
 //! `paperboy subscribers show ADDR [--json]`: one subscriber's settings, status, how many
-//! papers they rated, and recent digests.
+//! papers they rated, bounces and complaints, lifted suppressions, and recent digests.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
@@ -25,11 +25,15 @@ pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
     let ratings = store.ratings_of(subscriber.id).await?;
     let more = ratings.iter().filter(|r| r.rating.is_more()).count();
     let less = ratings.len() - more;
+    let bounces = store.bounces_of(subscriber.id).await?;
+    let lifts = store.lifts_of(subscriber.id).await?;
     if args.json {
         return print_json(&json!({
             "subscriber": subscriber,
             "ratings": { "more": more, "less": less },
             "digests": digests,
+            "bounces": bounces,
+            "suppressions_lifted": lifts,
         }));
     }
     say!(
@@ -47,6 +51,18 @@ pub async fn run(store: &Store, args: Args) -> Result<(), CliError> {
         say!("  confirmed {}", when(t));
     }
     say!("  ratings: {more} more like this, {less} less like this");
+    for b in &bounces {
+        say!("  {}", super::super::bounces::describe(b));
+    }
+    for l in &lifts {
+        say!(
+            "  {} lifted {} by {}: {}",
+            when(l.at),
+            l.lifted,
+            l.lifted_by,
+            l.reason
+        );
+    }
     for d in digests.iter().take(10) {
         say!(
             "  digest {}: {} papers, {}, window to {}",
