@@ -1403,6 +1403,23 @@ fn serve_instance(dir: &Path, name: &str) -> (Child, PathBuf) {
     (child, log)
 }
 
+/// The `serve` instances of a drill, each with its log; on drop (the drill ended, or
+/// failed) those still running get SIGTERM and are reaped, so none outlives the drill.
+struct Instances(Vec<(Child, PathBuf)>);
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.0 {
+            if let Ok(None) = child.try_wait() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
 fn leads(log: &Path) -> bool {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -1449,12 +1466,14 @@ async fn the_schedulers_leader_killed_mid_tick_and_the_others_finish_the_day() {
         text(&dry)
     );
 
-    let mut instances: Vec<(Child, PathBuf)> = (0..3)
-        .map(|i| serve_instance(dir.path(), &format!("serve-{i}")))
-        .collect();
+    let mut instances = Instances(
+        (0..3)
+            .map(|i| serve_instance(dir.path(), &format!("serve-{i}")))
+            .collect(),
+    );
     let started = Instant::now();
     let leader = loop {
-        if let Some(i) = instances.iter().position(|(_, log)| leads(log)) {
+        if let Some(i) = instances.0.iter().position(|(_, log)| leads(log)) {
             break i;
         }
         assert!(
@@ -1471,13 +1490,13 @@ async fn the_schedulers_leader_killed_mid_tick_and_the_others_finish_the_day() {
                 digests < n,
                 "the whole tick was written before the kill could land: raise the readers"
             );
-            kill9(&mut instances[leader].0);
+            kill9(&mut instances.0[leader].0);
             break digests;
         }
         assert!(
             started.elapsed() < Duration::from_secs(90),
             "the leader never composed:\n{}",
-            std::fs::read_to_string(&instances[leader].1).unwrap_or_default()
+            std::fs::read_to_string(&instances.0[leader].1).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
@@ -1489,6 +1508,7 @@ async fn the_schedulers_leader_killed_mid_tick_and_the_others_finish_the_day() {
     // Another instance takes the schedule over.
     let successor = loop {
         if let Some(i) = instances
+            .0
             .iter()
             .enumerate()
             .position(|(i, (_, log))| i != leader && leads(log))
@@ -1504,7 +1524,7 @@ async fn the_schedulers_leader_killed_mid_tick_and_the_others_finish_the_day() {
     let takeover = killed.elapsed();
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     assert!(
-        others.iter().filter(|i| leads(&instances[**i].1)).count() == 1,
+        others.iter().filter(|i| leads(&instances.0[**i].1)).count() == 1,
         "two instances ran the schedule"
     );
 
@@ -1526,16 +1546,7 @@ async fn the_schedulers_leader_killed_mid_tick_and_the_others_finish_the_day() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let completed = killed.elapsed();
-    for (_, (child, _)) in instances
-        .iter_mut()
-        .enumerate()
-        .filter(|(i, _)| *i != leader)
-    {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
-    }
+    drop(instances);
     let entries = one_digest_each(&store, &emails).await;
     all_sent(&store, n).await;
     settle(&sink, n);
