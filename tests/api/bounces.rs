@@ -3,33 +3,15 @@
 //! soft, complaint) on SQLite and PostgreSQL; the operator's commands.
 
 use crate::helpers::{
-    SmtpSink, active_subscriber, arxiv_paper, databases, find_subscriber, free_port, header_value,
-    outbox_mailer, paperboy_on, run_due_digests, store_full_papers, test_links as links, tomorrow,
+    SmtpSink, active_subscriber, arxiv_paper, databases, fast_delivery, find_subscriber, free_port,
+    header_value, outbox_mailer, paperboy_on, run_due_digests, smtp_mailer, store_full_papers,
+    test_links as links, tomorrow,
 };
 use chrono::{Duration, Utc};
-use paperboy::config::{DeliverySettings, Secret, Settings};
-use paperboy::delivery::{Mailer, Worker};
+use paperboy::config::Secret;
+use paperboy::delivery::Worker;
 use paperboy::domain::{BounceKind, EmailAddress, SubscriberStatus, Verp};
 use paperboy::store::{NewBounce, Recorded, Store};
-
-fn smtp_mailer(port: u16, bounce_domain: Option<&str>) -> Mailer {
-    let settings = Settings {
-        smtp_url: Some(Secret::new(format!("smtp://127.0.0.1:{port}?tls=none"))),
-        from: "paperboy <digest@papers.example.org>".into(),
-        bounce_domain: bounce_domain.map(str::to_string),
-        ..Settings::default()
-    };
-    Mailer::from_settings(&settings).unwrap()
-}
-
-fn fast_delivery() -> DeliverySettings {
-    DeliverySettings {
-        retry_base_secs: 1,
-        retry_max_secs: 2,
-        messages_per_second: 1000,
-        ..DeliverySettings::default()
-    }
-}
 
 #[tokio::test]
 async fn each_delivery_returns_to_its_own_signed_verp_address_and_the_from_header_stays() {

@@ -8,9 +8,10 @@ use std::path::Path;
 use std::time::Duration as StdDuration;
 
 use crate::helpers::{
-    SmtpSink, active_subscriber, arxiv_paper, confirmed_subscribers, databases, find_subscriber,
-    free_port, links_labelled, outbox_mailer, pending_subscriber, run_due_digests, spawn_app,
-    store_full_papers, test_links as links, tomorrow, unsubscribe_in_one_click,
+    SmtpSink, active_subscriber, arxiv_paper, confirmed_subscribers, databases, fast_delivery,
+    find_subscriber, free_port, links_labelled, outbox_mailer, pending_subscriber, run_due_digests,
+    smtp_mailer, spawn_app, store_full_papers, test_links as links, tomorrow,
+    unsubscribe_in_one_click,
 };
 use chrono::{Duration, Utc};
 use paperboy::config::{DeliverySettings, Secret, Settings};
@@ -19,24 +20,6 @@ use paperboy::digest;
 use paperboy::domain::SubscriberStatus;
 use paperboy::store::Store;
 use serde_json::Value;
-
-fn smtp_mailer(port: u16) -> Mailer {
-    let settings = Settings {
-        smtp_url: Some(Secret::new(format!("smtp://127.0.0.1:{port}?tls=none"))),
-        from: "paperboy <digest@papers.example.org>".into(),
-        ..Settings::default()
-    };
-    Mailer::from_settings(&settings).unwrap()
-}
-
-fn fast_delivery() -> DeliverySettings {
-    DeliverySettings {
-        retry_base_secs: 1,
-        retry_max_secs: 2,
-        messages_per_second: 1000,
-        ..DeliverySettings::default()
-    }
-}
 
 async fn statuses(store: &Store) -> HashMap<String, i64> {
     store.delivery_counts().await.unwrap().into_iter().collect()
@@ -244,7 +227,7 @@ async fn a_digest_arrives_as_one_well_formed_message_whose_unsubscribe_link_work
         )
         .await
         .unwrap();
-        let mailer = smtp_mailer(sink.port);
+        let mailer = smtp_mailer(sink.port, None);
         run_due_digests(&store, &mailer, tomorrow()).await;
         let worker = Worker::new(store.clone(), mailer, links, fast_delivery());
         let report = worker.drain().await.unwrap();
@@ -370,7 +353,7 @@ async fn transient_failures_retry_a_550_bounces_and_nothing_is_lost_or_doubled()
             return;
         };
         let store = db.store().await;
-        let mailer = smtp_mailer(port);
+        let mailer = smtp_mailer(port, None);
         queue_digests(&store, &mailer, 12).await;
         let worker = Worker::new(store.clone(), mailer, links(), fast_delivery());
         deliver_until_settled(&worker, &store).await;
@@ -396,7 +379,7 @@ async fn a_relay_that_is_down_then_back_gets_everything_once() {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let store = db.store().await;
-        let mailer = smtp_mailer(port);
+        let mailer = smtp_mailer(port, None);
         queue_digests(&store, &mailer, 5).await;
         let worker = Worker::new(store.clone(), mailer, links(), fast_delivery());
         // Nothing listens: every attempt fails and is rescheduled, none is lost.
@@ -523,7 +506,7 @@ async fn a_delivery_failing_past_the_give_up_age_ends_failed() {
     for db in databases().await {
         let store = db.store().await;
         // Nothing listens on this port.
-        let mailer = smtp_mailer(free_port());
+        let mailer = smtp_mailer(free_port(), None);
         queue_digests(&store, &mailer, 2).await;
         let settings = DeliverySettings {
             give_up_after_hours: 0,

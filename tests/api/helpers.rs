@@ -1169,3 +1169,27 @@ pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
         }
     }
 }
+
+/// A mailer that relays to an SMTP server on 127.0.0.1:`port` without TLS, from
+/// papers.example.org, with bounces returning to `bounce_domain` (the From domain if none).
+pub fn smtp_mailer(port: u16, bounce_domain: Option<&str>) -> Mailer {
+    let settings = Settings {
+        smtp_url: Some(paperboy::config::Secret::new(format!(
+            "smtp://127.0.0.1:{port}?tls=none"
+        ))),
+        from: "paperboy <digest@papers.example.org>".into(),
+        bounce_domain: bounce_domain.map(str::to_string),
+        ..Settings::default()
+    };
+    Mailer::from_settings(&settings).expect("an SMTP mailer")
+}
+
+/// Delivery settings for tests: retries after a second or two, no rate cap to speak of.
+pub fn fast_delivery() -> paperboy::config::DeliverySettings {
+    paperboy::config::DeliverySettings {
+        retry_base_secs: 1,
+        retry_max_secs: 2,
+        messages_per_second: 1000,
+        ..Default::default()
+    }
+}

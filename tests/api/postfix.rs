@@ -11,10 +11,10 @@ use std::time::Duration as StdDuration;
 
 use crate::helpers::{
     SmtpSink, TestDb, active_subscriber, arxiv_paper, databases, find_subscriber, free_port, in_ci,
-    paperboy_on, run_due_digests, store_full_papers, test_links as links, tomorrow,
+    paperboy_on, run_due_digests, smtp_mailer, store_full_papers, test_links as links, tomorrow,
 };
-use paperboy::config::{DeliverySettings, Secret, Settings};
-use paperboy::delivery::{Mailer, Worker};
+use paperboy::config::DeliverySettings;
+use paperboy::delivery::Worker;
 use paperboy::domain::SubscriberStatus;
 
 /// The bounce domain Postfix delivers locally, into the Maildir.
@@ -216,16 +216,7 @@ async fn run_through_postfix(db: &TestDb, dir: &Path) {
         vec![arxiv_paper("2403.00001", "Diffusion models", "x", None)],
     )
     .await;
-    let mailer = Mailer::from_settings(&Settings {
-        smtp_url: Some(Secret::new(format!(
-            "smtp://127.0.0.1:{}?tls=none",
-            postfix.port
-        ))),
-        from: "paperboy <digest@papers.example.org>".into(),
-        bounce_domain: Some(BOUNCE_DOMAIN.into()),
-        ..Settings::default()
-    })
-    .unwrap();
+    let mailer = smtp_mailer(postfix.port, Some(BOUNCE_DOMAIN));
     run_due_digests(&store, &mailer, tomorrow()).await;
     let settings = DeliverySettings {
         messages_per_second: 1000,

@@ -17,6 +17,23 @@ async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.addr).await.expect("connect")
 }
 
+/// A connection that has sent the head of a form post announcing `length` bytes, and only
+/// `email=` of them: a request in progress whose body has not all arrived.
+async fn unfinished_post(app: &TestApp, length: usize) -> TcpStream {
+    let mut stream = connect(app).await;
+    stream
+        .write_all(
+            format!(
+                "POST /subscribe HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {length}\r\n\r\nemail=",
+                app.addr
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream
+}
+
 fn healthz(app: &TestApp) -> String {
     format!(
         "GET /healthz HTTP/1.1\r\nhost: {}\r\nconnection: keep-alive\r\n\r\n",
@@ -120,16 +137,7 @@ async fn a_client_that_trickles_a_request_body_is_disconnected_at_the_body_deadl
         s.web.body_read_timeout_secs = 1;
     })
     .await;
-    let mut slow = connect(&app).await;
-    slow.write_all(
-        format!(
-            "POST /subscribe HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\nemail=",
-            app.addr
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut slow = unfinished_post(&app, 1000).await;
     let started = Instant::now();
     let trickle = async {
         for _ in 0..40 {
@@ -209,17 +217,7 @@ async fn at_the_cap_with_every_connection_busy_a_newcomer_gets_503_at_once() {
     .await;
     let mut busy = Vec::new();
     for _ in 0..2 {
-        let mut s = connect(&app).await;
-        s.write_all(
-            format!(
-                "POST /subscribe HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\nemail=",
-                app.addr
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        busy.push(s);
+        busy.push(unfinished_post(&app, 100).await);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut late = connect(&app).await;
@@ -301,16 +299,7 @@ async fn shutdown_gives_a_request_that_never_ends_the_grace_and_no_more() {
         s.web.shutdown_grace_secs = 2;
     })
     .await;
-    let mut busy = connect(&app).await;
-    busy.write_all(
-        format!(
-            "POST /subscribe HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\nemail=",
-            app.addr
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut busy = unfinished_post(&app, 1000).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let addr = app.addr;
